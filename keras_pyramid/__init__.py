@@ -1,0 +1,32 @@
+"""keras-pyramid: PyramidNet and its stochastic-depth variants for Keras 3.
+
+Importing the package registers its layers with Keras, so a saved `.keras`
+file loads after `import keras_pyramid` alone.
+"""
+
+from keras_pyramid import applications, layers
+from keras_pyramid.applications import build, list_models
+from keras_pyramid.layers import (
+    PyramidSepDrop,
+    PyramidShortcut,
+    ShakeDrop,
+    StochasticDepth,
+    linear_drop_rates,
+)
+from keras_pyramid.models import PyramidNet, unit_widths
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PyramidNet",
+    "PyramidSepDrop",
+    "PyramidShortcut",
+    "ShakeDrop",
+    "StochasticDepth",
+    "applications",
+    "build",
+    "layers",
+    "linear_drop_rates",
+    "list_models",
+    "unit_widths",
+]

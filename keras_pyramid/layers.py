@@ -1,0 +1,435 @@
+"""The pyramidal shortcut and the three branch regularizers, as Keras 3 layers.
+
+Every layer here is written with `keras.ops` and `keras.random` only, so it runs
+unchanged on TensorFlow, JAX and PyTorch. The regularizers draw random numbers
+only when `training=True`; at inference they apply their deterministic rule
+`(1 - drop_rate) * F`, so a served model has no random op in its graph.
+
+Notation (SPEC section 2): a residual unit computes `y = S(x) + F(x)` where
+`S(x)` is the shortcut (pooled and zero-padded on the channel axis) and `F(x)`
+the residual branch with `C` channels, of which the first `D_in` are aligned
+with the real channels of `S(x)` and the last `a = C - D_in` with its zeros.
+"""
+
+import random
+
+import keras
+from keras import ops
+
+GRANULARITIES = ("batch", "sample")
+REGULARIZATIONS = (None, "drop", "sepdrop", "shakedrop")
+
+
+def linear_drop_rates(num_units, last_drop_rate):
+    """Drop probability of every residual unit, first to last.
+
+    Stochastic depth linear decay rule (Huang et al. 2016; SPEC section 2):
+    `d_l = (l / L) * d_L` for unit `l = 1 .. L`, counted over the whole
+    network, so the first unit is almost never dropped and the last one is
+    dropped with probability `d_L`.
+    """
+    _check_drop_rate(last_drop_rate, "last_drop_rate")
+    if not isinstance(num_units, int) or num_units < 1:
+        raise ValueError(
+            f"`num_units` must be a positive int. Received: num_units={num_units!r}"
+        )
+    return [last_drop_rate * unit / num_units for unit in range(1, num_units + 1)]
+
+
+def _check_drop_rate(drop_rate, argument="drop_rate"):
+    if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)):
+        raise ValueError(
+            f"`{argument}` must be a float in [0, 1). Received: {argument}={drop_rate!r}"
+        )
+    if not 0.0 <= drop_rate < 1.0:
+        raise ValueError(
+            f"`{argument}` must be in [0, 1). Received: {argument}={drop_rate!r}"
+        )
+
+
+def _check_granularity(granularity, allowed=GRANULARITIES, argument="granularity"):
+    if granularity not in allowed:
+        raise ValueError(
+            f"`{argument}` must be one of {allowed}. Received: {argument}={granularity!r}"
+        )
+
+
+def _resolve_seed(seed):
+    # `get_config` must carry an int seed so that a reloaded layer has a
+    # definite random stream; draw one when the user gave none.
+    if seed is None:
+        return random.randint(1, 2**31 - 1)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
+    return seed
+
+
+def _standardize_data_format(data_format):
+    data_format = data_format or keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(
+            "`data_format` must be 'channels_last' or 'channels_first'. "
+            f"Received: data_format={data_format!r}"
+        )
+    return data_format
+
+
+def _channel_axis(data_format):
+    return -1 if data_format == "channels_last" else 1
+
+
+def _gate_shape(inputs, granularity):
+    """Shape of one gate draw: a scalar per mini-batch or one per example."""
+    if granularity == "batch":
+        return (1,) * len(inputs.shape)
+    return (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+
+
+def bernoulli_gate(shape, keep_probability, seed, dtype):
+    """A {0, 1} tensor of `shape` whose entries are 1 with `keep_probability`."""
+    uniform = keras.random.uniform(shape, dtype=dtype, seed=seed)
+    return ops.cast(ops.less(uniform, keep_probability), dtype)
+
+
+class _BranchRegularizer(keras.layers.Layer):
+    """Shared arguments, checks and config of the three branch regularizers."""
+
+    def __init__(self, drop_rate, granularity="batch", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        _check_drop_rate(drop_rate)
+        _check_granularity(granularity)
+        self.drop_rate = float(drop_rate)
+        self.granularity = granularity
+        self.seed = _resolve_seed(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.supports_masking = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def _inference(self, inputs):
+        return inputs * ops.cast(1.0 - self.drop_rate, inputs.dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "drop_rate": self.drop_rate,
+            "granularity": self.granularity,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_pyramid")
+class StochasticDepth(_BranchRegularizer):
+    """PyramidDrop: one Bernoulli gate on the whole residual branch.
+
+    Applied to the branch output `F`, with keep probability `p = 1 - drop_rate`:
+
+    - training: `b * F`, `b ~ Bernoulli(p)`; one `b` per mini-batch
+      (`granularity="batch"`, the papers) or one per example (`"sample"`,
+      like timm's DropPath). No rescaling during training.
+    - inference: `p * F` (the expectation of the training output).
+
+    Inside a pyramidal unit, `y = S(x) + b * F(x)`: when `b = 0` the channels
+    that the shortcut pads with zeros stay zero, which is the flaw
+    `PyramidSepDrop` fixes.
+
+    Args:
+        drop_rate: float in [0, 1), the probability that the branch is dropped.
+        granularity: `"batch"` or `"sample"`, how many gates are drawn.
+        seed: int or None, the seed of the layer's random stream.
+
+    Call arguments:
+        inputs: the residual branch output `F`.
+        training: bool, whether to draw gates (True) or scale (False).
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.drop_rate == 0.0:
+            return self._inference(inputs)
+        gate = bernoulli_gate(
+            _gate_shape(inputs, self.granularity),
+            1.0 - self.drop_rate,
+            self.seed_generator,
+            inputs.dtype,
+        )
+        return inputs * gate
+
+
+@keras.saving.register_keras_serializable(package="keras_pyramid")
+class PyramidSepDrop(_BranchRegularizer):
+    """PyramidSepDrop: separate gates for the input-aligned and the new channels.
+
+    The branch output `F` has `C` channels. Its first `identity_channels`
+    (`D_in`) channels are aligned with the real channels of the shortcut; its
+    last `C - D_in` channels are aligned with the shortcut's zero padding.
+    With keep probability `p = 1 - drop_rate`:
+
+    - training: `F * m`, where the channel mask is
+      `m = [b1 repeated D_in times, b2 repeated C - D_in times]` and
+      `b1, b2 ~ Bernoulli(p)` are independent; one pair per mini-batch
+      (`granularity="batch"`, the paper) or one pair per example (`"sample"`).
+      So `y = [S(x)[:D_in] + b1 * F1, b2 * F2]` (Yamada et al. 2016).
+    - inference: `p * F`, identical to PyramidDrop.
+
+    When `identity_channels == C` only `b1` is used and the layer is
+    `StochasticDepth`. Masking the output of the unit's single last conv + BN
+    equals splitting that conv in two, so the layer adds no parameters.
+
+    Args:
+        drop_rate: float in [0, 1), the probability that each gate is closed.
+        identity_channels: int, `D_in`, the number of leading channels gated by `b1`.
+        granularity: `"batch"` or `"sample"`.
+        data_format: `"channels_last"` or `"channels_first"`; where the channel
+            axis is. Defaults to `keras.config.image_data_format()`.
+        seed: int or None, the seed of the layer's random stream.
+
+    Call arguments:
+        inputs: the residual branch output `F`.
+        training: bool, whether to draw gates (True) or scale (False).
+    """
+
+    def __init__(
+        self,
+        drop_rate,
+        identity_channels,
+        granularity="batch",
+        seed=None,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(drop_rate, granularity=granularity, seed=seed, **kwargs)
+        if (
+            isinstance(identity_channels, bool)
+            or not isinstance(identity_channels, int)
+            or identity_channels < 1
+        ):
+            raise ValueError(
+                "`identity_channels` must be a positive int. "
+                f"Received: identity_channels={identity_channels!r}"
+            )
+        self.identity_channels = identity_channels
+        self.data_format = _standardize_data_format(data_format)
+
+    def build(self, input_shape):
+        channels = input_shape[_channel_axis(self.data_format)]
+        if channels is not None and channels < self.identity_channels:
+            raise ValueError(
+                f"`identity_channels` ({self.identity_channels}) exceeds the "
+                f"channels of the input. Received: input_shape={input_shape}"
+            )
+
+    def call(self, inputs, training=False):
+        if not training or self.drop_rate == 0.0:
+            return self._inference(inputs)
+        keep = 1.0 - self.drop_rate
+        shape = _gate_shape(inputs, self.granularity)
+        identity_gate = bernoulli_gate(shape, keep, self.seed_generator, inputs.dtype)
+        new_gate = bernoulli_gate(shape, keep, self.seed_generator, inputs.dtype)
+        channel_axis = _channel_axis(self.data_format)
+        channels = inputs.shape[channel_axis]
+        is_identity = ops.arange(channels) < self.identity_channels
+        mask_shape = [1] * len(inputs.shape)
+        mask_shape[channel_axis] = channels
+        is_identity = ops.reshape(is_identity, mask_shape)
+        return inputs * ops.where(is_identity, identity_gate, new_gate)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "identity_channels": self.identity_channels,
+            "data_format": self.data_format,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_pyramid")
+class ShakeDrop(_BranchRegularizer):
+    """ShakeDrop: a gate that, when closed, shakes the branch instead of zeroing it.
+
+    With keep probability `p = 1 - drop_rate`, `b ~ Bernoulli(p)`,
+    `alpha ~ U[alpha_range]` and `beta ~ U[beta_range]` (Yamada et al. 2019):
+
+    - training forward: `(b + alpha - b * alpha) * F`;
+    - training backward: `dL/dF = (b + beta - b * beta) * dL/dy`;
+    - inference: `p * F`.
+
+    The two coefficients are applied without a custom gradient:
+    `F * g_bwd + stop_gradient(F * g_fwd - F * g_bwd)` has value `F * g_fwd`
+    and gradient `g_bwd`. `b` is drawn per mini-batch (`granularity="batch"`)
+    or per example (`"sample"`); `alpha` and `beta` per batch, example or
+    element (`coefficient_granularity`, default: the same as `granularity`),
+    because the released ShakeDrop codes differ here.
+
+    Args:
+        drop_rate: float in [0, 1), the probability that `b = 0`.
+        alpha_range: (low, high) of the forward coefficient.
+        beta_range: (low, high) of the backward coefficient.
+        granularity: `"batch"` or `"sample"`, how many `b` are drawn.
+        coefficient_granularity: `"batch"`, `"sample"` or `"element"`, or None
+            for `granularity`.
+        seed: int or None, the seed of the layer's random stream.
+
+    Call arguments:
+        inputs: the residual branch output `F` (it should end with BatchNorm).
+        training: bool, whether to shake (True) or scale (False).
+    """
+
+    def __init__(
+        self,
+        drop_rate,
+        alpha_range=(-1.0, 1.0),
+        beta_range=(0.0, 1.0),
+        granularity="batch",
+        seed=None,
+        coefficient_granularity=None,
+        **kwargs,
+    ):
+        super().__init__(drop_rate, granularity=granularity, seed=seed, **kwargs)
+        self.alpha_range = _check_range(alpha_range, "alpha_range")
+        self.beta_range = _check_range(beta_range, "beta_range")
+        coefficient_granularity = coefficient_granularity or granularity
+        _check_granularity(
+            coefficient_granularity,
+            GRANULARITIES + ("element",),
+            "coefficient_granularity",
+        )
+        self.coefficient_granularity = coefficient_granularity
+
+    def call(self, inputs, training=False):
+        if not training:
+            return self._inference(inputs)
+        dtype = inputs.dtype
+        gate = bernoulli_gate(
+            _gate_shape(inputs, self.granularity),
+            1.0 - self.drop_rate,
+            self.seed_generator,
+            dtype,
+        )
+        if self.coefficient_granularity == "element":
+            coefficient_shape = ops.shape(inputs)
+        else:
+            coefficient_shape = _gate_shape(inputs, self.coefficient_granularity)
+        alpha = keras.random.uniform(
+            coefficient_shape, *self.alpha_range, dtype=dtype, seed=self.seed_generator
+        )
+        beta = keras.random.uniform(
+            coefficient_shape, *self.beta_range, dtype=dtype, seed=self.seed_generator
+        )
+        # b + alpha - b * alpha, written so that b = 1 gives exactly 1.
+        forward = gate + (1.0 - gate) * alpha
+        backward = gate + (1.0 - gate) * beta
+        return inputs * backward + ops.stop_gradient(
+            inputs * forward - inputs * backward
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "alpha_range": list(self.alpha_range),
+            "beta_range": list(self.beta_range),
+            "coefficient_granularity": self.coefficient_granularity,
+        }
+
+
+def _check_range(value, argument):
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{argument}` must be a pair (low, high). Received: {argument}={value!r}"
+        ) from None
+    if not low <= high:
+        raise ValueError(
+            f"`{argument}` must have low <= high. Received: {argument}={value!r}"
+        )
+    return (low, high)
+
+
+@keras.saving.register_keras_serializable(package="keras_pyramid")
+class PyramidShortcut(keras.layers.Layer):
+    """The parameter-free shortcut of a pyramidal unit.
+
+    `S(x) = pad_C(pool(x))`: a 2x2 average pool with stride 2 when the unit
+    downsamples (`strides=2`), then `out_channels - C_in` zero channels
+    appended at the END of the channel axis (Han et al. 2017), so that the
+    shortcut can be added to a branch that is wider than its input. Never a
+    projection.
+
+    Args:
+        out_channels: int, the channels of the unit's output.
+        strides: 1 or 2.
+        data_format: `"channels_last"` or `"channels_first"`; defaults to
+            `keras.config.image_data_format()`.
+
+    Call arguments:
+        inputs: the unit's input `x`.
+    """
+
+    def __init__(self, out_channels, strides=1, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if strides not in (1, 2):
+            raise ValueError(f"`strides` must be 1 or 2. Received: strides={strides!r}")
+        self.out_channels = int(out_channels)
+        self.strides = strides
+        self.data_format = _standardize_data_format(data_format)
+
+    def build(self, input_shape):
+        in_channels = input_shape[_channel_axis(self.data_format)]
+        if in_channels > self.out_channels:
+            raise ValueError(
+                f"The shortcut cannot narrow {in_channels} channels to "
+                f"`out_channels`={self.out_channels}. Received: input_shape={input_shape}"
+            )
+        self.new_channels = self.out_channels - in_channels
+
+    def call(self, inputs):
+        x = inputs
+        if self.strides == 2:
+            x = ops.average_pool(
+                x, pool_size=2, strides=2, padding="valid", data_format=self.data_format
+            )
+        if self.new_channels:
+            padding = [[0, 0]] * len(x.shape)
+            padding[_channel_axis(self.data_format)] = [0, self.new_channels]
+            x = ops.pad(x, padding)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        spatial = range(1, 3) if self.data_format == "channels_last" else range(2, 4)
+        if self.strides == 2:
+            for axis in spatial:
+                shape[axis] = None if shape[axis] is None else shape[axis] // 2
+        shape[_channel_axis(self.data_format)] = self.out_channels
+        return tuple(shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "out_channels": self.out_channels,
+            "strides": self.strides,
+            "data_format": self.data_format,
+        }
+
+
+def check_regularization(regularization):
+    if regularization not in REGULARIZATIONS:
+        raise ValueError(
+            f"`regularization` must be one of {REGULARIZATIONS}. "
+            f"Received: regularization={regularization!r}"
+        )
+
+
+def make_regularizer(
+    regularization, drop_rate, identity_channels, granularity, seed, name
+):
+    """The branch regularizer layer of one unit, or None when there is none."""
+    check_regularization(regularization)
+    common = dict(granularity=granularity, seed=seed, name=name)
+    if regularization == "drop":
+        return StochasticDepth(drop_rate, **common)
+    if regularization == "sepdrop":
+        return PyramidSepDrop(drop_rate, identity_channels, **common)
+    if regularization == "shakedrop":
+        return ShakeDrop(drop_rate, **common)
+    return None

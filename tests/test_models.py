@@ -1,0 +1,253 @@
+"""The PyramidNet builder, the named builders and the registry."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_pyramid
+from conftest import random_images, tiny_model, trainable_parameter_count
+from keras_pyramid import applications
+from keras_pyramid.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+from keras_pyramid.models import unit_widths
+
+# SPEC section 1, copied here on purpose: the presets table is the code's
+# source of truth, so the test must not read its expectations from it.
+SPEC_PARAMETER_COUNTS = [
+    (110, 48, False, 1_772_706, 1_778_556),
+    (110, 84, False, 3_904_446, 3_913_536),
+    (110, 270, False, 28_485_477, 28_511_307),
+    (164, 48, True, 1_715_442, 1_738_572),
+    (164, 84, True, 3_757_494, 3_793_584),
+    (164, 270, True, 27_216_021, 27_319_071),
+    (200, 240, True, 26_752_702, 26_844_952),
+    (236, 220, True, 26_969_046, 27_054_096),
+    (272, 200, True, 26_210_842, 26_288_692),
+]
+
+
+def count_without_initializing(**arguments):
+    """Trainable parameters of a model built without running any initializer.
+
+    Initializing a 26M-parameter model costs minutes under JAX (one XLA
+    compile per weight shape); shapes are all a count needs.
+    """
+    with keras.StatelessScope(initialize_variables=False):
+        model = keras_pyramid.PyramidNet(**arguments)
+        count = trainable_parameter_count(model)
+    # Drop the never-initialized variables from Keras' global list.
+    keras.backend.clear_session(free_memory=False)
+    return count
+
+
+@pytest.mark.parametrize(
+    "depth, alpha, bottleneck, c10, c100",
+    SPEC_PARAMETER_COUNTS,
+    ids=[f"{d}_a{a}" for d, a, *_ in SPEC_PARAMETER_COUNTS],
+)
+def test_trainable_parameter_counts_equal_spec(depth, alpha, bottleneck, c10, c100):
+    for classes, expected in ((10, c10), (100, c100)):
+        for regularization in (None, "sepdrop"):  # regularizers add nothing
+            count = count_without_initializing(
+                depth=depth,
+                alpha=alpha,
+                bottleneck=bottleneck,
+                classes=classes,
+                regularization=regularization,
+            )
+            assert count == expected, (depth, alpha, classes, regularization)
+
+
+def test_presets_table_matches_spec():
+    for depth, alpha, bottleneck, c10, c100 in SPEC_PARAMETER_COUNTS:
+        preset = applications.PRESETS[f"pyramidnet{depth}_a{alpha}_sepdrop"]
+        assert preset["params"] == (c10, c100)
+        assert preset["bottleneck"] is bottleneck
+
+
+def test_unit_widths_round_half_up_as_spec():
+    widths = unit_widths(110, 48)
+    stage1 = [17, 18, 19, 20, 20, 21, 22, 23, 24, 25, 26, 27, 28, 28, 29, 30, 31, 32]
+    assert widths[:18] == stage1
+    assert widths[18:36] == [w + 16 for w in stage1]
+    assert widths[36:] == [w + 32 for w in stage1]
+    assert unit_widths(272, 200, bottleneck=True)[-1] == 216
+
+
+def test_bottleneck_output_is_four_times_the_width():
+    model = tiny_model(depth=11, alpha=6, bottleneck=True, include_top=False)
+    assert model.output.shape[-1] == 4 * (16 + 6)
+    assert model.get_layer("stage3_unit1_conv2").strides == (2, 2)
+
+
+def test_layer_names_are_hierarchical_and_deterministic():
+    first, second = tiny_model("sepdrop"), tiny_model("sepdrop")
+    names = [layer.name for layer in first.layers]
+    assert names == [layer.name for layer in second.layers]
+    for name in (
+        "normalization",
+        "stem_conv",
+        "stage1_unit1_bn1",
+        "stage2_unit1_conv1_pad",
+        "stage2_unit1_sepdrop",
+        "stage3_unit1_shortcut",
+        "head_bn",
+        "predictions",
+    ):
+        assert name in names, name
+
+
+def test_strided_convs_pad_like_pytorch():
+    model = tiny_model(include_preprocessing=False)
+    pad = model.get_layer("stage2_unit1_conv1_pad")
+    assert pad.padding == ((1, 1), (1, 1))
+    assert model.get_layer("stage2_unit1_conv1").padding == "valid"
+
+
+def test_batchnorm_and_initializers_follow_torch():
+    model = tiny_model()
+    bn = model.get_layer("stage1_unit1_bn2")
+    assert bn.momentum == 0.9 and bn.epsilon == 1e-5
+    kernel = model.get_layer("stem_conv").kernel
+    init = model.get_layer("stem_conv").kernel_initializer.get_config()
+    assert init["mode"] == "fan_out" and init["distribution"] == "untruncated_normal"
+    assert init["scale"] == 2.0 and kernel.shape == (3, 3, 3, 16)
+
+
+def test_regularizer_drop_rates_follow_the_linear_rule():
+    model = tiny_model("sepdrop", depth=14, drop_rate=0.6)  # 6 units
+    layers = [layer for layer in model.layers if isinstance(layer, PyramidSepDrop)]
+    rates = [layer.drop_rate for layer in layers]
+    np.testing.assert_allclose(rates, [0.6 * l / 6 for l in range(1, 7)])
+    # Identity channels are the unit's input channels: 16 for the first unit.
+    assert layers[0].identity_channels == 16
+
+
+@pytest.mark.parametrize(
+    "regularization, layer_type",
+    [("drop", StochasticDepth), ("sepdrop", PyramidSepDrop), ("shakedrop", ShakeDrop)],
+)
+def test_regularization_kinds(regularization, layer_type):
+    model = tiny_model(regularization)
+    found = [layer for layer in model.layers if isinstance(layer, layer_type)]
+    assert len(found) == 3
+
+
+def test_include_top_false_and_pooling():
+    features = tiny_model(include_top=False)
+    assert features.output.shape == (None, 4, 4, 22)
+    pooled = tiny_model(include_top=False, pooling="avg")
+    assert pooled.output.shape == (None, 22)
+
+
+def test_predict_never_drops_and_is_deterministic():
+    model = tiny_model("sepdrop", drop_rate=0.9)
+    x = random_images(8)
+    first = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(first, model.predict(x, verbose=0))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model(x, training=False)),
+        keras.ops.convert_to_numpy(model(x, training=False)),
+    )
+    np.testing.assert_allclose(first.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_channels_first_computes_the_same_function():
+    last = tiny_model("sepdrop", classifier_activation=None)
+    keras.config.set_image_data_format("channels_first")
+    first = tiny_model("sepdrop", classifier_activation=None, input_shape=(3, 16, 16))
+    assert first.output.shape == (None, 10)
+    first.set_weights(last.get_weights())
+    x = random_images(4)
+    expected = last.predict(x, verbose=0)
+    actual = first.predict(x.transpose(0, 3, 1, 2), verbose=0)
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_weights_argument_loads_a_weights_file(tmp_path):
+    source = tiny_model(classifier_activation=None)
+    path = str(tmp_path / "tiny.weights.h5")
+    source.save_weights(path)
+    loaded = tiny_model(classifier_activation=None, weights=path)
+    x = random_images(2)
+    np.testing.assert_array_equal(
+        source.predict(x, verbose=0), loaded.predict(x, verbose=0)
+    )
+
+
+def test_registry_lists_names_and_builds_with_overrides():
+    names = keras_pyramid.list_models()
+    for name in (
+        "pyramidnet110_a48",
+        "pyramidnet272_a200_sepdrop",
+        "pyramidnet110_a270_shakedrop",
+        "pyramidnet164_a270_drop",
+    ):
+        assert name in names
+    model = keras_pyramid.build(
+        "pyramidnet20_a48_sepdrop", input_shape=(16, 16, 3), classes=5, drop_rate=None
+    )
+    assert model.name == "pyramidnet20_a48_sepdrop"
+    assert model.output.shape == (None, 5)
+    last = [layer for layer in model.layers if isinstance(layer, PyramidSepDrop)][-1]
+    assert last.drop_rate == 0.5  # None fell through to the default
+
+
+def test_unknown_model_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="pyramidnet110_a48.*pyramidnet272_a200_sepdrop"):
+        keras_pyramid.build("pyramidnet999")
+
+
+def test_named_builders_carry_the_paper_defaults():
+    assert applications.PyramidNet272SepDrop.__name__ == "PyramidNet272SepDrop"
+    assert "alpha 200" in applications.PyramidNet272SepDrop.__doc__
+    with keras.StatelessScope(initialize_variables=False):
+        model = applications.PyramidNet110(classes=100)
+        assert model.name == "pyramidnet110_a48"
+        assert trainable_parameter_count(model) == 1_778_556
+        sepdrop = applications.PyramidNet272SepDrop(classes=100)
+        assert sepdrop.name == "pyramidnet272_a200_sepdrop"
+        assert any(isinstance(layer, PyramidSepDrop) for layer in sepdrop.layers)
+    keras.backend.clear_session(free_memory=False)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(depth=100), r"depth=100"),
+        (dict(depth=29, bottleneck=False), r"depth=29"),
+        (dict(depth=26, bottleneck=True), r"depth=26"),
+        (dict(depth="110"), r"depth='110'"),
+        (dict(alpha=0), r"alpha=0"),
+        (dict(alpha=-4.5), r"alpha=-4.5"),
+        (dict(drop_rate=1.0), r"drop_rate=1.0"),
+        (dict(drop_rate=-0.2), r"drop_rate=-0.2"),
+        (dict(regularization="dropout"), r"regularization='dropout'"),
+        (dict(classes=0), r"classes=0"),
+        (dict(input_shape=(16, 16, 1)), r"input_shape=\(16, 16, 1\)"),
+        (dict(input_shape=(16, 16)), r"input_shape=\(16, 16\)"),
+        (dict(input_shape=(2, 2, 3)), r"input_shape=\(2, 2, 3\)"),
+        (dict(input_shape=(18, 18, 3)), r"input_shape=\(18, 18, 3\)"),
+        (dict(pooling="sum"), r"pooling='sum'"),
+        (dict(weights="imagenet"), r"weights='imagenet'"),
+        (dict(weights="missing.weights.h5"), r"weights='missing.weights.h5'"),
+        (dict(granularity="pixel"), r"granularity='pixel'"),
+        (dict(weight_decay=-1e-4), r"weight_decay=-0.0001"),
+    ],
+)
+def test_bad_arguments_raise_value_errors_naming_them(arguments, message):
+    full = dict(depth=8, alpha=6, input_shape=(16, 16, 3))
+    full.update(arguments)
+    with pytest.raises(ValueError, match=message):
+        keras_pyramid.PyramidNet(**full)
+
+
+def test_weight_decay_penalizes_every_parameter():
+    model = tiny_model(weight_decay=1e-4)
+    assert len(model.losses) == len(model.trainable_weights)
+    expected = sum(
+        0.5 * 1e-4 * float(np.sum(keras.ops.convert_to_numpy(w) ** 2))
+        for w in model.trainable_weights
+    )
+    total = float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses))
+    np.testing.assert_allclose(total, expected, rtol=1e-4)
+    assert tiny_model().losses == []

@@ -1,0 +1,111 @@
+"""Serialization across processes and backends, mixed precision, learning."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import BACKENDS, random_images, run_python, tiny_model
+from keras_pyramid.layers import PyramidSepDrop
+
+LOAD_AND_PREDICT = """
+import json, sys
+import numpy as np
+import keras_pyramid  # registers the layers: the only import a user needs
+import keras
+model = keras.saving.load_model({path!r}, compile=False)
+x = np.load({inputs!r})
+np.save({outputs!r}, keras.ops.convert_to_numpy(model(x, training=False)))
+print(json.dumps({{"backend": keras.backend.backend(), "name": model.name}}))
+"""
+
+
+def save_tiny_sepdrop(tmp_path):
+    model = tiny_model("sepdrop", classifier_activation=None)
+    x = random_images(3)
+    # One training step so BN statistics and weights are not the init values.
+    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(True))
+    model.train_on_batch(x, np.array([0, 1, 2]))
+    path = str(tmp_path / "tiny.keras")
+    model.save(path)
+    inputs = str(tmp_path / "x.npy")
+    np.save(inputs, x)
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    return path, inputs, expected
+
+
+def test_config_round_trip_of_a_whole_model():
+    model = tiny_model("shakedrop")
+    clone = keras.Model.from_config(model.get_config())
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
+    assert clone.get_layer("stage3_unit1_shakedrop").get_config() == (
+        model.get_layer("stage3_unit1_shakedrop").get_config()
+    )
+
+
+def test_keras_file_loads_in_a_fresh_process(tmp_path):
+    path, inputs, expected = save_tiny_sepdrop(tmp_path)
+    outputs = str(tmp_path / "y.npy")
+    code = LOAD_AND_PREDICT.format(path=path, inputs=inputs, outputs=outputs)
+    report = json.loads(run_python(code).strip().splitlines()[-1])
+    assert report["backend"] == keras.backend.backend()
+    np.testing.assert_allclose(np.load(outputs), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_keras_file_loads_under_another_backend(tmp_path):
+    here = keras.backend.backend()
+    other = BACKENDS[(BACKENDS.index(here) + 1) % len(BACKENDS)]
+    path, inputs, expected = save_tiny_sepdrop(tmp_path)
+    outputs = str(tmp_path / "y.npy")
+    code = LOAD_AND_PREDICT.format(path=path, inputs=inputs, outputs=outputs)
+    report = json.loads(run_python(code, backend=other).strip().splitlines()[-1])
+    assert report["backend"] == other
+    np.testing.assert_allclose(np.load(outputs), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_loaded_model_keeps_its_regularizers(tmp_path):
+    path, _, _ = save_tiny_sepdrop(tmp_path)
+    loaded = keras.saving.load_model(path, compile=False)
+    layer = loaded.get_layer("stage2_unit1_sepdrop")
+    assert isinstance(layer, PyramidSepDrop)
+    assert layer.identity_channels == 18 and layer.drop_rate == pytest.approx(1 / 3)
+
+
+def test_mixed_bfloat16_forward_and_backward():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = tiny_model("sepdrop", drop_rate=0.3)
+    assert model.get_layer("stage1_unit1_conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("stage1_unit1_sepdrop").compute_dtype == "bfloat16"
+    assert model.output.dtype == "float32"  # the classifier stays in float32
+    before = keras.ops.convert_to_numpy(model.get_layer("stem_conv").kernel).copy()
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    x, y = random_images(8), np.arange(8) % 10
+    loss = float(model.train_on_batch(x, y))
+    assert np.isfinite(loss)
+    after = keras.ops.convert_to_numpy(model.get_layer("stem_conv").kernel)
+    assert after.dtype == np.float32 and not np.array_equal(before, after)
+    assert np.isfinite(model.predict(x, verbose=0)).all()
+
+
+def separable_images(count, classes, seed=0):
+    """Noisy images whose class sets their mean colour: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % classes
+    colours = rng.uniform(40, 215, size=(classes, 3))
+    noise = rng.normal(0, 30, size=(count, 16, 16, 3))
+    images = np.clip(colours[labels][:, None, None, :] + noise, 0, 255)
+    return images.astype("float32"), labels
+
+
+@pytest.mark.parametrize("regularization", [None, "sepdrop"])
+def test_a_few_training_steps_lower_the_loss(regularization):
+    model = tiny_model(regularization, drop_rate=0.2, classes=4)
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+        "sparse_categorical_crossentropy",
+    )
+    x, y = separable_images(64, 4)
+    history = model.fit(x, y, batch_size=32, epochs=10, verbose=0, shuffle=False)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.5 * losses[0], losses

@@ -86,3 +86,35 @@ def run_python(code, backend=None, timeout=600):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
+
+
+@pytest.fixture(scope="session")
+def cifar10_tfds_dir(tmp_path_factory):
+    """A tfds data dir with the real CIFAR-10, built offline from ../shared/data.
+
+    CI builds it once and names it in KERAS_PYRAMID_TFDS_DIR; otherwise it is
+    built here (about a minute). Never downloads.
+    """
+    prepared = os.environ.get("KERAS_PYRAMID_TFDS_DIR")
+    if prepared and os.path.isdir(os.path.join(prepared, "cifar10")):
+        return prepared
+    directory = str(tmp_path_factory.mktemp("tfds"))
+    subprocess.run(
+        [sys.executable, os.path.join(SHARED_DATA, "make_tfds.py"), directory, "--no-verify"],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    return directory
+
+
+def load_cifar10_npz():
+    """The real CIFAR-10 arrays from ../shared/data: (x_train, y_train, x_test, y_test)."""
+    parts = [np.load(os.path.join(SHARED_DATA, f"cifar10_train_part{i}.npz")) for i in (1, 2)]
+    test = np.load(os.path.join(SHARED_DATA, "cifar10_test.npz"))
+    return (
+        np.concatenate([p["x_train"] for p in parts]),
+        np.concatenate([p["y_train"] for p in parts]),
+        test["x_test"],
+        test["y_test"],
+    )

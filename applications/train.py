@@ -1,0 +1,247 @@
+"""Trains a registered PyramidNet on CIFAR-10/100 with the papers' recipe.
+
+    python applications/train.py --model pyramidnet110_a48_sepdrop --dataset cifar10
+    python applications/train.py --model pyramidnet272_a200_sepdrop --dataset cifar100 \\
+        --output-dir runs/272-sepdrop-c100
+    KERAS_BACKEND=jax python applications/train.py --model pyramidnet20_a48 \\
+        --epochs 2 --steps-per-epoch 20 --eval-steps 5 --no-download --data-dir DIR
+
+Defaults are SPEC section 4: SGD + Nesterov 0.9, batch 128, 300 epochs,
+lr 0.1 (CIFAR-10) / 0.5 (CIFAR-100) x0.1 at 50% and 75%, coupled weight
+decay 1e-4. Run the same command again to resume after the last completed
+epoch; `--restart` starts over. The run directory's files are listed in
+`keras_pyramid/training.py`.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+
+# Arguments that define a run: resuming with other values would mix two runs.
+RUN_DEFINING = (
+    "model",
+    "dataset",
+    "epochs",
+    "batch_size",
+    "lr",
+    "drop_rate",
+    "weight_decay",
+    "seed",
+    "steps_per_epoch",
+    "validation_examples",
+    "mixed_precision",
+)
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text}")
+    return value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", default="pyramidnet110_a48_sepdrop",
+                        help="a registered name (keras_pyramid.list_models())")
+    parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
+    parser.add_argument("--epochs", type=positive_int, default=300)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="initial learning rate (default: 0.1 CIFAR-10, 0.5 CIFAR-100)")
+    parser.add_argument("--weight-decay", type=float, default=1e-4,
+                        help="coupled L2 on every parameter")
+    parser.add_argument("--drop-rate", type=float, default=None,
+                        help="the last unit's drop probability (default: the model's, 0.5)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None,
+                        help="tfds data dir (default: tfds' own, or TFDS_DATA_DIR)")
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                        help="let tfds download the dataset when it is missing")
+    parser.add_argument("--output-dir", default=None,
+                        help="run directory (default: runs/MODEL-DATASET)")
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=None,
+                        help="limit each epoch (short runs); default: one pass")
+    parser.add_argument("--eval-steps", type=positive_int, default=None,
+                        help="limit each evaluation to this many batches (smoke runs)")
+    parser.add_argument("--validation-examples", type=int, default=0,
+                        help="evaluate on the last N TRAINING images instead of the test set")
+    parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", default="off",
+                        choices=("off", "bfloat16", "float16"),
+                        help="bare flag: bfloat16 (CPUs, TPUs); float16 for GPUs")
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
+    parser.add_argument("--restart", action="store_true", help="discard the run directory")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    args = parser.parse_args(argv)
+    if args.drop_rate is not None and not 0 <= args.drop_rate < 1:
+        parser.error(f"--drop-rate must be in [0, 1), got {args.drop_rate}")
+    if args.lr is not None and not args.lr > 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
+    if args.weight_decay < 0:
+        parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.output_dir is None:
+        args.output_dir = os.path.join("runs", f"{args.model}-{args.dataset}")
+    return parser, args
+
+
+def versions():
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    found = {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "tensorflow": tf.__version__,
+        "numpy": numpy.__version__,
+    }
+    if found["backend"] == "jax":
+        import jax
+
+        found["jax"] = jax.__version__
+        found["devices"] = [str(d) for d in jax.devices()]
+    elif found["backend"] == "torch":
+        import torch
+
+        found["torch"] = torch.__version__
+        found["threads"] = torch.get_num_threads()
+    return found
+
+
+def prepare_run_dir(parser, args):
+    """Creates or checks the run directory; refuses to resume a different run."""
+    from keras_pyramid.training import atomic_write_json, read_json
+
+    args_path = os.path.join(args.output_dir, "args.json")
+    if args.restart and os.path.isdir(args.output_dir):
+        shutil.rmtree(args.output_dir)
+    try:
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as error:
+        parser.error(f"--output-dir {args.output_dir} cannot be created: {error.strerror}")
+    if not os.access(args.output_dir, os.W_OK):
+        parser.error(f"--output-dir {args.output_dir} is not writable")
+    resolved = vars(args).copy()
+    if os.path.exists(args_path):
+        previous = read_json(args_path)
+        changed = [k for k in RUN_DEFINING if previous.get(k) != resolved.get(k)]
+        if changed:
+            details = ", ".join(f"{k}: {previous.get(k)!r} -> {resolved.get(k)!r}" for k in changed)
+            parser.error(
+                f"{args.output_dir} holds a run with other arguments ({details}); "
+                "pass --restart to discard it or choose another --output-dir"
+            )
+    atomic_write_json(args_path, resolved)
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    import keras
+
+    import keras_pyramid
+    from keras_pyramid import data, recipe, training
+
+    if args.model not in keras_pyramid.list_models():
+        parser.error(
+            f"unknown --model {args.model!r}; valid: {', '.join(keras_pyramid.list_models())}"
+        )
+    results_path = os.path.join(args.output_dir, "results.json")
+    if os.path.exists(results_path) and not args.restart:
+        print(f"{args.output_dir} already finished: {results_path} (--restart to redo)")
+        return 0
+
+    found = versions()
+    print("keras-pyramid " + keras_pyramid.__version__ + ", " +
+          ", ".join(f"{k} {v}" for k, v in found.items()))
+    try:
+        builder = data.dataset_builder(args.dataset, args.data_dir, args.download)
+    except data.DataNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    prepare_run_dir(parser, args)
+
+    keras.utils.set_random_seed(args.seed)
+    if args.mixed_precision != "off":
+        keras.config.set_dtype_policy(f"mixed_{args.mixed_precision}")
+    plan = recipe.paper_recipe(
+        args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+    )
+    split = data.splits(builder, args.validation_examples)
+    steps_per_epoch = args.steps_per_epoch or split.train_examples // plan.batch_size
+    data_format = keras.config.image_data_format()
+    train_data = data.pipeline(builder, split.train, plan.batch_size, training=True,
+                               seed=args.seed, data_format=data_format, repeat=True)
+    evaluation_data = data.pipeline(builder, split.evaluation, plan.batch_size,
+                                    training=False, data_format=data_format)
+
+    model = keras_pyramid.build(
+        args.model,
+        classes=split.num_classes,
+        drop_rate=args.drop_rate,
+        weight_decay=plan.weight_decay,
+        seed=args.seed,
+    )
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    model.compile(
+        optimizer=recipe.make_optimizer(plan, steps_per_epoch),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+        jit_compile=jit,
+    )
+    print(f"{model.name}: {model.count_params():,} parameters; {plan}; "
+          f"{steps_per_epoch} steps per epoch; evaluating on {split.evaluation}")
+
+    try:
+        history = training.fit(
+            model, train_data, evaluation_data,
+            epochs=plan.epochs,
+            steps_per_epoch=steps_per_epoch,
+            run_dir=args.output_dir,
+            evaluation_steps=args.eval_steps,
+            verbose=args.verbose,
+        )
+    except training.CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    final = history[-1]
+    trained_seconds = sum(row["train_seconds"] for row in history)
+    images = plan.batch_size * steps_per_epoch * len(history)
+    evaluated = split.evaluation_examples
+    if args.eval_steps:
+        evaluated = min(evaluated, args.eval_steps * plan.batch_size)
+    results = {
+        "model": model.name,
+        "dataset": args.dataset,
+        "evaluation_split": split.evaluation,
+        "evaluated_examples": evaluated,
+        "epochs": final["epoch"],
+        # The FINAL epoch's figures, never the best epoch's.
+        "final_error": 1.0 - final["val_accuracy"],
+        "final_loss": final["val_loss"],
+        "final_train_error": 1.0 - final["accuracy"],
+        "train_images_per_second": images / trained_seconds,
+        "versions": found,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    training.save_model(model, args.output_dir)
+    training.atomic_write_json(results_path, results)
+    print(json.dumps({k: results[k] for k in ("epochs", "final_error", "evaluated_examples",
+                                              "train_images_per_second")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

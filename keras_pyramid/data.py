@@ -1,0 +1,175 @@
+"""CIFAR-10/100 through tensorflow-datasets, as `tf.data` pipelines for `fit`.
+
+The pipelines feed raw 0-255 pixels (as float32): normalization lives inside
+the model (`include_preprocessing=True`), so a served model takes raw images.
+`tf.data` feeds `model.fit` on all three Keras backends.
+
+Training augmentation (SPEC section 4): a random 32x32 crop of the image
+zero-padded by 4 pixels, and a random horizontal flip. Evaluation: none.
+"""
+
+import dataclasses
+import os
+import socket
+
+DATASETS = ("cifar10", "cifar100")
+# Where tfds downloads CIFAR from: probed before a download so that a machine
+# without network fails in seconds instead of hanging in tfds for minutes.
+DOWNLOAD_HOST = ("www.cs.toronto.edu", 443)
+PAD = 4
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The dataset is not prepared where we looked and may not be downloaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """tfds split names, sizes and class count of one training setup."""
+
+    train: str
+    evaluation: str
+    train_examples: int
+    evaluation_examples: int
+    num_classes: int
+    class_names: tuple
+
+
+def _tfds():
+    import tensorflow_datasets as tfds
+
+    return tfds
+
+
+def dataset_builder(dataset, data_dir=None, download=False):
+    """The tfds builder of a prepared dataset, or a DataNotFoundError that says
+    where it was looked for and how to provide it.
+
+    `data_dir=None` is tfds' default (which honours `TFDS_DATA_DIR`).
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
+    tfds = _tfds()
+    builder = tfds.builder(dataset, data_dir=data_dir)
+    if builder.is_prepared():
+        return builder
+    looked_in = os.path.dirname(os.path.dirname(str(builder.data_dir)))
+    howto = (
+        f"Provide it with `--data-dir DIR` (or TFDS_DATA_DIR) pointing at a tfds data dir "
+        f"that holds {dataset}/: prepare one on a machine with network "
+        f"(`python -c \"import tensorflow_datasets as tfds; "
+        f"tfds.builder('{dataset}', data_dir='DIR').download_and_prepare()\"`) and copy "
+        f"it here; for CIFAR-10 offline, `python shared/data/make_tfds.py DIR` builds it "
+        f"from the npz copy."
+    )
+    if not download:
+        raise DataNotFoundError(
+            f"{dataset} is not prepared in {looked_in} and downloading is off "
+            f"(--no-download). {howto}"
+        )
+    if not _reachable(*DOWNLOAD_HOST):
+        raise DataNotFoundError(
+            f"{dataset} is not prepared in {looked_in} and {DOWNLOAD_HOST[0]} is not "
+            f"reachable, so it cannot be downloaded. {howto}"
+        )
+    builder.download_and_prepare()
+    return builder
+
+
+def _reachable(host, port, timeout=3.0):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def splits(builder, validation_examples=0):
+    """Training and evaluation splits; with `validation_examples > 0` the
+    evaluation split is the LAST `validation_examples` of the training set and
+    training uses the rest (disjoint), so the test set stays untouched."""
+    info = builder.info
+    total = info.splits["train"].num_examples
+    label = info.features["label"]
+    if validation_examples:
+        if not 0 < validation_examples < total:
+            raise ValueError(
+                f"`validation_examples` must be in (0, {total}). "
+                f"Received: validation_examples={validation_examples!r}"
+            )
+        kept = total - validation_examples
+        return Splits(
+            f"train[:{kept}]",
+            f"train[{kept}:]",
+            kept,
+            validation_examples,
+            label.num_classes,
+            tuple(label.names),
+        )
+    return Splits(
+        "train",
+        "test",
+        total,
+        info.splits["test"].num_examples,
+        label.num_classes,
+        tuple(label.names),
+    )
+
+
+def augment(image, seed):
+    """Random crop of the 4-pixel zero-padded image, and a random flip.
+
+    `seed` is a shape-(2,) int tensor: stateless ops make the augmentation of
+    an example a function of (run seed, epoch, position), so runs repeat.
+    """
+    import tensorflow as tf
+
+    height, width = image.shape[0], image.shape[1]
+    padded = tf.pad(image, [[PAD, PAD], [PAD, PAD], [0, 0]])
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    image = tf.image.stateless_random_crop(padded, (height, width, 3), seed=crop_seed)
+    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+
+
+def pipeline(
+    builder,
+    split,
+    batch_size,
+    training,
+    seed=0,
+    data_format="channels_last",
+    shuffle_buffer=50_000,
+    repeat=False,
+):
+    """A batched `tf.data.Dataset` of (float32 0-255 images, int32 labels).
+
+    Training: shuffled each epoch, augmented, batches of exactly `batch_size`
+    (per-batch gates then always see a full batch, and compiled steps keep
+    one shape). Evaluation: in order, unaugmented, last batch may be smaller.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=training)
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        # One independent stateless seed per example, from a seeded stream.
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda example, s: (augment(example[0], s), example[1]),
+            num_parallel_calls=autotune,
+        )
+    elif repeat:
+        ds = ds.repeat()
+
+    def to_model_input(image, label):
+        image = tf.cast(image, tf.float32)
+        if data_format == "channels_first":
+            image = tf.transpose(image, (2, 0, 1))
+        return image, tf.cast(label, tf.int32)
+
+    ds = ds.map(to_model_input, num_parallel_calls=autotune)
+    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=autotune)
+    return ds.prefetch(autotune)

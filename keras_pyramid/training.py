@@ -1,0 +1,219 @@
+"""Resumable training runs: fit with checkpoints, history, plots and results.
+
+A run directory holds everything a run writes:
+
+    args.json            the resolved arguments (written by the program)
+    checkpoint/          the last completed epoch: weights + optimizer state
+                         (`epoch-NNNN.weights.h5`) and `latest.json`, the
+                         commit record naming it, with the history so far
+    history.csv/.json    one row per completed epoch
+    curves.png           loss and error curves
+    tensorboard/         TensorBoard logs
+    model.keras          the final model
+    results.json         the FINAL epoch's evaluation (never the best epoch)
+
+Every file is written to a temporary name and renamed into place, so a run
+killed at any moment (SIGKILL included) leaves either the old or the new
+version, never a torn one. Rerunning resumes after the last completed epoch:
+the optimizer's step counter comes back with its state, so the learning-rate
+schedule continues where it was.
+"""
+
+import json
+import os
+import time
+
+import keras
+
+CHECKPOINT_DIR = "checkpoint"
+LATEST = "latest.json"
+
+
+def atomic_write_text(path, text):
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def atomic_write_json(path, data):
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used to resume (corrupt or incompatible)."""
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves weights, optimizer state and history after every epoch, atomically.
+
+    The weights go to a new `epoch-NNNN.weights.h5` (under a temporary name,
+    then renamed); only then is `latest.json` replaced to name it: that rename
+    is the commit. Older weight files are removed after the commit.
+    """
+
+    def __init__(self, run_dir, history=None):
+        super().__init__()
+        self.directory = os.path.join(run_dir, CHECKPOINT_DIR)
+        self.history = list(history or [])
+        self._epoch_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._train_seconds = None
+
+    def on_test_begin(self, logs=None):
+        # The epoch's evaluation starts: training time ends here.
+        if self._train_seconds is None and self._epoch_start is not None:
+            self._train_seconds = time.perf_counter() - self._epoch_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        row["seconds"] = time.perf_counter() - self._epoch_start
+        row["train_seconds"] = self._train_seconds or row["seconds"]
+        self.history.append(row)
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        temporary = os.path.join(self.directory, f"tmp-{os.getpid()}-{name}")
+        self.model.save_weights(temporary)
+        os.replace(temporary, os.path.join(self.directory, name))
+        atomic_write_json(
+            os.path.join(self.directory, LATEST),
+            {"epoch": epoch + 1, "weights": name, "history": self.history},
+        )
+        for stale in os.listdir(self.directory):
+            if stale.endswith(".weights.h5") and stale != name:
+                os.remove(os.path.join(self.directory, stale))
+
+
+def restore(model, run_dir):
+    """Loads the last completed epoch into a compiled `model`.
+
+    Returns `(completed_epochs, history)`, `(0, [])` when there is nothing to
+    resume. Raises CheckpointError for a checkpoint that does not fit `model`.
+    """
+    directory = os.path.join(run_dir, CHECKPOINT_DIR)
+    latest = os.path.join(directory, LATEST)
+    if not os.path.exists(latest):
+        return 0, []
+    try:
+        record = read_json(latest)
+        weights = os.path.join(directory, record["weights"])
+        # The optimizer's variables must exist before its state can load.
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(weights)
+    except Exception as error:  # any failure here means: cannot resume
+        raise CheckpointError(
+            f"Cannot resume from {directory}: {type(error).__name__}: {error}. "
+            "Start over with --restart (or use another --output-dir)."
+        ) from error
+    return int(record["epoch"]), list(record["history"])
+
+
+def write_history(run_dir, history):
+    atomic_write_json(os.path.join(run_dir, "history.json"), history)
+    if not history:
+        return
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    lines = [",".join(columns)]
+    lines += [",".join(repr(row.get(c, "")) for c in columns) for row in history]
+    atomic_write_text(os.path.join(run_dir, "history.csv"), "\n".join(lines) + "\n")
+
+
+def plot_curves(run_dir, history):
+    """curves.png: loss and error (1 - accuracy) per epoch, train and eval."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axes, error_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    for prefix, label in (("", "train"), ("val_", "evaluation")):
+        if f"{prefix}loss" in history[0]:
+            loss_axes.plot(epochs, [r[f"{prefix}loss"] for r in history], label=label)
+        if f"{prefix}accuracy" in history[0]:
+            error = [100 * (1 - r[f"{prefix}accuracy"]) for r in history]
+            error_axes.plot(epochs, error, label=label)
+    loss_axes.set(xlabel="epoch", ylabel="loss", title="loss")
+    error_axes.set(xlabel="epoch", ylabel="error (%)", title="top-1 error")
+    for axes in (loss_axes, error_axes):
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    temporary = os.path.join(run_dir, f"tmp-{os.getpid()}-curves.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    os.replace(temporary, os.path.join(run_dir, "curves.png"))
+
+
+class HistoryFiles(keras.callbacks.Callback):
+    """Rewrites history.csv/.json and curves.png after each checkpoint."""
+
+    def __init__(self, run_dir, checkpoint):
+        super().__init__()
+        self.run_dir = run_dir
+        self.checkpoint = checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        write_history(self.run_dir, self.checkpoint.history)
+        plot_curves(self.run_dir, self.checkpoint.history)
+
+
+def fit(
+    model,
+    train_data,
+    evaluation_data,
+    *,
+    epochs,
+    steps_per_epoch,
+    run_dir,
+    evaluation_steps=None,
+    verbose="auto",
+    extra_callbacks=(),
+):
+    """Trains a compiled `model` to `epochs`, resuming from `run_dir` if it can.
+
+    Returns the full history (resumed epochs included), one dict per epoch.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    completed, history = restore(model, run_dir)
+    if completed:
+        print(f"Resuming after epoch {completed} of {epochs} from {run_dir}")
+    checkpoint = EpochCheckpoint(run_dir, history)
+    callbacks = [
+        checkpoint,
+        HistoryFiles(run_dir, checkpoint),
+        # No graph: it is TensorFlow-only, and the run must work on every backend.
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
+        *extra_callbacks,
+    ]
+    if completed < epochs:
+        model.fit(
+            train_data,
+            epochs=epochs,
+            initial_epoch=completed,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=evaluation_data,
+            validation_steps=evaluation_steps,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    return checkpoint.history
+
+
+def save_model(model, run_dir):
+    path = os.path.join(run_dir, "model.keras")
+    temporary = os.path.join(run_dir, f"tmp-{os.getpid()}-model.keras")
+    model.save(temporary)
+    os.replace(temporary, path)
+    return path

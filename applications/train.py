@@ -77,6 +77,8 @@ def parse_args(argv=None):
                         choices=("off", "bfloat16", "float16"),
                         help="bare flag: bfloat16 (CPUs, TPUs); float16 for GPUs")
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
+    parser.add_argument("--shuffle-buffer", type=positive_int, default=50_000,
+                        help="examples in the shuffle buffer (50000: a full permutation)")
     parser.add_argument("--restart", action="store_true", help="discard the run directory")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     args = parser.parse_args(argv)
@@ -182,7 +184,8 @@ def main(argv=None):
     steps_per_epoch = args.steps_per_epoch or split.train_examples // plan.batch_size
     data_format = keras.config.image_data_format()
     train_data = data.pipeline(builder, split.train, plan.batch_size, training=True,
-                               seed=args.seed, data_format=data_format, repeat=True)
+                               seed=args.seed, data_format=data_format, repeat=True,
+                               shuffle_buffer=args.shuffle_buffer)
     evaluation_data = data.pipeline(builder, split.evaluation, plan.batch_size,
                                     training=False, data_format=data_format)
 

@@ -1,0 +1,143 @@
+"""Evaluates a saved model on a CIFAR split: error, per-class accuracy, confusion matrix.
+
+    python applications/evaluate.py runs/pyramidnet110_a48_sepdrop-cifar10
+    python applications/evaluate.py model.keras --dataset cifar10 --split test --tta flip
+
+Accepts a run directory (reads its model.keras and dataset) or a `.keras`
+file. Writes `evaluation-SPLIT.json` and `confusion-SPLIT.png` next to the
+model (or into `--output-dir`). `--tta flip` averages the probabilities of
+the image and its mirror.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a run directory or a .keras file")
+    parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default=None,
+                        help="default: the run's dataset")
+    parser.add_argument("--split", default="test", help="a tfds split, e.g. test or train[45000:]")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--tta", choices=("none", "flip"), default="none")
+    parser.add_argument("--max-examples", type=int, default=None,
+                        help="evaluate only the first N examples (smoke runs)")
+    parser.add_argument("--output-dir", default=None)
+    args = parser.parse_args(argv)
+    if os.path.isdir(args.model):
+        run_args = os.path.join(args.model, "args.json")
+        if args.dataset is None and os.path.exists(run_args):
+            with open(run_args) as f:
+                args.dataset = json.load(f)["dataset"]
+        args.output_dir = args.output_dir or args.model
+        args.model = os.path.join(args.model, "model.keras")
+    if not os.path.isfile(args.model) or not args.model.endswith(".keras"):
+        parser.error(f"model {args.model!r} is not a .keras file or a run directory with one")
+    if args.dataset is None:
+        parser.error("--dataset is required when the model is not in a run directory")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    args.output_dir = args.output_dir or os.path.dirname(os.path.abspath(args.model))
+    return parser, args
+
+
+def confusion_matrix(labels, predictions, classes):
+    matrix = [[0] * classes for _ in range(classes)]
+    for true, predicted in zip(labels, predictions):
+        matrix[int(true)][int(predicted)] += 1
+    return matrix
+
+
+def plot_confusion(matrix, class_names, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.array(matrix, dtype=float)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(6, len(class_names) * 0.12 + 4)
+    figure, axes = plt.subplots(figsize=(size, size))
+    image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    if len(class_names) <= 20:
+        axes.set_xticks(range(len(class_names)), class_names, rotation=90)
+        axes.set_yticks(range(len(class_names)), class_names)
+        for (i, j), value in np.ndenumerate(counts):
+            axes.text(j, i, int(value), ha="center", va="center", fontsize=7)
+    axes.set(xlabel="predicted", ylabel="true", title="confusion matrix (row-normalized)")
+    figure.colorbar(image)
+    figure.tight_layout()
+    temporary = path + ".tmp.png"
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    import keras
+    import numpy as np
+
+    import keras_pyramid  # noqa: F401  registers the layers
+    from keras_pyramid import data
+    from keras_pyramid.training import atomic_write_json
+
+    try:
+        builder = data.dataset_builder(args.dataset, args.data_dir, args.download)
+    except data.DataNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    # compile=False: a .keras file keeps its jit_compile, which another
+    # backend may not support.
+    model = keras.saving.load_model(args.model, compile=False)
+    data_format = keras.config.image_data_format()
+    ds = data.pipeline(builder, args.split, args.batch_size, training=False,
+                       data_format=data_format)
+    if args.max_examples:
+        ds = ds.unbatch().take(args.max_examples).batch(args.batch_size)
+    width_axis = 2 if data_format == "channels_last" else 3
+    labels, predictions = [], []
+    for images, batch_labels in ds.as_numpy_iterator():
+        probabilities = keras.ops.convert_to_numpy(model(images, training=False))
+        if args.tta == "flip":
+            mirrored = np.flip(images, axis=width_axis)
+            probabilities = probabilities + keras.ops.convert_to_numpy(
+                model(mirrored, training=False))
+        labels.append(batch_labels)
+        predictions.append(np.argmax(probabilities, axis=-1))
+    labels, predictions = np.concatenate(labels), np.concatenate(predictions)
+    names = builder.info.features["label"].names
+    matrix = confusion_matrix(labels, predictions, len(names))
+    per_class = {
+        name: (matrix[i][i] / sum(matrix[i]) if sum(matrix[i]) else None)
+        for i, name in enumerate(names)
+    }
+    split_tag = args.split.replace("[", "_").replace("]", "").replace(":", "-")
+    report = {
+        "model": args.model,
+        "dataset": args.dataset,
+        "split": args.split,
+        "tta": args.tta,
+        "examples": int(len(labels)),
+        "error": float(np.mean(labels != predictions)),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": matrix,
+    }
+    os.makedirs(args.output_dir, exist_ok=True)
+    atomic_write_json(os.path.join(args.output_dir, f"evaluation-{split_tag}.json"), report)
+    plot_confusion(matrix, names, os.path.join(args.output_dir, f"confusion-{split_tag}.png"))
+    print(f"{args.dataset} {args.split}: error {100 * report['error']:.2f}% "
+          f"on {report['examples']} images (tta {args.tta})")
+    for name, accuracy in per_class.items():
+        print(f"  {name:>12s} {100 * accuracy:6.2f}%" if accuracy is not None else f"  {name}: -")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -251,3 +251,37 @@ def test_weight_decay_penalizes_every_parameter():
     total = float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses))
     np.testing.assert_allclose(total, expected, rtol=1e-4)
     assert tiny_model().losses == []
+
+
+@pytest.mark.parametrize("bottleneck", [False, True], ids=["basic", "bottleneck"])
+def test_weights_ported_from_pytorch_give_the_same_logits(bottleneck):
+    """The Keras model and an independent PyTorch PyramidNet in the official
+    code's style compute the same logits from the same weights."""
+    import torch
+
+    from torch_reference import TorchPyramidNet
+
+    depth = 11 if bottleneck else 8
+    model = tiny_model(depth=depth, alpha=6, bottleneck=bottleneck,
+                       classifier_activation=None, input_shape=(16, 16, 3))
+    rng = np.random.default_rng(0)
+    # Non-trivial BN statistics and affine terms, so every weight matters.
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, shape), rng.normal(0, 0.1, shape),
+                rng.normal(0, 0.1, shape), rng.uniform(0.5, 1.5, shape),
+            ])
+    reference = TorchPyramidNet(unit_widths(depth, 6, bottleneck), bottleneck, classes=10)
+    reference.load_from_keras(model)
+    reference.eval()
+
+    x = random_images(4)
+    mean = np.array([125.3, 123.0, 113.9], "float32")
+    std = np.array([63.0, 62.1, 66.7], "float32")
+    normalized = ((x - mean) / std).transpose(0, 3, 1, 2).copy()
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(normalized)).numpy()
+    actual = model.predict(x, verbose=0)
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)

@@ -56,6 +56,8 @@ def confusion_matrix(labels, predictions, classes):
 def plot_confusion(matrix, class_names, path):
     import matplotlib
 
+    from keras_pyramid.training import temporary_path
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -73,7 +75,7 @@ def plot_confusion(matrix, class_names, path):
     axes.set(xlabel="predicted", ylabel="true", title="confusion matrix (row-normalized)")
     figure.colorbar(image)
     figure.tight_layout()
-    temporary = path + ".tmp.png"
+    temporary = temporary_path(path)
     figure.savefig(temporary, dpi=100)
     plt.close(figure)
     os.replace(temporary, path)

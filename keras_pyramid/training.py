@@ -29,8 +29,18 @@ CHECKPOINT_DIR = "checkpoint"
 LATEST = "latest.json"
 
 
+def temporary_path(path):
+    """A sibling of `path` to write first and `os.replace` onto `path`.
+
+    Same folder (so the rename is atomic), same suffix (Keras and matplotlib
+    choose the format from it).
+    """
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f"tmp-{os.getpid()}-{name}")
+
+
 def atomic_write_text(path, text):
-    temporary = f"{path}.tmp-{os.getpid()}"
+    temporary = temporary_path(path)
     with open(temporary, "w") as f:
         f.write(text)
         f.flush()
@@ -81,9 +91,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         row["train_seconds"] = self._train_seconds or row["seconds"]
         self.history.append(row)
         name = f"epoch-{epoch + 1:04d}.weights.h5"
-        temporary = os.path.join(self.directory, f"tmp-{os.getpid()}-{name}")
+        path = os.path.join(self.directory, name)
+        temporary = temporary_path(path)
         self.model.save_weights(temporary)
-        os.replace(temporary, os.path.join(self.directory, name))
+        os.replace(temporary, path)
         atomic_write_json(
             os.path.join(self.directory, LATEST),
             {"epoch": epoch + 1, "weights": name, "history": self.history},
@@ -150,10 +161,11 @@ def plot_curves(run_dir, history):
         axes.grid(alpha=0.3)
         axes.legend()
     figure.tight_layout()
-    temporary = os.path.join(run_dir, f"tmp-{os.getpid()}-curves.png")
+    path = os.path.join(run_dir, "curves.png")
+    temporary = temporary_path(path)
     figure.savefig(temporary, dpi=100)
     plt.close(figure)
-    os.replace(temporary, os.path.join(run_dir, "curves.png"))
+    os.replace(temporary, path)
 
 
 class HistoryFiles(keras.callbacks.Callback):
@@ -213,7 +225,7 @@ def fit(
 
 def save_model(model, run_dir):
     path = os.path.join(run_dir, "model.keras")
-    temporary = os.path.join(run_dir, f"tmp-{os.getpid()}-model.keras")
+    temporary = temporary_path(path)
     model.save(temporary)
     os.replace(temporary, path)
     return path

@@ -1,0 +1,355 @@
+"""Serving artifacts: a TensorFlow SavedModel in the TF Serving layout, and ONNX.
+
+    export(model, "exports/pyramidnet", version=1)            # -> exports/pyramidnet/1/
+    export("runs/x/model.keras", "exports/x", formats=("saved_model", "onnx"))
+
+The served function is the network's INFERENCE rule, traced with
+`training=False`: each regularizer scales its branch by its keep probability
+(`(1 - drop_rate) * F`; ShakeDrop by `E[b + alpha - b * alpha]`), so the graph
+holds no random op and two calls give identical outputs.
+
+Signature `serving_default`:
+
+    inputs   image          uint8   [batch, height, width, 3]  raw 0-255 RGB
+    outputs  logits         float32 [batch, classes]
+             probabilities  float32 [batch, classes]  softmax(logits)
+             class_id       int32   [batch]            argmax(logits)
+
+Images are channels-last whatever the model's data format (the transpose is
+inside the graph), and the model's normalization is inside too, so a client
+sends pixels as they come.
+
+Backends: TensorFlow and JAX export natively through `model.export`. Keras
+cannot write a SavedModel from the PyTorch backend, so a torch model is saved
+as `.keras` and exported by a TensorFlow subprocess; ONNX (Keras' tf2onnx
+path) is always produced under TensorFlow the same way. The caller sees one
+function either way.
+
+Writes are all-or-nothing: the artifact is built in a hidden sibling folder
+(`.tmp-VERSION-PID`, which TF Serving ignores because it is not a number) and
+renamed into place, so a crash never leaves a half-written version.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import keras
+import numpy as np
+from keras import ops
+
+SIGNATURE = "serving_default"
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("logits", "probabilities", "class_id")
+FORMATS = ("saved_model", "onnx")
+ONNX_FILE = "model.onnx"
+CLASSIFIER = "predictions"
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported as asked (and nothing was written)."""
+
+
+class ServingModel(keras.Model):
+    """uint8 RGB images in, `{logits, probabilities, class_id}` out.
+
+    `logits` are the classifier's pre-activation `W h + b` (whatever its
+    `classifier_activation`), computed in float32 even for a mixed-precision
+    network; `probabilities = softmax(logits)`; `class_id = argmax(logits)`.
+
+    Args:
+        classifier: a PyramidNet (or any `keras.Model`) with a top `Dense`
+            layer named `predictions`.
+    """
+
+    def __init__(self, classifier, **kwargs):
+        super().__init__(name=kwargs.pop("name", f"{classifier.name}_serving"), **kwargs)
+        try:
+            head = classifier.get_layer(CLASSIFIER)
+        except ValueError:
+            raise ExportError(
+                f"the model needs its classifier (a Dense layer named {CLASSIFIER!r}, "
+                f"i.e. include_top=True) to be served. Received: model={classifier.name!r}"
+            ) from None
+        self.classifier = classifier
+        self.head = head
+        shape = tuple(classifier.inputs[0].shape[1:])
+        self.channels_first = shape[0] == 3 and shape[-1] != 3
+        self.image_shape = (shape[1], shape[2], 3) if self.channels_first else shape
+        # The model's own Normalization layer keeps mean and variance as eager
+        # tensors that a traced function captures, and tf2onnx turns captures
+        # into extra graph inputs. So the wrapper applies the same formula with
+        # constants and serves the rest of the network from the layer's output.
+        first = classifier.layers[1] if len(classifier.layers) > 1 else None
+        if isinstance(first, keras.layers.Normalization) and not first.invert:
+            self.mean = keras.ops.convert_to_numpy(first.mean).astype("float32")
+            self.scale = np.maximum(
+                np.sqrt(keras.ops.convert_to_numpy(first.variance)), keras.config.epsilon()
+            ).astype("float32")
+            start = first.output
+        else:
+            self.mean = self.scale = None
+            start = classifier.inputs[0]
+        self.backbone = keras.Model(start, head.input, name="features")
+
+    def call(self, image):
+        x = ops.cast(image, "float32")
+        if self.channels_first:
+            x = ops.transpose(x, (0, 3, 1, 2))
+        if self.mean is not None:
+            x = (x - ops.convert_to_tensor(self.mean)) / ops.convert_to_tensor(self.scale)
+        features = ops.cast(self.backbone(x, training=False), "float32")
+        logits = ops.matmul(features, ops.cast(self.head.kernel, "float32"))
+        if self.head.use_bias:
+            logits = logits + ops.cast(self.head.bias, "float32")
+        return {
+            "logits": logits,
+            "probabilities": ops.softmax(logits, axis=-1),
+            "class_id": first_argmax(logits),
+        }
+
+    def input_signature(self):
+        return [keras.InputSpec(shape=(None, *self.image_shape), dtype="uint8",
+                                name=INPUT_NAME)]
+
+
+def first_argmax(logits):
+    """`argmax(logits, axis=-1)` as int32, the lowest index on ties, from ops
+    every exporter knows: Keras' TF argmax adds a bitcast (its -0.0 fix) that
+    ONNX cannot express, and JAX lowers top_k to a StableHLO op newer than
+    TensorFlow 2.21 can load."""
+    classes = ops.shape(logits)[-1]
+    is_max = ops.equal(logits, ops.max(logits, axis=-1, keepdims=True))
+    index = ops.where(is_max, ops.arange(classes, dtype="int32"), classes)
+    return ops.min(index, axis=-1)
+
+
+def load_classifier(path):
+    """The Keras model in a `.keras` file (or a run directory's `model.keras`),
+    with a clear error when there is none."""
+    import keras_pyramid  # noqa: F401  registers the layers the file names
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    if not os.path.isfile(path):
+        raise ExportError(f"no model file at {path!r}: pass a .keras file or a run directory "
+                          f"that holds model.keras")
+    if not path.endswith(".keras"):
+        raise ExportError(f"the model must be a Keras `.keras` file. Received: {path!r}")
+    try:
+        # compile=False: the file keeps its jit_compile, which this backend
+        # may not support, and serving needs no optimizer.
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001  zip, h5, config errors: all "not a model"
+        raise ExportError(f"{path!r} is not a loadable Keras model: "
+                          f"{type(error).__name__}: {error}") from None
+
+
+def check_version(version):
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"`version` must be an int >= 1 (TF Serving's version folders are "
+                         f"positive integers). Received: version={version!r}")
+
+
+def check_formats(formats):
+    formats = tuple(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if not formats or unknown:
+        raise ValueError(f"`formats` must be a non-empty subset of {FORMATS}. "
+                         f"Received: formats={formats!r}")
+    return formats
+
+
+def export(model, directory, version=1, *, formats=("saved_model",), overwrite=False,
+           verbose=False):
+    """Writes `directory/version/` (a SavedModel; `model.onnx` inside with "onnx").
+
+    Args:
+        model: a `keras.Model` classifier, or the path of a `.keras` file or
+            of a run directory holding `model.keras`.
+        directory: the model's folder in the TF Serving layout.
+        version: int >= 1, the version folder.
+        formats: a subset of `("saved_model", "onnx")`.
+        overwrite: replace an existing version (atomically) instead of
+            raising `FileExistsError`.
+
+    Returns:
+        The path of the version folder.
+    """
+    check_version(version)
+    formats = check_formats(formats)
+    directory = os.path.abspath(os.fspath(directory))
+    target = os.path.join(directory, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(f"{target!r} already exists: choose another version or "
+                              f"pass overwrite=True (--overwrite)")
+    if isinstance(model, (str, os.PathLike)):
+        model = load_classifier(model)
+    serving = ServingModel(model)  # checks the classifier before any write
+    # One call builds the wrapper (export refuses unbuilt models); all its
+    # weights are the classifier's own.
+    serving(np.zeros((1, *serving.image_shape), "uint8"))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"cannot create the output directory {directory!r}: {error}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ExportError(f"the output directory {directory!r} is not writable")
+    staging = os.path.join(directory, f".tmp-{version}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _write(serving, staging, formats, verbose)
+        _replace_directory(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _write(serving, folder, formats, verbose):
+    native = keras.backend.backend() in ("tensorflow", "jax")
+    if "saved_model" in formats and native:
+        _write_saved_model(serving, folder, verbose)
+    if "onnx" in formats and keras.backend.backend() == "tensorflow":
+        os.makedirs(folder, exist_ok=True)
+        serving.export(os.path.join(folder, ONNX_FILE), format="onnx", verbose=verbose,
+                       input_signature=serving.input_signature())
+    in_tensorflow = [f for f in formats
+                     if keras.backend.backend() != "tensorflow"
+                     and not (f == "saved_model" and native)]
+    if in_tensorflow:
+        _write_in_tensorflow(serving.classifier, folder, in_tensorflow, verbose)
+
+
+def _write_saved_model(serving, folder, verbose):
+    """`model.export(format="tf_saved_model")` spelled out with its
+    `ExportArchive`, to put a shape check in front of the model.
+
+    Signatures: `serve` (what `model.export` writes) and `serving_default`,
+    the same function behind `tf.ensure_shape`. A loaded signature checks
+    dtypes but not shapes: without the check a 1-channel batch would broadcast
+    through the normalization and give answers, and JAX's own shape assertion
+    fails with a page of MLIR instead of a one-line message.
+    """
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(serving)
+    serve = archive.add_endpoint("serve", serving.__call__, serving.input_signature())
+    expected = (None, *serving.image_shape)
+
+    @tf.function(input_signature=[tf.TensorSpec(expected, tf.uint8, name=INPUT_NAME)])
+    def serving_default(image):
+        return serve(tf.ensure_shape(image, expected, name="check_image_shape"))
+
+    serving_default.get_concrete_function()
+    archive.add_endpoint(SIGNATURE, serving_default)
+    if keras.backend.backend() == "tensorflow":
+        _store_each_variable_once(archive)
+    archive.write_out(folder, verbose=verbose)
+
+
+def _store_each_variable_once(archive):
+    """Works around keras-team/keras#23553 (open in Keras 3.15): on TensorFlow
+    `ExportArchive` tracks the `keras.Variable` wrappers while the traced
+    endpoints capture the `tf.Variable`s inside them, two objects that the
+    checkpoint cannot deduplicate, so every weight is written twice (a 203 MB
+    instead of 101 MB PyramidNet-272). Tracking the inner `tf.Variable`s
+    instead (the fix proposed upstream, keras-team/keras#23563) stores each
+    once; the tests check the stored size against the parameter count."""
+    import tensorflow as tf
+
+    trackable = archive._tf_trackable
+    for collection in ("variables", "trainable_variables", "non_trainable_variables"):
+        inner = [getattr(v, "value", v) for v in getattr(trackable, collection)]
+        if all(isinstance(v, tf.Variable) for v in inner):
+            setattr(trackable, collection, inner)
+
+
+def _write_in_tensorflow(classifier, folder, formats, verbose):
+    """Exports through a subprocess on the TensorFlow backend: the `.keras`
+    file is backend-neutral, and TF is the backend Keras exports from."""
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = os.path.join(scratch, "model.keras")
+        classifier.save(saved)
+        request = json.dumps({"model": saved, "folder": folder, "formats": list(formats),
+                              "verbose": bool(verbose)})
+        environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+        finished = subprocess.run(
+            [sys.executable, "-m", "keras_pyramid.export", request],
+            env=environment, capture_output=True, text=True, check=False,
+        )
+    if finished.returncode != 0:
+        raise ExportError("the TensorFlow export subprocess failed:\n"
+                          + finished.stderr[-4000:])
+
+
+def _replace_directory(staging, target):
+    """Moves `staging` onto `target`. An existing `target` is first renamed
+    aside, so at every instant `target` is either the old or the new artifact
+    (or, between two renames, absent), never a mixture."""
+    if not os.path.exists(target):
+        os.rename(staging, target)
+        return
+    retired = f"{staging}-old"
+    os.rename(target, retired)
+    os.rename(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def reference_outputs(model, images):
+    """The Keras model's own inference outputs for uint8 `images` (NHWC), as
+    numpy: what an export must reproduce."""
+    serving = ServingModel(model)
+    return {name: keras.ops.convert_to_numpy(value)
+            for name, value in serving(np.asarray(images, "uint8")).items()}
+
+
+def compare(model, version_folder, images):
+    """Max absolute differences between the Keras model and its artifacts.
+
+    Returns `{format: {output: max |served - keras|}}` for the SavedModel and,
+    if present, the ONNX file (run by onnxruntime). Class ids compare as the
+    fraction of disagreeing images; `logits_relative` is the logits'
+    difference over their largest magnitude (an untrained deep PyramidNet's
+    logits reach 1e8, where float32 itself is coarser than 1).
+    """
+    import tensorflow as tf
+
+    expected = reference_outputs(model, images)
+    served = tf.saved_model.load(version_folder).signatures[SIGNATURE]
+    results = {"saved_model": served(image=tf.constant(images, tf.uint8))}
+    onnx_path = os.path.join(version_folder, ONNX_FILE)
+    if os.path.exists(onnx_path):
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        values = session.run(OUTPUT_NAMES, {INPUT_NAME: np.asarray(images, "uint8")})
+        results["onnx"] = dict(zip(OUTPUT_NAMES, values))
+    differences = {}
+    for fmt, outputs in results.items():
+        differences[fmt] = {name: _difference(name, np.asarray(outputs[name]), expected[name])
+                            for name in OUTPUT_NAMES}
+        differences[fmt]["logits_relative"] = differences[fmt]["logits"] / max(
+            float(np.max(np.abs(expected["logits"]))), 1e-30)
+    return differences
+
+
+def _difference(name, served, expected):
+    if name == "class_id":
+        return float(np.mean(served != expected))
+    return float(np.max(np.abs(served.astype("float64") - expected)))
+
+
+def _main_in_tensorflow(request):
+    request = json.loads(request)
+    serving = ServingModel(load_classifier(request["model"]))
+    serving(np.zeros((1, *serving.image_shape), "uint8"))
+    _write(serving, request["folder"], request["formats"], request["verbose"])
+
+
+if __name__ == "__main__":
+    _main_in_tensorflow(sys.argv[1])

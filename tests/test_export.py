@@ -1,0 +1,360 @@
+"""Serving exports: parity in a TensorFlow-only process, signature, determinism,
+ONNX, and every bad input. Runs under each backend: the model is trained (a few
+steps) and exported on the backend under test."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_pyramid import export as exporting
+from conftest import REPO, SHARED_DATA, run_python, tiny_model
+
+IMAGE_SHAPE = (32, 32, 3)
+CLASSES = 10
+# TensorFlow op types that draw random numbers (stateful and stateless).
+RANDOM_TF_OP = re.compile(r"Random|Rng|Multinomial|Shuffle|Dropout")
+# StableHLO ops a JAX random draw lowers to: XLA's generators, or threefry's
+# bit arithmetic (xor and shifts appear nowhere else in a PyramidNet).
+RANDOM_STABLEHLO_OP = re.compile(r"^(rng|rng_bit_generator|xor|shift_\w+)$")
+
+# Runs in a fresh process where Keras and this package cannot be imported
+# (TensorFlow itself imports parts of Keras when it can): the SavedModel must
+# stand alone, as on a serving machine.
+TENSORFLOW_ONLY_CHECK = """
+import json, sys
+
+HIDDEN = ("keras", "keras_pyramid", "tf_keras")
+
+class Hide:
+    def __init__(self, finder):
+        self.finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HIDDEN:
+            return None
+        find = getattr(self.finder, "find_spec", None)
+        return find(name, path, target) if find else None
+
+    def invalidate_caches(self):
+        getattr(self.finder, "invalidate_caches", lambda: None)()
+
+sys.meta_path[:] = [Hide(finder) for finder in sys.meta_path]
+import numpy as np
+import tensorflow as tf
+
+folder, images_path, outputs_path = sys.argv[1:]
+images = np.load(images_path)["images"]
+signature = tf.saved_model.load(folder).signatures["serving_default"]
+outputs = signature(image=tf.constant(images))
+again = signature(image=tf.constant(images))
+np.savez(outputs_path, **{name: value.numpy() for name, value in outputs.items()})
+print(json.dumps({
+    "keras_modules": sorted(m for m in sys.modules if m.split(".")[0] in HIDDEN),
+    "identical_twice": all(np.array_equal(outputs[k].numpy(), again[k].numpy()) for k in outputs),
+}))
+"""
+
+
+def cifar10_test_images(count):
+    """The first `count` real CIFAR-10 test images, uint8 NHWC."""
+    with np.load(os.path.join(SHARED_DATA, "cifar10_test.npz")) as test:
+        return np.ascontiguousarray(test["x_test"][:count], dtype=np.uint8)
+
+
+def keras_inference(model, images):
+    """The Keras model's own inference outputs, computed without the export
+    wrapper: logits from the classifier's weights in float64."""
+    features_model = keras.Model(model.inputs, model.get_layer("predictions").input)
+    features = keras.ops.convert_to_numpy(features_model(images.astype("float32"), training=False))
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.get_layer("predictions").weights)
+    logits = features.astype("float64") @ kernel + bias
+    probabilities = keras.ops.convert_to_numpy(model(images.astype("float32"), training=False))
+    return logits, probabilities
+
+
+def trained_tiny_classifier(regularization="sepdrop"):
+    """Depth 8 at 32x32, trained 3 steps so that the BatchNorm moving
+    statistics (what inference uses) are no longer their initial values."""
+    model = tiny_model(regularization, input_shape=IMAGE_SHAPE, classes=CLASSES)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, *IMAGE_SHAPE)).astype("float32")
+    labels = rng.integers(0, CLASSES, 24)
+    model.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A trained tiny SepDrop classifier and its export (SavedModel + ONNX)."""
+    model = trained_tiny_classifier()
+    directory = tmp_path_factory.mktemp("exports") / "tiny"
+    folder = exporting.export(model, directory, 1, formats=("saved_model", "onnx"))
+    return model, folder
+
+
+def saved_model_op_types(folder):
+    """Every op type in the SavedModel's graph and functions, plus, for a JAX
+    export, the StableHLO ops inside its XlaCallModule nodes."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(folder, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    tf_ops, stablehlo_ops = set(), set()
+    for graph in saved.meta_graphs:
+        nodes = list(graph.graph_def.node)
+        for function in graph.graph_def.library.function:
+            nodes.extend(function.node_def)
+        for node in nodes:
+            tf_ops.add(node.op)
+            if node.op == "XlaCallModule":
+                stablehlo_ops |= _stablehlo_ops(node.attr["module"].s)
+    return tf_ops, stablehlo_ops
+
+
+def _stablehlo_ops(module_bytes):
+    from jaxlib.mlir import ir
+    from jaxlib.mlir.dialects import stablehlo
+
+    context = ir.Context()
+    stablehlo.register_dialect(context)
+    text = str(stablehlo.deserialize_portable_artifact(context, module_bytes))
+    return set(re.findall(r"stablehlo\.([a-z_]+)", text)) | {
+        f"custom_call:{target}" for target in re.findall(r"call_target_name = \"(\w+)\"", text)
+    }
+
+
+def random_ops(folder):
+    tf_ops, stablehlo_ops = saved_model_op_types(folder)
+    return sorted({op for op in tf_ops if RANDOM_TF_OP.search(op)}
+                  | {op for op in stablehlo_ops
+                     if RANDOM_STABLEHLO_OP.match(op) or "threefry" in op})
+
+
+def test_a_tensorflow_only_process_reproduces_the_keras_model(exported, tmp_path):
+    model, folder = exported
+    images = cifar10_test_images(64)
+    np.savez(tmp_path / "images.npz", images=images)
+    script = tmp_path / "serve.py"
+    script.write_text(TENSORFLOW_ONLY_CHECK)
+    finished = subprocess.run(
+        [sys.executable, str(script), folder, str(tmp_path / "images.npz"),
+         str(tmp_path / "outputs.npz")],
+        capture_output=True, text=True, timeout=300, check=False,
+        # Nothing of this repository is importable there.
+        env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    report = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert report["keras_modules"] == []
+    assert report["identical_twice"]
+
+    served = np.load(tmp_path / "outputs.npz")
+    logits, probabilities = keras_inference(model, images)
+    assert served["logits"].dtype == np.float32 and served["class_id"].dtype == np.int32
+    np.testing.assert_allclose(served["logits"], logits, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(served["probabilities"], probabilities, rtol=0, atol=1e-5)
+    top_two = np.sort(logits, axis=1)[:, -2:]
+    clear = top_two[:, 1] - top_two[:, 0] > 1e-3  # ties may break either way
+    assert clear.sum() >= 60
+    np.testing.assert_array_equal(served["class_id"][clear], logits.argmax(axis=1)[clear])
+
+
+def test_signature_names_dtypes_and_dynamic_batch(exported):
+    import tensorflow as tf
+
+    _, folder = exported
+    signature = tf.saved_model.load(folder).signatures["serving_default"]
+    (_, inputs) = signature.structured_input_signature
+    assert list(inputs) == ["image"]
+    assert inputs["image"].dtype == tf.uint8
+    assert inputs["image"].shape.as_list() == [None, *IMAGE_SHAPE]
+    outputs = signature.structured_outputs
+    assert {name: (spec.dtype, spec.shape.as_list()) for name, spec in outputs.items()} == {
+        "logits": (tf.float32, [None, CLASSES]),
+        "probabilities": (tf.float32, [None, CLASSES]),
+        "class_id": (tf.int32, [None]),
+    }
+    for batch in (1, 5):  # any batch size
+        result = signature(image=tf.zeros((batch, *IMAGE_SHAPE), tf.uint8))
+        assert result["class_id"].shape == (batch,)
+
+
+def test_saved_model_cli_shows_the_serving_signature(exported):
+    _, folder = exported
+    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable)) or shutil.which(
+        "saved_model_cli")
+    assert cli, "saved_model_cli (installed with tensorflow) not found"
+    shown = subprocess.run(
+        [cli, "show", "--dir", folder, "--tag_set", "serve", "--signature_def",
+         "serving_default"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    assert re.search(r"inputs\['image'\] tensor_info:\s+dtype: DT_UINT8\s+"
+                     r"shape: \(-1, 32, 32, 3\)", shown), shown
+    for name, dtype, shape in (("logits", "DT_FLOAT", r"\(-1, 10\)"),
+                               ("probabilities", "DT_FLOAT", r"\(-1, 10\)"),
+                               ("class_id", "DT_INT32", r"\(-1\)")):
+        assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}\s+"
+                         rf"shape: {shape}", shown), shown
+
+
+def test_each_weight_is_stored_once(exported):
+    """keras-team/keras#23553 writes every weight twice on TensorFlow; the
+    export works around it (the torch path exports under TensorFlow too)."""
+    model, folder = exported
+    stored = os.path.getsize(os.path.join(folder, "variables", "variables.data-00000-of-00001"))
+    weights = 4 * model.count_params()  # float32, BN statistics included
+    assert weights <= stored < 1.1 * weights + 4096
+
+
+def test_the_exported_graph_has_no_random_op(exported):
+    _, folder = exported
+    tf_ops, _ = saved_model_op_types(folder)
+    assert "Conv2D" in tf_ops or "XlaCallModule" in tf_ops  # the detector sees the network
+    assert random_ops(folder) == []
+
+
+TRAINING_MODE_EXPORT = """
+import sys, keras
+from tests.conftest import tiny_model
+model = tiny_model("sepdrop", input_shape=(32, 32, 3), classes=10)
+archive = keras.export.ExportArchive()
+archive.track(model)
+kwargs = {"is_static": False} if keras.backend.backend() == "jax" else {}
+archive.add_endpoint("serve", lambda x: model(x, training=True),
+                     input_signature=[keras.InputSpec(shape=(None, 32, 32, 3), dtype="float32")], **kwargs)
+archive.write_out(sys.argv[1], verbose=False)
+"""
+
+
+def test_the_random_op_detector_finds_the_training_graph_randomness(tmp_path):
+    """Control for the test above: the same layers exported in TRAINING mode
+    must show their random draws to the same detector. (A torch model's
+    graph is written by TensorFlow, so the torch run checks that.)"""
+    backend = keras.backend.backend()
+    folder = str(tmp_path / "training")
+    run_python(TRAINING_MODE_EXPORT.replace("sys.argv[1]", repr(folder)),
+               backend="tensorflow" if backend == "torch" else backend)
+    assert random_ops(folder) != []
+
+
+def test_onnx_matches_the_keras_model_under_onnxruntime(exported):
+    import onnxruntime
+
+    model, folder = exported
+    session = onnxruntime.InferenceSession(os.path.join(folder, "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert session.get_inputs()[0].type == "tensor(uint8)"
+    assert sorted(o.name for o in session.get_outputs()) == sorted(exporting.OUTPUT_NAMES)
+    images = cifar10_test_images(64)
+    onnx_logits, onnx_probabilities = session.run(["logits", "probabilities"], {"image": images})
+    logits, probabilities = keras_inference(model, images)
+    np.testing.assert_allclose(onnx_logits, logits, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(onnx_probabilities, probabilities, rtol=0, atol=1e-5)
+
+
+def test_serving_rejects_images_of_the_wrong_shape_or_dtype(exported):
+    import tensorflow as tf
+
+    _, folder = exported
+    signature = tf.saved_model.load(folder).signatures["serving_default"]
+    refused = (TypeError, ValueError, tf.errors.InvalidArgumentError)
+    with pytest.raises(refused, match="uint8") as wrong_dtype:
+        signature(image=tf.zeros((2, *IMAGE_SHAPE), tf.float32))
+    assert "float" in str(wrong_dtype.value)
+    with pytest.raises(refused, match=r"\[2,32,32,1\].*expected shape \[\?,32,32,3\]"):
+        signature(image=tf.zeros((2, 32, 32, 1), tf.uint8))
+    with pytest.raises(refused, match=r"\[2,16,16,3\].*expected shape \[\?,32,32,3\]"):
+        signature(image=tf.zeros((2, 16, 16, 3), tf.uint8))
+
+
+def test_an_existing_version_is_refused_then_replaced_whole(exported, tmp_path):
+    model, _ = exported
+    directory = tmp_path / "served"
+    first = exporting.export(model, directory, 3)
+    marker = os.path.join(first, "old-version-marker")
+    open(marker, "w").close()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        exporting.export(model, directory, 3)
+    assert os.path.exists(marker)
+
+    def fail_halfway(serving, folder, formats, verbose):
+        os.makedirs(os.path.join(folder, "variables"))
+        raise RuntimeError("disk full")
+
+    original = exporting._write
+    exporting._write = fail_halfway
+    try:
+        with pytest.raises(RuntimeError, match="disk full"):
+            exporting.export(model, directory, 3, overwrite=True)
+    finally:
+        exporting._write = original
+    assert os.path.exists(marker), "a failed overwrite touched the old version"
+    assert sorted(os.listdir(directory)) == ["3"], "a staging folder was left behind"
+
+    exporting.export(model, directory, 3, overwrite=True)
+    assert not os.path.exists(marker)
+    assert os.path.exists(os.path.join(first, "saved_model.pb"))
+    assert sorted(os.listdir(directory)) == ["3"]
+
+
+@pytest.mark.parametrize("version", [0, -1, 1.5, True, "1"])
+def test_bad_versions_are_refused(exported, tmp_path, version):
+    with pytest.raises(ValueError, match=re.escape(f"version={version!r}")):
+        exporting.export(exported[0], tmp_path, version)
+
+
+def test_a_model_without_classifier_is_refused(tmp_path):
+    features = tiny_model(include_top=False, pooling="avg")
+    with pytest.raises(exporting.ExportError, match="include_top"):
+        exporting.export(features, tmp_path / "x", 1)
+    assert not os.path.exists(tmp_path / "x")
+
+
+def run_export_cli(*arguments):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "applications", "export.py"), *arguments],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+def test_the_cli_exports_a_run_directory_and_checks_it(exported, tmp_path):
+    model, _ = exported
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    model.save(run_dir / "model.keras")
+    finished = run_export_cli(str(run_dir), "--output", str(tmp_path / "out"),
+                              "--version", "2", "--check-images", "4")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert os.path.exists(tmp_path / "out" / "2" / "saved_model.pb")
+    report = json.loads(finished.stdout[finished.stdout.index("{"):])
+    assert report["saved_model"]["logits"] < 1e-4
+    assert report["saved_model"]["class_id"] == 0.0
+
+    again = run_export_cli(str(run_dir), "--output", str(tmp_path / "out"), "--version", "2")
+    assert again.returncode == 2
+    assert "already exists" in again.stderr and "--overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_the_cli_names_a_missing_or_broken_model_file(tmp_path):
+    missing = run_export_cli(str(tmp_path / "nothing.keras"), "--output", str(tmp_path / "o"))
+    assert missing.returncode == 2
+    assert "no model file" in missing.stderr and "nothing.keras" in missing.stderr
+
+    broken = tmp_path / "broken.keras"
+    broken.write_text("not a zip archive")
+    finished = run_export_cli(str(broken), "--output", str(tmp_path / "o"))
+    assert finished.returncode == 2
+    assert "not a loadable Keras model" in finished.stderr and "Traceback" not in finished.stderr
+    assert not os.path.exists(tmp_path / "o")

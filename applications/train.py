@@ -21,6 +21,8 @@ import shutil
 import sys
 import time
 
+from keras_pyramid.cli import positive_int
+
 # Arguments that define a run: resuming with other values would mix two runs.
 RUN_DEFINING = (
     "model",
@@ -37,23 +39,21 @@ RUN_DEFINING = (
 )
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text}")
-    return value
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", default="pyramidnet110_a48_sepdrop",
-                        help="a registered name (keras_pyramid.list_models())")
+    parser.add_argument("--model", default=None,
+                        help="a registered name (keras_pyramid.list_models()); "
+                             "default pyramidnet110_a48_sepdrop")
+    parser.add_argument("--hparams", default=None, metavar="JSON",
+                        help="a search's best_hparams.json: the model (depth, alpha, "
+                             "regularization, drop rate), --lr and --batch-size; "
+                             "explicit flags win")
     parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
     parser.add_argument("--epochs", type=positive_int, default=300)
-    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: 128")
     parser.add_argument("--lr", type=float, default=None,
                         help="initial learning rate (default: 0.1 CIFAR-10, 0.5 CIFAR-100)")
     parser.add_argument("--weight-decay", type=float, default=1e-4,
@@ -88,6 +88,23 @@ def parse_args(argv=None):
         parser.error(f"--lr must be > 0, got {args.lr}")
     if args.weight_decay < 0:
         parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    args.architecture = None
+    if args.hparams:
+        if args.model:
+            parser.error("--model and --hparams both name a model: give one of them")
+        from keras_pyramid import hparams
+
+        try:
+            values = hparams.load_hparams(args.hparams)
+        except ValueError as error:
+            parser.error(f"--hparams: {error}")
+        args.architecture = {k: values[k] for k in ("depth", "alpha", "regularization")}
+        args.model = hparams.model_name(values)
+        args.lr = values["learning_rate"] if args.lr is None else args.lr
+        args.batch_size = args.batch_size or values["batch_size"]
+        args.drop_rate = values["drop_rate"] if args.drop_rate is None else args.drop_rate
+    args.model = args.model or "pyramidnet110_a48_sepdrop"
+    args.batch_size = args.batch_size or 128
     if args.output_dir is None:
         args.output_dir = os.path.join("runs", f"{args.model}-{args.dataset}")
     return parser, args
@@ -149,9 +166,9 @@ def main(argv=None):
     import keras
 
     import keras_pyramid
-    from keras_pyramid import data, recipe, training
+    from keras_pyramid import data, hparams, recipe, training
 
-    if args.model not in keras_pyramid.list_models():
+    if args.architecture is None and args.model not in keras_pyramid.list_models():
         parser.error(
             f"unknown --model {args.model!r}; valid: {', '.join(keras_pyramid.list_models())}"
         )
@@ -189,13 +206,11 @@ def main(argv=None):
     evaluation_data = data.pipeline(builder, split.evaluation, plan.batch_size,
                                     training=False, data_format=data_format)
 
-    model = keras_pyramid.build(
-        args.model,
-        classes=split.num_classes,
-        drop_rate=args.drop_rate,
-        weight_decay=plan.weight_decay,
-        seed=args.seed,
-    )
+    common = {"classes": split.num_classes, "weight_decay": plan.weight_decay, "seed": args.seed}
+    if args.architecture:
+        model = hparams.build_model({**args.architecture, "drop_rate": args.drop_rate}, **common)
+    else:
+        model = keras_pyramid.build(args.model, drop_rate=args.drop_rate, **common)
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     model.compile(
         optimizer=recipe.make_optimizer(plan, steps_per_epoch),

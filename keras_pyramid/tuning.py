@@ -1,0 +1,147 @@
+"""KerasTuner search over PyramidNet's widening and stochastic-depth settings.
+
+    hypermodel = PyramidHyperModel(classes=10, recipe=paper_recipe("cifar10", epochs=10))
+    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy", max_trials=20)
+    tuner.search(train_fn, validation_data=validation_fn, epochs=10)
+
+The search space (every hyperparameter has a default, the papers' setting):
+
+    depth           choice  20, 32, 44, 56, 110 (basic units, 6n + 2)   110
+    alpha           int     12 .. 300, step 6 (additive widening)       48
+    regularization  choice  none, drop, sepdrop, shakedrop               sepdrop
+    drop_rate       float   0 .. 0.9, step 0.05: the LAST unit's rate;  0.5
+                            unit l of L gets l / L * drop_rate (unused with none)
+    learning_rate   float   0.01 .. 1, log scale                        the recipe's
+    batch_size      choice  64, 128, 256                                 the recipe's
+
+Any of them can be fixed or narrowed before the search (`search_space`), and
+the best values go to a JSON file that `applications/train.py --hparams`
+reads (`best_hparams`).
+"""
+
+import dataclasses
+
+import keras
+import keras_tuner as kt
+
+from keras_pyramid import recipe as recipes
+from keras_pyramid.hparams import HPARAM_NAMES, REGULARIZATIONS, build_model, parse_value
+
+DEPTHS = (20, 32, 44, 56, 110)
+BATCH_SIZES = (64, 128, 256)
+ALPHA_RANGE = (12, 300, 6)
+DROP_RATE_RANGE = (0.0, 0.9, 0.05)
+LEARNING_RATE_RANGE = (0.01, 1.0)
+
+
+class PyramidHyperModel(kt.HyperModel):
+    """PyramidNet on CIFAR-sized images, compiled with the papers' recipe.
+
+    Args:
+        classes: number of classes.
+        input_shape: image shape in Keras' image data format; None: 32x32 RGB.
+        recipe: a `Recipe` (epochs per trial, weight decay, default learning
+            rate and batch size); the paper's CIFAR-10 recipe by default.
+        train_examples: training images per epoch, which sets the learning
+            rate milestones in steps; ignored with `steps_per_epoch`.
+        steps_per_epoch: a fixed number of steps per epoch (short trials).
+        seed: the model's seed (initial weights aside, which follow Keras'
+            global seed: set it with `keras.utils.set_random_seed`).
+    """
+
+    def __init__(self, classes=10, input_shape=None, recipe=None,
+                 train_examples=45_000, steps_per_epoch=None, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+        self.input_shape = input_shape
+        self.recipe = recipe or recipes.paper_recipe("cifar10")
+        self.train_examples = train_examples
+        self.steps_per_epoch = steps_per_epoch
+        self.seed = seed
+
+    def values(self, hp):
+        """Declares every hyperparameter (with its default) and returns the
+        values of this trial."""
+        batch_sizes = sorted({*BATCH_SIZES, self.recipe.batch_size})
+        return {
+            "depth": hp.Choice("depth", DEPTHS, default=110),
+            "alpha": hp.Int("alpha", *ALPHA_RANGE[:2], step=ALPHA_RANGE[2], default=48),
+            "regularization": hp.Choice("regularization", REGULARIZATIONS, default="sepdrop"),
+            "drop_rate": hp.Float("drop_rate", *DROP_RATE_RANGE[:2], step=DROP_RATE_RANGE[2],
+                                  default=0.5),
+            "learning_rate": hp.Float("learning_rate", *LEARNING_RATE_RANGE, sampling="log",
+                                      default=self.recipe.learning_rate),
+            "batch_size": hp.Choice("batch_size", batch_sizes, default=self.recipe.batch_size),
+        }
+
+    def steps(self, batch_size):
+        return self.steps_per_epoch or max(1, self.train_examples // batch_size)
+
+    def build(self, hp):
+        values = self.values(hp)
+        model = build_model(values, classes=self.classes, input_shape=self.input_shape,
+                            weight_decay=self.recipe.weight_decay, seed=self.seed)
+        plan = dataclasses.replace(self.recipe, learning_rate=values["learning_rate"],
+                                   batch_size=values["batch_size"])
+        model.compile(
+            optimizer=recipes.make_optimizer(plan, self.steps(plan.batch_size)),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+        )
+        return model
+
+    def fit(self, hp, model, x=None, validation_data=None, **kwargs):
+        """`x` and `validation_data` may be functions of the batch size that
+        return batched datasets: the batch size is a hyperparameter."""
+        batch_size = hp.get("batch_size")
+        if callable(x):
+            x = x(batch_size)
+        if callable(validation_data):
+            validation_data = validation_data(batch_size)
+        kwargs.setdefault("steps_per_epoch", self.steps(batch_size))
+        history = model.fit(x, validation_data=validation_data, **kwargs)
+        # The FINAL epoch's metrics: given a History, KerasTuner would score
+        # the trial by its best epoch.
+        return {name: float(values[-1]) for name, values in history.history.items()}
+
+
+def search_space(overrides):
+    """A `kt.HyperParameters` that fixes or narrows some hyperparameters.
+
+    `overrides` maps a name to a spec string: `"48"` fixes it, `"24:96"`
+    narrows a numeric one to a range (the default step; learning_rate stays
+    log-scaled), `"drop,sepdrop"` or `"20,56"` restricts it to choices.
+    Unknown names and bad values raise ValueError naming them.
+    """
+    hp = kt.HyperParameters()
+    for name, spec in overrides.items():
+        if name not in HPARAM_NAMES:
+            raise ValueError(f"unknown hyperparameter {name!r}; tunable: {', '.join(HPARAM_NAMES)}")
+        spec = str(spec).strip()
+        if ":" in spec:
+            if name not in ("alpha", "drop_rate", "learning_rate"):
+                raise ValueError(f"hyperparameter {name!r} takes a value or a comma list, "
+                                 f"not a range. Received: {name}={spec!r}")
+            low, high = (parse_value(name, part) for part in spec.split(":", 1))
+            if not low < high:
+                raise ValueError(f"the range of {name!r} must be LOW:HIGH with LOW < HIGH. "
+                                 f"Received: {name}={spec!r}")
+            if name == "alpha":
+                hp.Int(name, low, high, step=ALPHA_RANGE[2])
+            elif name == "drop_rate":
+                hp.Float(name, low, high, step=DROP_RATE_RANGE[2])
+            else:
+                hp.Float(name, low, high, sampling="log")
+        elif "," in spec:
+            choices = sorted({parse_value(name, part) for part in spec.split(",")},
+                             key=lambda v: (isinstance(v, str), v))
+            hp.Choice(name, choices)
+        else:
+            hp.Fixed(name, parse_value(name, spec))
+    return hp
+
+
+def best_hparams(tuner):
+    """The best trial's values, in the `--hparams` file format."""
+    best = tuner.get_best_hyperparameters(1)[0]
+    return {name: best.get(name) for name in HPARAM_NAMES}

@@ -1,0 +1,247 @@
+"""The hypermodel, the search space overrides, and tuning/search.py end to end:
+report files, resume, a changed space, retrain, and KerasTuner's distributed
+mode with a chief and two workers (every process under a hard timeout)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import keras_tuner as kt
+import pytest
+
+from conftest import REPO
+from keras_pyramid import hparams, tuning
+from keras_pyramid.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+from keras_pyramid.models import unit_widths
+
+SEARCH = os.path.join(REPO, "tuning", "search.py")
+TRAIN = os.path.join(REPO, "applications", "train.py")
+TINY = {"depth": 8, "alpha": 12, "regularization": "sepdrop", "drop_rate": 0.3,
+        "learning_rate": 0.05, "batch_size": 16}
+
+
+def fixed(values):
+    hp = kt.HyperParameters()
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    return hp
+
+
+def hypermodel(**kwargs):
+    return tuning.PyramidHyperModel(classes=10, input_shape=(16, 16, 3),
+                                    steps_per_epoch=kwargs.pop("steps_per_epoch", 4), **kwargs)
+
+
+def regularizers(model):
+    return [layer for layer in model.layers
+            if isinstance(layer, (PyramidSepDrop, StochasticDepth, ShakeDrop))]
+
+
+def test_every_hyperparameter_has_the_papers_default():
+    hp = kt.HyperParameters()
+    values = tuning.PyramidHyperModel().values(hp)
+    assert values == {"depth": 110, "alpha": 48, "regularization": "sepdrop",
+                      "drop_rate": 0.5, "learning_rate": 0.1, "batch_size": 128}
+    assert set(hp.values) == set(hparams.HPARAM_NAMES)
+
+
+def test_fixed_values_reach_the_built_model():
+    model = hypermodel().build(fixed(TINY))
+    assert [layer.filters for layer in model.layers if layer.name.endswith("_conv2")] == \
+        unit_widths(8, 12)
+    rates = [layer.drop_rate for layer in regularizers(model)]
+    assert all(isinstance(layer, PyramidSepDrop) for layer in regularizers(model))
+    assert rates[-1] == pytest.approx(0.3) and rates[0] == pytest.approx(0.1)
+    # At step 0 the optimizer reports its schedule's initial value.
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == \
+        pytest.approx(0.05)
+
+    wider = hypermodel().build(fixed({**TINY, "alpha": 24, "depth": 14}))
+    assert len(regularizers(wider)) == 6  # (14 - 2) / 6 units per stage, 3 stages
+    assert [layer.filters for layer in wider.layers if layer.name.endswith("_conv2")] == \
+        unit_widths(14, 24)
+    for kind, layer_class in (("drop", StochasticDepth), ("shakedrop", ShakeDrop)):
+        built = hypermodel().build(fixed({**TINY, "regularization": kind}))
+        assert all(isinstance(layer, layer_class) for layer in regularizers(built))
+    assert regularizers(hypermodel().build(fixed({**TINY, "regularization": "none"}))) == []
+
+
+def test_fit_uses_the_batch_size_hyperparameter():
+    hp = fixed(TINY)
+    model = hypermodel(steps_per_epoch=2).build(hp)
+    seen = []
+
+    def batches(batch_size):
+        import numpy as np
+
+        seen.append(batch_size)
+        x = np.zeros((batch_size, 16, 16, 3), "float32")
+        y = np.zeros((batch_size,), "int32")
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensors((x, y)).repeat()
+
+    metrics = hypermodel(steps_per_epoch=2).fit(hp, model, batches, validation_data=batches,
+                                                epochs=2, validation_steps=1, verbose=0)
+    assert seen == [16, 16]
+    # The final epoch's figures, as floats: what KerasTuner scores.
+    assert set(metrics) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(isinstance(value, float) for value in metrics.values())
+
+
+def test_search_space_fixes_narrows_and_restricts():
+    hp = tuning.search_space({"alpha": "24:96", "regularization": "drop,sepdrop",
+                              "depth": "20", "learning_rate": "0.01:0.3"})
+    by_name = {h.name: h for h in hp.space}
+    assert (by_name["alpha"].min_value, by_name["alpha"].max_value) == (24, 96)
+    assert list(by_name["regularization"].values) == ["drop", "sepdrop"]
+    assert by_name["depth"].value == 20
+    assert by_name["learning_rate"].sampling == "log"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"widht": "3"}, "unknown hyperparameter 'widht'"),
+    ({"depth": "21"}, "depth='21'"),
+    ({"depth": "20:56"}, "not a range"),
+    ({"alpha": "96:24"}, "LOW < HIGH"),
+    ({"drop_rate": "1.0"}, "drop_rate='1.0'"),
+    ({"regularization": "dropout"}, "regularization='dropout'"),
+    ({"alpha": "wide"}, "alpha='wide'"),
+])
+def test_bad_search_space_overrides_name_the_value(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tuning.search_space(overrides)
+
+
+def test_hparams_files_are_checked(tmp_path):
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps(TINY))
+    assert hparams.load_hparams(path) == TINY
+    path.write_text(json.dumps({**TINY, "width": 3}))
+    with pytest.raises(ValueError, match="unknown \\['width'\\]"):
+        hparams.load_hparams(path)
+    path.write_text(json.dumps({**TINY, "drop_rate": 1.5}))
+    with pytest.raises(ValueError, match="drop_rate"):
+        hparams.load_hparams(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read"):
+        hparams.load_hparams(path)
+
+
+def search_command(directory, data_dir, *extra):
+    return [sys.executable, SEARCH, "--dataset", "cifar10", "--data-dir", data_dir,
+            "--no-download", "--directory", str(directory), "--hp", "depth=8",
+            "--hp", "alpha=6:24", "--hp", "batch_size=16", "--epochs", "1",
+            "--steps-per-epoch", "2", "--validation-steps", "1",
+            "--validation-examples", "500", "--verbose", "2", *extra]
+
+
+def run(command, timeout=600, env=None):
+    environment = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+    return subprocess.run(command, env=environment, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def trial_files(project):
+    return {name: (project / name / "trial.json").read_bytes()
+            for name in os.listdir(project) if name.startswith("trial_")}
+
+
+def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_tfds_dir):
+    project = tmp_path / "search" / "pyramidnet-cifar10"
+    first = run(search_command(tmp_path / "search", cifar10_tfds_dir, "--max-trials", "1"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    finished_once = trial_files(project)
+    assert len(finished_once) == 1
+
+    second = run(search_command(tmp_path / "search", cifar10_tfds_dir, "--max-trials", "2",
+                                "--retrain", "--retrain-epochs", "1"))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "1 finished trials kept" in second.stdout
+    after = trial_files(project)
+    assert len(after) == 2
+    for name, content in finished_once.items():
+        assert after[name] == content, f"{name} was run again"
+
+    results = json.loads((project / "results.json").read_text())
+    assert results["objective"] == "val_accuracy"
+    assert [row["status"] for row in results["trials"]] == ["COMPLETED", "COMPLETED"]
+    scores = [row["score"] for row in results["trials"]]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    for row in results["trials"]:
+        assert row["depth"] == 8 and 6 <= row["alpha"] <= 24 and row["batch_size"] == 16
+    csv_lines = (project / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("trial,status,score,depth,alpha") and len(csv_lines) == 3
+    assert (project / "objective.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = hparams.load_hparams(project / "best_hparams.json")
+    best_row = results["trials"][0]
+    assert best == {name: best_row[name] for name in hparams.HPARAM_NAMES}
+    assert "val_accuracy" in second.stdout and "best:" in second.stdout
+
+    retrained = json.loads((project / "retrain.json").read_text())
+    assert retrained["hparams"] == best and retrained["epochs"] == 1
+    assert retrained["test_examples"] == 10_000 and 0 <= retrained["test_error"] <= 1
+
+    changed = run(search_command(tmp_path / "search", cifar10_tfds_dir, "--max-trials", "2",
+                                 "--hp", "regularization=drop"))
+    assert changed.returncode == 2
+    assert "holds a search with other settings" in changed.stderr
+    assert "regularization" in changed.stderr and "--overwrite" in changed.stderr
+    assert "Traceback" not in changed.stderr
+    assert trial_files(project) == after
+
+
+def test_train_accepts_the_best_hparams_file(tmp_path, cifar10_tfds_dir):
+    best = tmp_path / "best_hparams.json"
+    best.write_text(json.dumps(TINY))
+    finished = run([sys.executable, TRAIN, "--hparams", str(best), "--data-dir",
+                    cifar10_tfds_dir, "--no-download", "--output-dir", str(tmp_path / "run"),
+                    "--epochs", "1", "--steps-per-epoch", "2", "--eval-steps", "1",
+                    "--shuffle-buffer", "64", "--verbose", "2"])
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    resolved = json.loads((tmp_path / "run" / "args.json").read_text())
+    assert resolved["model"] == "pyramidnet8_a12_sepdrop"
+    assert (resolved["lr"], resolved["batch_size"], resolved["drop_rate"]) == (0.05, 16, 0.3)
+    assert "pyramidnet8_a12_sepdrop:" in finished.stdout
+    clash = run([sys.executable, TRAIN, "--hparams", str(best), "--model", "pyramidnet20_a48"])
+    assert clash.returncode == 2 and "give one of them" in clash.stderr
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_chief_and_two_workers_finish_a_search_together(tmp_path, cifar10_tfds_dir):
+    command = search_command(tmp_path / "search", cifar10_tfds_dir, "--max-trials", "3")
+    base = dict(os.environ, PYTHONPATH=REPO, KERASTUNER_ORACLE_IP="127.0.0.1",
+                KERASTUNER_ORACLE_PORT=str(free_port()))
+    processes = {}
+    try:
+        for tuner_id in ("chief", "tuner0", "tuner1"):
+            log = open(tmp_path / f"{tuner_id}.log", "w")
+            processes[tuner_id] = (subprocess.Popen(
+                command, env={**base, "KERASTUNER_TUNER_ID": tuner_id},
+                stdout=log, stderr=subprocess.STDOUT), log)
+        # A worker without its chief (or a chief without workers) waits
+        # forever: every process gets a hard limit.
+        codes = {tuner_id: process.wait(timeout=600)
+                 for tuner_id, (process, _) in processes.items()}
+    finally:
+        for process, log in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            log.close()
+    logs = {tuner_id: (tmp_path / f"{tuner_id}.log").read_text() for tuner_id in processes}
+    assert codes == {"chief": 0, "tuner0": 0, "tuner1": 0}, logs
+    # The workers trained the trials (one epoch each: one fit line per trial).
+    trained = sum(logs[w].count(" - val_accuracy: ") for w in ("tuner0", "tuner1"))
+    assert trained == 3, logs
+    results = json.loads((tmp_path / "search" / "pyramidnet-cifar10" / "results.json").read_text())
+    assert [row["status"] for row in results["trials"]] == ["COMPLETED"] * 3
+    assert "best:" in logs["chief"]

@@ -1,0 +1,218 @@
+"""Searches PyramidNet's drop rate, widening, regularization, depth and learning rate with KerasTuner.
+
+    python tuning/search.py --dataset cifar10 --tuner bayesian --max-trials 20 --epochs 15
+    python tuning/search.py --hp depth=20 --hp regularization=sepdrop --hp alpha=24:120 \\
+        --max-trials 8 --epochs 3 --steps-per-epoch 50 --retrain
+
+The objective is the FINAL epoch's validation accuracy on the last
+`--validation-examples` images of the TRAINING set; the test set is used once,
+by `--retrain` (the best configuration trained on the whole training set).
+Run the same command again to resume: finished trials are kept. The report
+(results.csv/.json, objective.png, best_hparams.json for `train.py --hparams`)
+goes to DIRECTORY/PROJECT_NAME/.
+
+Distributed (KerasTuner's own mode): run the same command on every machine
+with KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT set and KERASTUNER_TUNER_ID
+`chief` on one machine (it runs the oracle and writes the report) and
+`tuner0`, `tuner1`, ... on the workers (they train the trials).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from keras_pyramid.cli import positive_int
+
+TUNERS = ("random", "bayesian", "hyperband")
+OBJECTIVE = "val_accuracy"
+# Settings that define a search: resuming with other values would mix two searches.
+SEARCH_DEFINING = ("tuner", "dataset", "epochs", "steps_per_epoch", "validation_examples",
+                   "validation_steps", "seed", "space")
+
+
+def hp_override(text):
+    name, separator, spec = text.partition("=")
+    if not separator or not name or not spec:
+        raise argparse.ArgumentTypeError(f"expected NAME=SPEC (e.g. alpha=48, alpha=24:96, "
+                                         f"regularization=drop,sepdrop), got {text!r}")
+    return name.strip(), spec.strip()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--tuner", choices=TUNERS, default="random")
+    parser.add_argument("--max-trials", type=positive_int, default=10,
+                        help="trials in all (random, bayesian); hyperband sizes itself")
+    parser.add_argument("--epochs", type=positive_int, default=10,
+                        help="epochs per trial (hyperband: the most epochs of a trial)")
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=None,
+                        help="limit each epoch (short trials); default: one pass")
+    parser.add_argument("--validation-examples", type=positive_int, default=5000,
+                        help="the last N training images form the validation split")
+    parser.add_argument("--validation-steps", type=positive_int, default=None,
+                        help="limit each validation to this many batches")
+    parser.add_argument("--hp", type=hp_override, action="append", default=[],
+                        metavar="NAME=SPEC",
+                        help="fix (alpha=48), narrow (alpha=24:96) or restrict "
+                             "(regularization=drop,sepdrop) a hyperparameter; repeatable")
+    parser.add_argument("--directory", default="tuning_runs")
+    parser.add_argument("--project-name", default=None, help="default: pyramidnet-DATASET")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="discard an existing search of the same project")
+    parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the best configuration on the whole training set, "
+                             "then measure its test error once")
+    parser.add_argument("--retrain-epochs", type=positive_int, default=None,
+                        help="default: the paper's 300")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
+    args = parser.parse_args(argv)
+    args.project_name = args.project_name or f"pyramidnet-{args.dataset}"
+    return parser, args
+
+
+def tuner_id():
+    """`chief`, a worker id, or None outside KerasTuner's distributed mode."""
+    return os.environ.get("KERASTUNER_TUNER_ID")
+
+
+def check_or_record_search(parser, args, project_dir, settings):
+    """Refuses to resume a search whose defining settings changed."""
+    from keras_pyramid.training import atomic_write_json, read_json
+
+    path = os.path.join(project_dir, "search.json")
+    if os.path.exists(path) and not args.overwrite:
+        previous = read_json(path)
+        changed = [k for k in SEARCH_DEFINING if previous.get(k) != settings.get(k)]
+        if changed:
+            details = "; ".join(f"{k}: {previous.get(k)!r} -> {settings.get(k)!r}"
+                                for k in changed)
+            parser.error(f"{project_dir} holds a search with other settings ({details}). "
+                         "Pass --overwrite to discard it or choose another --project-name")
+    if tuner_id() in (None, "chief"):
+        os.makedirs(project_dir, exist_ok=True)
+        atomic_write_json(path, settings)
+
+
+def make_tuner(args, hypermodel, space):
+    import keras_tuner as kt
+
+    common = {
+        "objective": kt.Objective(OBJECTIVE, direction="max"),
+        "hyperparameters": space,
+        "tune_new_entries": True,
+        "directory": args.directory,
+        "project_name": args.project_name,
+        "overwrite": args.overwrite,
+        "seed": args.seed,
+    }
+    if args.tuner == "random":
+        return kt.RandomSearch(hypermodel, max_trials=args.max_trials, **common)
+    if args.tuner == "bayesian":
+        return kt.BayesianOptimization(hypermodel, max_trials=args.max_trials, **common)
+    return kt.Hyperband(hypermodel, max_epochs=args.epochs, factor=3, **common)
+
+
+def retrain(args, best, builder, project_dir):
+    """The best configuration on the whole training set; the test set once."""
+    import keras
+
+    from keras_pyramid import data, hparams, recipe, training
+
+    plan = recipe.paper_recipe(args.dataset, epochs=args.retrain_epochs,
+                               learning_rate=best["learning_rate"],
+                               batch_size=best["batch_size"])
+    split = data.splits(builder)  # train = the whole training set, evaluation = test
+    steps = args.steps_per_epoch or split.train_examples // plan.batch_size
+    data_format = keras.config.image_data_format()
+    train_data = data.pipeline(builder, split.train, plan.batch_size, training=True,
+                               seed=args.seed, data_format=data_format, repeat=True)
+    test_data = data.pipeline(builder, split.evaluation, plan.batch_size, training=False,
+                              data_format=data_format)
+    model = hparams.build_model(best, classes=split.num_classes,
+                                weight_decay=plan.weight_decay, seed=args.seed)
+    model.compile(optimizer=recipe.make_optimizer(plan, steps),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    run_dir = os.path.join(project_dir, "retrain")
+    history = training.fit(model, train_data, None, epochs=plan.epochs, steps_per_epoch=steps,
+                           run_dir=run_dir, verbose=args.verbose)
+    loss, accuracy = model.evaluate(test_data, verbose=0)
+    training.save_model(model, run_dir)
+    result = {"hparams": best, "epochs": history[-1]["epoch"], "test_error": 1.0 - accuracy,
+              "test_loss": loss, "test_examples": split.evaluation_examples}
+    training.atomic_write_json(os.path.join(project_dir, "retrain.json"), result)
+    return result
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    import keras
+
+    from keras_pyramid import data, recipe, tuning, tuning_report
+
+    try:
+        space = tuning.search_space(dict(args.hp))
+    except ValueError as error:
+        parser.error(f"--hp: {error}")
+    try:
+        builder = data.dataset_builder(args.dataset, args.data_dir, args.download)
+        split = data.splits(builder, args.validation_examples)
+    except data.DataNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        parser.error(f"--validation-examples: {error}")
+
+    project_dir = os.path.join(args.directory, args.project_name)
+    settings = {k: v for k, v in vars(args).items() if k in SEARCH_DEFINING}
+    settings["space"] = dict(sorted(args.hp))  # as typed: readable in the error below
+    check_or_record_search(parser, args, project_dir, settings)
+
+    keras.utils.set_random_seed(args.seed)
+    plan = recipe.paper_recipe(args.dataset, epochs=args.epochs)
+    hypermodel = tuning.PyramidHyperModel(
+        classes=split.num_classes, recipe=plan, train_examples=split.train_examples,
+        steps_per_epoch=args.steps_per_epoch, seed=args.seed)
+    tuner = make_tuner(args, hypermodel, space)
+
+    if tuner_id() in (None, "chief"):  # a worker's oracle is a client of the chief's
+        finished = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+        if finished:
+            print(f"Resuming {project_dir}: {len(finished)} finished trials kept")
+    data_format = keras.config.image_data_format()
+
+    def train_data(batch_size):
+        return data.pipeline(builder, split.train, batch_size, training=True, seed=args.seed,
+                             data_format=data_format, repeat=True)
+
+    def validation_data(batch_size):
+        return data.pipeline(builder, split.evaluation, batch_size, training=False,
+                             data_format=data_format)
+
+    tuner.search(train_data, validation_data=validation_data, epochs=args.epochs,
+                 validation_steps=args.validation_steps, verbose=args.verbose)
+    if tuner_id() not in (None, "chief"):
+        return 0  # a worker: the chief holds the oracle and writes the report
+
+    rows = tuning_report.trial_rows(tuner.oracle)
+    best = tuning.best_hparams(tuner)
+    paths = tuning_report.write_report(project_dir, rows, best, OBJECTIVE)
+    print(tuning_report.format_table(rows, OBJECTIVE))
+    print(f"best: {json.dumps(best)}")
+    print("report: " + ", ".join(paths.values()))
+    if args.retrain:
+        result = retrain(args, best, builder, project_dir)
+        print(f"retrained {result['epochs']} epochs on the whole training set: "
+              f"test error {result['test_error']:.4f} on {result['test_examples']} images")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,7 @@
 report files, resume, a changed space, retrain, and KerasTuner's distributed
 mode with a chief and two workers (every process under a hard timeout)."""
 
+import importlib.util
 import json
 import os
 import socket
@@ -129,6 +130,27 @@ def test_hparams_files_are_checked(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read"):
         hparams.load_hparams(path)
+
+
+def load_search_program():
+    spec = importlib.util.spec_from_file_location("search_program", SEARCH)
+    program = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(program)
+    return program
+
+
+@pytest.mark.parametrize("kind, tuner_class", [
+    ("random", kt.RandomSearch), ("bayesian", kt.BayesianOptimization),
+    ("hyperband", kt.Hyperband)])
+def test_every_tuner_kind_is_available(tmp_path, kind, tuner_class):
+    program = load_search_program()
+    _, args = program.parse_args(["--tuner", kind, "--directory", str(tmp_path),
+                                  "--hp", "depth=8", "--hp", "alpha=6:24"])
+    space = tuning.search_space(dict(args.hp))
+    tuner = program.make_tuner(args, hypermodel(), space)
+    assert isinstance(tuner, tuner_class)
+    assert tuner.oracle.objective.name == "val_accuracy"
+    assert tuner.oracle.objective.direction == "max"
 
 
 def search_command(directory, data_dir, *extra):

@@ -228,17 +228,18 @@ def _write_saved_model(serving, folder, verbose):
     """`model.export(format="tf_saved_model")` spelled out with its
     `ExportArchive`, to put a shape check in front of the model.
 
-    Signatures: `serve` (what `model.export` writes) and `serving_default`,
-    the same function behind `tf.ensure_shape`. A loaded signature checks
-    dtypes but not shapes: without the check a 1-channel batch would broadcast
-    through the normalization and give answers, and JAX's own shape assertion
-    fails with a page of MLIR instead of a one-line message.
+    Signatures: `serving_default`, the model behind `tf.ensure_shape`, and
+    `serve_unchecked`, the model alone (every ExportArchive endpoint becomes a
+    signature; the name warns off). A loaded signature checks dtypes but not
+    shapes: without the check a 1-channel batch would broadcast through the
+    normalization and give answers, and JAX's own shape assertion fails with
+    a page of MLIR instead of a one-line message.
     """
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
     archive.track(serving)
-    serve = archive.add_endpoint("serve", serving.__call__, serving.input_signature())
+    serve = archive.add_endpoint("serve_unchecked", serving.__call__, serving.input_signature())
     expected = (None, *serving.image_shape)
 
     @tf.function(input_signature=[tf.TensorSpec(expected, tf.uint8, name=INPUT_NAME)])

@@ -172,7 +172,9 @@ def test_signature_names_dtypes_and_dynamic_batch(exported):
     import tensorflow as tf
 
     _, folder = exported
-    signature = tf.saved_model.load(folder).signatures["serving_default"]
+    loaded = tf.saved_model.load(folder)
+    assert sorted(loaded.signatures) == ["serve_unchecked", "serving_default"]
+    signature = loaded.signatures["serving_default"]
     (_, inputs) = signature.structured_input_signature
     assert list(inputs) == ["image"]
     assert inputs["image"].dtype == tf.uint8

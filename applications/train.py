@@ -79,6 +79,12 @@ def parse_args(argv=None):
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
     parser.add_argument("--shuffle-buffer", type=positive_int, default=50_000,
                         help="examples in the shuffle buffer (50000: a full permutation)")
+    parser.add_argument("--distribute", choices=("none", "auto", "data-parallel"), default="auto",
+                        help="data-parallel over all visible devices (jax, tensorflow; "
+                             "TF_CONFIG for several machines); auto: when there are several")
+    parser.add_argument("--sync-batch-norm", action="store_true",
+                        help="tensorflow replicas: BatchNorm statistics over the global batch "
+                             "(jax always does; default per replica, as the papers' runs)")
     parser.add_argument("--restart", action="store_true", help="discard the run directory")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     args = parser.parse_args(argv)
@@ -166,7 +172,7 @@ def main(argv=None):
     import keras
 
     import keras_pyramid
-    from keras_pyramid import data, hparams, recipe, training
+    from keras_pyramid import data, distribution, hparams, recipe, training
 
     if args.architecture is None and args.model not in keras_pyramid.list_models():
         parser.error(
@@ -177,6 +183,13 @@ def main(argv=None):
         print(f"{args.output_dir} already finished: {results_path} (--restart to redo)")
         return 0
 
+    try:
+        # First: TensorFlow's multi-worker strategy must exist before any op runs.
+        spread = distribution.data_parallel(args.distribute)
+        spread.check_batch_size(args.batch_size)
+    except distribution.DistributionError as error:
+        print(f"error: --distribute {args.distribute}: {error}", file=sys.stderr)
+        return 2
     found = versions()
     print("keras-pyramid " + keras_pyramid.__version__ + ", " +
           ", ".join(f"{k} {v}" for k, v in found.items()))
@@ -207,29 +220,36 @@ def main(argv=None):
                                     training=False, data_format=data_format)
 
     common = {"classes": split.num_classes, "weight_decay": plan.weight_decay, "seed": args.seed}
-    if args.architecture:
-        model = hparams.build_model({**args.architecture, "drop_rate": args.drop_rate}, **common)
-    else:
-        model = keras_pyramid.build(args.model, drop_rate=args.drop_rate, **common)
-    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
-    model.compile(
-        optimizer=recipe.make_optimizer(plan, steps_per_epoch),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-        jit_compile=jit,
-    )
+    with spread.scope():
+        if args.architecture:
+            model = hparams.build_model({**args.architecture, "drop_rate": args.drop_rate},
+                                        **common)
+        else:
+            model = keras_pyramid.build(args.model, drop_rate=args.drop_rate, **common)
+        if args.sync_batch_norm and spread.strategy is not None:
+            model = distribution.synchronized_batch_norm(model)
+        distribution.check_gates(model, spread)
+        jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+        model.compile(
+            optimizer=recipe.make_optimizer(plan, steps_per_epoch),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+            jit_compile=jit,
+        )
     print(f"{model.name}: {model.count_params():,} parameters; {plan}; "
-          f"{steps_per_epoch} steps per epoch; evaluating on {split.evaluation}")
+          f"{steps_per_epoch} steps per epoch; evaluating on {split.evaluation}; "
+          f"{spread.engine}")
 
     try:
-        history = training.fit(
-            model, train_data, evaluation_data,
-            epochs=plan.epochs,
-            steps_per_epoch=steps_per_epoch,
-            run_dir=args.output_dir,
-            evaluation_steps=args.eval_steps,
-            verbose=args.verbose,
-        )
+        with spread.scope():
+            history = training.fit(
+                model, train_data, evaluation_data,
+                epochs=plan.epochs,
+                steps_per_epoch=steps_per_epoch,
+                run_dir=args.output_dir,
+                evaluation_steps=args.eval_steps,
+                verbose=args.verbose,
+            )
     except training.CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -62,6 +62,13 @@ def _check_alpha(alpha):
         raise ValueError(f"`alpha` must be a number > 0. Received: alpha={alpha!r}")
 
 
+def _check_bottleneck(bottleneck):
+    if not isinstance(bottleneck, bool):
+        raise ValueError(
+            f"`bottleneck` must be True or False. Received: bottleneck={bottleneck!r}"
+        )
+
+
 def _check_classes(classes):
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
         raise ValueError(
@@ -197,6 +204,7 @@ def PyramidNet(
     """
     data_format = keras.config.image_data_format()
     channel_axis = -1 if data_format == "channels_last" else 1
+    _check_bottleneck(bottleneck)
     widths = unit_widths(depth, alpha, bottleneck)
     check_regularization(regularization)
     _check_drop_rate(drop_rate)

@@ -1,0 +1,129 @@
+"""Data-parallel training over every visible device, with each backend's own engine.
+
+    plan = data_parallel("auto")           # before building the model
+    with plan.scope():
+        model = build(...); model.compile(...)
+    model.fit(...)                         # batches are GLOBAL batches
+
+- JAX: `keras.distribution.DataParallel` over `keras.distribution.list_devices()`.
+  The jitted step is one SPMD program over the global batch, so BatchNorm
+  statistics are computed over the global batch and a per-batch gate is one
+  draw shared by every device.
+- TensorFlow: `tf.distribute.MirroredStrategy` on one machine, or
+  `MultiWorkerMirroredStrategy` when `TF_CONFIG` names a cluster. Every replica
+  runs the step on its shard. BatchNorm statistics are per replica (what the
+  papers' multi-GPU Torch runs did) unless `synchronized_batch_norm` is used.
+  Per-batch gates agree because every replica reads the same mirrored seed
+  state; per-SAMPLE gates would repeat across shards, so that combination is
+  refused.
+- PyTorch: Keras 3.15 has no data-parallel engine for torch; asking for one
+  raises `DistributionError` naming the backends that have.
+
+The batch size is the global batch (split evenly over the replicas, so it must
+divide), and the learning rate is not rescaled: for a global batch of k x 128
+the linear scaling rule suggests k times the paper's rate (`--lr`).
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+
+import keras
+
+MODES = ("none", "auto", "data-parallel")
+
+
+class DistributionError(ValueError):
+    """Data parallelism cannot be set up as asked."""
+
+
+@dataclasses.dataclass
+class Plan:
+    """How a run is spread: `replicas` devices, and the scope to build in."""
+
+    mode: str
+    replicas: int = 1
+    engine: str = "single device"
+    strategy: object = None
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def check_batch_size(self, batch_size):
+        if batch_size % self.replicas:
+            raise DistributionError(
+                f"the global batch size must divide evenly over {self.replicas} replicas "
+                f"({self.engine}). Received: batch_size={batch_size}"
+            )
+
+
+def _tf_cluster():
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    return config.get("cluster", {})
+
+
+def data_parallel(mode="auto"):
+    """A `Plan` for `mode`: "none", "auto" (data-parallel when there is more
+    than one device or a TF_CONFIG cluster) or "data-parallel" (required)."""
+    if mode not in MODES:
+        raise DistributionError(f"`distribute` must be one of {MODES}. Received: distribute={mode!r}")
+    if mode == "none":
+        return Plan(mode)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        if len(devices) < 2 and mode == "auto":
+            return Plan(mode)
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return Plan(mode, len(devices), f"JAX DataParallel over {len(devices)} devices")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        cluster = _tf_cluster()
+        if cluster:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            engine = f"MultiWorkerMirroredStrategy over {sum(map(len, cluster.values()))} workers"
+        else:
+            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+            if len(devices) < 2 and mode == "auto":
+                return Plan(mode)
+            strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+            engine = f"MirroredStrategy over {len(devices)} devices"
+        return Plan(mode, strategy.num_replicas_in_sync, engine, strategy)
+    if mode == "auto":
+        return Plan(mode)
+    raise DistributionError(
+        f"data-parallel training needs the jax or tensorflow backend: Keras "
+        f"{keras.__version__} has no data-parallel engine for {backend}. "
+        f"Set KERAS_BACKEND=jax or tensorflow. Received: distribute={mode!r}"
+    )
+
+
+def check_gates(model, plan):
+    """Refuses per-sample gates under TensorFlow replicas (see module doc)."""
+    if plan.strategy is None:
+        return
+    for layer in model.layers:
+        if getattr(layer, "granularity", None) == "sample":
+            raise DistributionError(
+                f"per-sample gates would repeat on every replica under {plan.engine}: "
+                f"use granularity='batch' or the jax backend. Received: granularity='sample' "
+                f"in layer {layer.name!r}"
+            )
+
+
+def synchronized_batch_norm(model):
+    """A copy of `model` whose BatchNormalization layers compute their
+    statistics over the global batch across TensorFlow replicas
+    (`synchronized=True`). Build it inside the plan's scope."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            config["synchronized"] = True
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy

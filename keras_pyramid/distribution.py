@@ -9,9 +9,11 @@
   The jitted step is one SPMD program over the global batch, so BatchNorm
   statistics are computed over the global batch and a per-batch gate is one
   draw shared by every device.
-- TensorFlow: `tf.distribute.MirroredStrategy` on one machine, or
-  `MultiWorkerMirroredStrategy` when `TF_CONFIG` names a cluster. Every replica
-  runs the step on its shard. BatchNorm statistics are per replica (what the
+- TensorFlow: `tf.distribute.MirroredStrategy` on one machine. Every replica
+  runs the step on its shard. Several machines (`TF_CONFIG`) are refused:
+  Keras 3.15's `fit` fails under `MultiWorkerMirroredStrategy`
+  (keras-team/keras#20585; reproduced here, and a first workaround only moved
+  the failure to the reduction of the logs). BatchNorm statistics are per replica (what the
   papers' multi-GPU Torch runs did) unless `synchronized_batch_norm` is used.
   Per-batch gates agree because every replica reads the same mirrored seed
   state; per-SAMPLE gates would repeat across shards, so that combination is
@@ -80,16 +82,17 @@ def data_parallel(mode="auto"):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        cluster = _tf_cluster()
-        if cluster:
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-            engine = f"MultiWorkerMirroredStrategy over {sum(map(len, cluster.values()))} workers"
-        else:
-            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-            if len(devices) < 2 and mode == "auto":
-                return Plan(mode)
-            strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
-            engine = f"MirroredStrategy over {len(devices)} devices"
+        if _tf_cluster():
+            raise DistributionError(
+                "TF_CONFIG names a cluster, but Keras 3.15 cannot train under "
+                "MultiWorkerMirroredStrategy (keras-team/keras#20585); several machines "
+                f"are not supported yet. Received: TF_CONFIG={os.environ['TF_CONFIG']!r}"
+            )
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        if len(devices) < 2 and mode == "auto":
+            return Plan(mode)
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+        engine = f"MirroredStrategy over {len(devices)} devices"
         return Plan(mode, strategy.num_replicas_in_sync, engine, strategy)
     if mode == "auto":
         return Plan(mode)

@@ -166,6 +166,14 @@ def test_data_parallel_training_on_two_devices(tmp_path, cifar10_tfds_dir):
     assert report["replicas"] == 2
     assert_replicas_share_gates(report["kept"])
 
+    if backend == "tensorflow":  # several machines: refused, with the upstream bug named
+        cluster = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                              "task": {"type": "worker", "index": 0}})
+        refused = run_train(train_command(tmp_path, cifar10_tfds_dir), TF_CONFIG=cluster)
+        assert refused.returncode == 2
+        assert "keras-team/keras#20585" in refused.stderr and "TF_CONFIG=" in refused.stderr
+        assert "Traceback" not in refused.stderr
+
     if backend == "jax":  # the program end to end (TF needs its devices split in-process)
         two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
         trained = run_train(train_command(tmp_path, cifar10_tfds_dir, "--distribute",

@@ -250,7 +250,7 @@ def main(argv=None):
                 evaluation_steps=args.eval_steps,
                 verbose=args.verbose,
             )
-    except training.CheckpointError as error:
+    except (training.CheckpointError, training.NonFiniteLoss) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,7 @@ schedule continues where it was.
 """
 
 import json
+import math
 import os
 import time
 
@@ -61,6 +62,38 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used to resume (corrupt or incompatible)."""
 
 
+class NonFiniteLoss(RuntimeError):
+    """Training stopped on a NaN or infinite loss; the last good checkpoint stays."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Keras' TerminateOnNaN that remembers where: stops training at the first
+    step whose loss is NaN or infinite and records the epoch and step. (The
+    logged loss is the epoch's running mean, so it turns non-finite exactly at
+    the first bad step.)"""
+
+    def __init__(self, steps_per_epoch):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = {"epoch": self._epoch + 1, "step": batch + 1,
+                          "global_step": self._epoch * self.steps_per_epoch + batch + 1,
+                          "loss": float(loss)}
+            self.model.stop_training = True
+
+
+def _finite(logs):
+    return all(math.isfinite(float(v)) for v in (logs or {}).values())
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves weights, optimizer state and history after every epoch, atomically.
 
@@ -85,6 +118,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self._train_seconds = time.perf_counter() - self._epoch_start
 
     def on_epoch_end(self, epoch, logs=None):
+        if not _finite(logs):
+            return  # an epoch cut short by a bad loss is not a checkpoint
         os.makedirs(self.directory, exist_ok=True)
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         row["seconds"] = time.perf_counter() - self._epoch_start
@@ -196,13 +231,17 @@ def fit(
     """Trains a compiled `model` to `epochs`, resuming from `run_dir` if it can.
 
     Returns the full history (resumed epochs included), one dict per epoch.
+    Raises NonFiniteLoss, naming the epoch and step, when the loss becomes NaN
+    or infinite: training stops there and the last checkpoint is kept.
     """
     os.makedirs(run_dir, exist_ok=True)
     completed, history = restore(model, run_dir)
     if completed:
         print(f"Resuming after epoch {completed} of {epochs} from {run_dir}")
     checkpoint = EpochCheckpoint(run_dir, history)
+    guard = StopOnNonFiniteLoss(steps_per_epoch)
     callbacks = [
+        guard,
         checkpoint,
         HistoryFiles(run_dir, checkpoint),
         # No graph: it is TensorFlow-only, and the run must work on every backend.
@@ -219,6 +258,15 @@ def fit(
             validation_steps=evaluation_steps,
             callbacks=callbacks,
             verbose=verbose,
+        )
+    if guard.where:
+        kept = checkpoint.history[-1]["epoch"] if checkpoint.history else 0
+        raise NonFiniteLoss(
+            f"the loss became {guard.where['loss']} at epoch {guard.where['epoch']}, step "
+            f"{guard.where['step']} (global step {guard.where['global_step']}); training "
+            f"stopped. The last good checkpoint (epoch {kept}) is kept in "
+            f"{os.path.join(run_dir, CHECKPOINT_DIR)}: lower the learning rate, or check the "
+            "data, and run again to resume from it."
         )
     return checkpoint.history
 

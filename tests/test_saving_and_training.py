@@ -109,3 +109,87 @@ def test_a_few_training_steps_lower_the_loss(regularization):
     history = model.fit(x, y, batch_size=32, epochs=10, verbose=0, shuffle=False)
     losses = history.history["loss"]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    import tensorflow as tf
+
+    from keras_pyramid import training
+
+    images = random_images(24)
+    images[16:20] = np.nan  # the 5th batch of 4: epoch 2, step 2 at 3 steps per epoch
+    labels = np.arange(24) % 10
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4).repeat()
+    model = tiny_model(None, classes=10)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    with pytest.raises(training.NonFiniteLoss,
+                       match=r"at epoch 2, step 2 \(global step 5\).*checkpoint \(epoch 1\)"):
+        training.fit(model, data, None, epochs=3, steps_per_epoch=3, run_dir=str(tmp_path),
+                     verbose=0)
+    latest = json.loads((tmp_path / "checkpoint" / "latest.json").read_text())
+    assert latest["epoch"] == 1 and len(latest["history"]) == 1
+    assert all(np.isfinite(v) for v in latest["history"][0].values())
+    # The kept checkpoint holds finite weights, and a run resumes from it.
+    resumed = tiny_model(None, classes=10)
+    resumed.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    completed, _ = training.restore(resumed, str(tmp_path))
+    assert completed == 1
+    assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in resumed.weights)
+
+
+KILLED_WHILE_CHECKPOINTING = """
+import os, signal, sys
+import numpy as np
+import keras
+sys.path.insert(0, {tests!r})
+from conftest import random_images, tiny_model
+from keras_pyramid import training
+
+calls = []
+original = keras.Model.save_weights
+
+
+def save_weights(self, path, *args, **kwargs):
+    calls.append(path)
+    if len(calls) == 2:  # epoch 2's checkpoint: half a file, then SIGKILL
+        original(self, path, *args, **kwargs)
+        size = os.path.getsize(path)
+        with open(path, "r+b") as f:
+            f.truncate(size // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, path, *args, **kwargs)
+
+
+keras.Model.save_weights = save_weights
+model = tiny_model(None, classes=10)
+model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+import tensorflow as tf
+data = tf.data.Dataset.from_tensor_slices((random_images(12), np.arange(12) % 10)).batch(4)
+training.fit(model, data.repeat(), None, epochs=3, steps_per_epoch=3, run_dir={run_dir!r},
+             verbose=0)
+"""
+
+
+def test_a_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from keras_pyramid import training
+
+    code = KILLED_WHILE_CHECKPOINTING.format(tests=os.path.join(REPO, "tests"),
+                                             run_dir=str(tmp_path))
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=600, check=False, env=dict(os.environ, PYTHONPATH=REPO))
+    assert finished.returncode == -signal.SIGKILL, finished.stderr[-3000:]
+    checkpoint = tmp_path / "checkpoint"
+    latest = json.loads((checkpoint / "latest.json").read_text())
+    assert latest["epoch"] == 1, "the torn epoch-2 write became the latest checkpoint"
+    torn = [name for name in os.listdir(checkpoint) if name.startswith("tmp-")]
+    assert torn, "the kill did not happen during the write"
+    model = tiny_model(None, classes=10)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    completed, history = training.restore(model, str(tmp_path))
+    assert completed == 1 and len(history) == 1

@@ -99,6 +99,16 @@ def main(argv=None):
     # backend may not support.
     model = keras.saving.load_model(args.model, compile=False)
     data_format = keras.config.image_data_format()
+    image_shape = tuple(builder.info.features["image"].shape)
+    if data_format == "channels_first":
+        image_shape = (image_shape[2], *image_shape[:2])
+    if tuple(model.inputs[0].shape[1:]) != image_shape:
+        parser.error(f"the model takes {tuple(model.inputs[0].shape[1:])} images, "
+                     f"{args.dataset} has {image_shape}")
+    try:
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as error:
+        parser.error(f"--output-dir {args.output_dir} cannot be created: {error.strerror}")
     ds = data.pipeline(builder, args.split, args.batch_size, training=False,
                        data_format=data_format)
     if args.max_examples:

@@ -210,7 +210,10 @@ def main(argv=None):
         learning_rate=args.lr,
         weight_decay=args.weight_decay,
     )
-    split = data.splits(builder, args.validation_examples)
+    try:
+        split = data.splits(builder, args.validation_examples)
+    except ValueError as error:
+        parser.error(f"--validation-examples: {error}")
     steps_per_epoch = args.steps_per_epoch or split.train_examples // plan.batch_size
     data_format = keras.config.image_data_format()
     train_data = data.pipeline(builder, split.train, plan.batch_size, training=True,

@@ -97,7 +97,10 @@ def check_or_record_search(parser, args, project_dir, settings):
             parser.error(f"{project_dir} holds a search with other settings ({details}). "
                          "Pass --overwrite to discard it or choose another --project-name")
     if tuner_id() in (None, "chief"):
-        os.makedirs(project_dir, exist_ok=True)
+        try:
+            os.makedirs(project_dir, exist_ok=True)
+        except OSError as error:
+            parser.error(f"--directory: {project_dir} cannot be created: {error.strerror}")
         atomic_write_json(path, settings)
 
 

@@ -68,8 +68,9 @@ def parse_args(argv=None):
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true",
-                        help="train the best configuration on the whole training set, "
-                             "then measure its test error once")
+                        help="train the best configuration on the whole training set "
+                             "(--steps-per-epoch, if given, limits its epochs too), then "
+                             "measure its test error once")
     parser.add_argument("--retrain-epochs", type=positive_int, default=None,
                         help="default: the paper's 300")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)

@@ -220,7 +220,8 @@ def main(argv=None):
                                seed=args.seed, data_format=data_format, repeat=True,
                                shuffle_buffer=args.shuffle_buffer)
     evaluation_data = data.pipeline(builder, split.evaluation, plan.batch_size,
-                                    training=False, data_format=data_format)
+                                    training=False, data_format=data_format,
+                                    full_batches=spread.processes > 1)
 
     common = {"classes": split.num_classes, "weight_decay": plan.weight_decay, "seed": args.seed}
     with spread.scope():
@@ -261,6 +262,8 @@ def main(argv=None):
     trained_seconds = sum(row["train_seconds"] for row in history)
     images = plan.batch_size * steps_per_epoch * len(history)
     evaluated = split.evaluation_examples
+    if spread.processes > 1:  # full batches only (see data.pipeline)
+        evaluated -= evaluated % plan.batch_size
     if args.eval_steps:
         evaluated = min(evaluated, args.eval_steps * plan.batch_size)
     results = {

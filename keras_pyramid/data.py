@@ -140,12 +140,15 @@ def pipeline(
     data_format="channels_last",
     shuffle_buffer=50_000,
     repeat=False,
+    full_batches=None,
 ):
     """A batched `tf.data.Dataset` of (float32 0-255 images, int32 labels).
 
     Training: shuffled each epoch, augmented, batches of exactly `batch_size`
     (per-batch gates then always see a full batch, and compiled steps keep
-    one shape). Evaluation: in order, unaugmented, last batch may be smaller.
+    one shape). Evaluation: in order, unaugmented, last batch may be smaller,
+    unless `full_batches=True` (several JAX processes need a known batch
+    size: the remainder is then left out).
     """
     import tensorflow as tf
 
@@ -171,5 +174,6 @@ def pipeline(
         return image, tf.cast(label, tf.int32)
 
     ds = ds.map(to_model_input, num_parallel_calls=autotune)
-    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=autotune)
+    full_batches = training if full_batches is None else full_batches
+    ds = ds.batch(batch_size, drop_remainder=full_batches, num_parallel_calls=autotune)
     return ds.prefetch(autotune)

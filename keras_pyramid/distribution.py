@@ -8,7 +8,12 @@
 - JAX: `keras.distribution.DataParallel` over `keras.distribution.list_devices()`.
   The jitted step is one SPMD program over the global batch, so BatchNorm
   statistics are computed over the global batch and a per-batch gate is one
-  draw shared by every device.
+  draw shared by every device. Several machines (or processes): set
+  KERAS_DISTRIBUTION_JOB_ADDRESSES ("host0:port,host1:port", the first one
+  coordinates), KERAS_DISTRIBUTION_NUM_PROCESSES and
+  KERAS_DISTRIBUTION_PROCESS_ID on each; `keras.distribution.initialize()`
+  joins them (CPU processes all-reduce through gloo) and the devices of all
+  processes form one data-parallel mesh.
 - TensorFlow: `tf.distribute.MirroredStrategy` on one machine. Every replica
   runs the step on its shard. Several machines (`TF_CONFIG`) are refused:
   Keras 3.15's `fit` fails under `MultiWorkerMirroredStrategy`
@@ -48,6 +53,7 @@ class Plan:
     replicas: int = 1
     engine: str = "single device"
     strategy: object = None
+    processes: int = 1
 
     def scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
@@ -74,11 +80,17 @@ def data_parallel(mode="auto"):
         return Plan(mode)
     backend = keras.backend.backend()
     if backend == "jax":
+        processes = 1
+        if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+            processes = _join_jax_processes()
         devices = keras.distribution.list_devices()
         if len(devices) < 2 and mode == "auto":
             return Plan(mode)
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        return Plan(mode, len(devices), f"JAX DataParallel over {len(devices)} devices")
+        engine = f"JAX DataParallel over {len(devices)} devices"
+        if processes > 1:
+            engine += f" in {processes} processes"
+        return Plan(mode, len(devices), engine, processes=processes)
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -101,6 +113,28 @@ def data_parallel(mode="auto"):
         f"{keras.__version__} has no data-parallel engine for {backend}. "
         f"Set KERAS_BACKEND=jax or tensorflow. Received: distribute={mode!r}"
     )
+
+
+def _join_jax_processes():
+    """Joins the processes named by the KERAS_DISTRIBUTION_* variables;
+    returns their number. Must run before JAX computes anything."""
+    import jax
+
+    try:
+        processes = int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", ""))
+        int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", ""))
+    except ValueError:
+        raise DistributionError(
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES is set, so KERAS_DISTRIBUTION_NUM_PROCESSES and "
+            "KERAS_DISTRIBUTION_PROCESS_ID must be ints. Received: "
+            f"{os.environ.get('KERAS_DISTRIBUTION_NUM_PROCESSES')!r}, "
+            f"{os.environ.get('KERAS_DISTRIBUTION_PROCESS_ID')!r}"
+        ) from None
+    # CPU processes need a collectives library to all-reduce between them;
+    # accelerators bring their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    keras.distribution.initialize()
+    return processes
 
 
 def check_gates(model, plan):

@@ -5,6 +5,7 @@ own engine."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -185,6 +186,47 @@ def test_data_parallel_training_on_two_devices(tmp_path, cifar10_tfds_dir):
                                       "--restart"), **two_devices)
         assert odd.returncode == 2
         assert "divide evenly over 2 replicas" in odd.stderr and "batch_size=15" in odd.stderr
+        one_process = json.loads((tmp_path / "run" / "results.json").read_text())
+        two_processes = train_in_two_jax_processes(tmp_path, cifar10_tfds_dir)
+        # Each process reports the global step's metrics: the same as one
+        # process driving both devices.
+        for results in two_processes:
+            assert results["final_loss"] == pytest.approx(one_process["final_loss"], abs=1e-5)
+            assert results["final_train_error"] == pytest.approx(
+                one_process["final_train_error"], abs=1e-6)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def train_in_two_jax_processes(tmp_path, data_dir):
+    """Two JAX processes on 127.0.0.1 (one device each) train one model
+    together; each gets a hard limit, since one waits forever for the other."""
+    address = f"127.0.0.1:{free_port()}"
+    processes = []
+    try:
+        for index in (0, 1):
+            command = train_command(tmp_path / f"process{index}", data_dir)
+            environment = dict(os.environ, PYTHONPATH=REPO, KERAS_DISTRIBUTION_JOB_ADDRESSES=address,
+                               KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+                               KERAS_DISTRIBUTION_PROCESS_ID=str(index))
+            environment.pop("XLA_FLAGS", None)
+            processes.append(subprocess.Popen(command, env=environment, text=True,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        outputs = [process.communicate(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+        assert "JAX DataParallel over 2 devices in 2 processes" in stdout
+    return [json.loads((tmp_path / f"process{index}" / "run" / "results.json").read_text())
+            for index in (0, 1)]
 
 
 def test_per_sample_gates_are_refused_under_tensorflow_replicas():

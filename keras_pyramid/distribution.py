@@ -67,13 +67,18 @@ class Plan:
 
 
 def _tf_cluster():
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    return config.get("cluster", {})
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError:
+        raise DistributionError(
+            f"TF_CONFIG must be JSON. Received: TF_CONFIG={os.environ['TF_CONFIG']!r}"
+        ) from None
+    return config.get("cluster", {}) if isinstance(config, dict) else {}
 
 
 def data_parallel(mode="auto"):
     """A `Plan` for `mode`: "none", "auto" (data-parallel when there is more
-    than one device or a TF_CONFIG cluster) or "data-parallel" (required)."""
+    than one device, or several JAX processes) or "data-parallel" (required)."""
     if mode not in MODES:
         raise DistributionError(f"`distribute` must be one of {MODES}. Received: distribute={mode!r}")
     if mode == "none":
@@ -97,8 +102,9 @@ def data_parallel(mode="auto"):
         if _tf_cluster():
             raise DistributionError(
                 "TF_CONFIG names a cluster, but Keras 3.15 cannot train under "
-                "MultiWorkerMirroredStrategy (keras-team/keras#20585); several machines "
-                f"are not supported yet. Received: TF_CONFIG={os.environ['TF_CONFIG']!r}"
+                "MultiWorkerMirroredStrategy (keras-team/keras#20585); train on several "
+                "machines with the jax backend (README). "
+                f"Received: TF_CONFIG={os.environ['TF_CONFIG']!r}"
             )
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         if len(devices) < 2 and mode == "auto":

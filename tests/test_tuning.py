@@ -11,7 +11,9 @@ import sys
 
 import keras
 import keras_tuner as kt
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import REPO
 from keras_pyramid import hparams, tuning
@@ -76,13 +78,9 @@ def test_fit_uses_the_batch_size_hyperparameter():
     seen = []
 
     def batches(batch_size):
-        import numpy as np
-
         seen.append(batch_size)
         x = np.zeros((batch_size, 16, 16, 3), "float32")
         y = np.zeros((batch_size,), "int32")
-        import tensorflow as tf
-
         return tf.data.Dataset.from_tensors((x, y)).repeat()
 
     metrics = hypermodel(steps_per_epoch=2).fit(hp, model, batches, validation_data=batches,

@@ -77,14 +77,17 @@ def parse_args(argv=None):
                         choices=("off", "bfloat16", "float16"),
                         help="bare flag: bfloat16 (CPUs, TPUs); float16 for GPUs")
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
-    parser.add_argument("--shuffle-buffer", type=positive_int, default=50_000,
-                        help="examples in the shuffle buffer (50000: a full permutation)")
     parser.add_argument("--distribute", choices=("none", "auto", "data-parallel"), default="auto",
                         help="data-parallel over all visible devices (jax, tensorflow; "
                              "TF_CONFIG for several machines); auto: when there are several")
     parser.add_argument("--sync-batch-norm", action="store_true",
                         help="tensorflow replicas: BatchNorm statistics over the global batch "
                              "(jax always does; default per replica, as the papers' runs)")
+    parser.add_argument("--checkpoint-epochs", type=positive_int, default=1, metavar="N",
+                        help="checkpoint every N epochs (and after the last); default 1")
+    parser.add_argument("--checkpoint-steps", type=positive_int, default=None, metavar="N",
+                        help="also checkpoint every N steps within epochs: a crash then loses "
+                             "at most N steps, and the run resumes at the very next batch")
     parser.add_argument("--restart", action="store_true", help="discard the run directory")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     args = parser.parse_args(argv)
@@ -216,12 +219,18 @@ def main(argv=None):
         parser.error(f"--validation-examples: {error}")
     steps_per_epoch = args.steps_per_epoch or split.train_examples // plan.batch_size
     data_format = keras.config.image_data_format()
-    train_data = data.pipeline(builder, split.train, plan.batch_size, training=True,
-                               seed=args.seed, data_format=data_format, repeat=True,
-                               shuffle_buffer=args.shuffle_buffer)
-    evaluation_data = data.pipeline(builder, split.evaluation, plan.batch_size,
-                                    training=False, data_format=data_format,
-                                    full_batches=spread.processes > 1)
+
+    def train_data(start_step):
+        # The stream from a global step on: a resumed run gets the batches it
+        # would have got without the interruption.
+        return spread.shard(data.pipeline(builder, split.train, plan.batch_size,
+                                          training=True, seed=args.seed,
+                                          data_format=data_format, repeat=True,
+                                          start_step=start_step))
+
+    evaluation_data = spread.shard(data.pipeline(builder, split.evaluation, plan.batch_size,
+                                                 training=False, data_format=data_format,
+                                                 full_batches=spread.processes > 1))
 
     common = {"classes": split.num_classes, "weight_decay": plan.weight_decay, "seed": args.seed}
     with spread.scope():
@@ -240,6 +249,7 @@ def main(argv=None):
             metrics=["accuracy"],
             jit_compile=jit,
         )
+    spread.prepare(model, train_data(0))
     print(f"{model.name}: {model.count_params():,} parameters; {plan}; "
           f"{steps_per_epoch} steps per epoch; evaluating on {split.evaluation}; "
           f"{spread.engine}")
@@ -253,6 +263,8 @@ def main(argv=None):
                 run_dir=args.output_dir,
                 evaluation_steps=args.eval_steps,
                 verbose=args.verbose,
+                checkpoint_epochs=args.checkpoint_epochs,
+                checkpoint_steps=args.checkpoint_steps,
             )
     except (training.CheckpointError, training.NonFiniteLoss) as error:
         print(f"error: {error}", file=sys.stderr)

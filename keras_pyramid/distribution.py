@@ -14,11 +14,14 @@
   KERAS_DISTRIBUTION_PROCESS_ID on each; `keras.distribution.initialize()`
   joins them (CPU processes all-reduce through gloo) and the devices of all
   processes form one data-parallel mesh.
-- TensorFlow: `tf.distribute.MirroredStrategy` on one machine. Every replica
-  runs the step on its shard. Several machines (`TF_CONFIG`) are refused:
-  Keras 3.15's `fit` fails under `MultiWorkerMirroredStrategy`
-  (keras-team/keras#20585; reproduced here, and a first workaround only moved
-  the failure to the reduction of the logs). BatchNorm statistics are per replica (what the
+- TensorFlow: `tf.distribute.MirroredStrategy` on one machine, and
+  `MultiWorkerMirroredStrategy` when `TF_CONFIG` names a cluster. Every
+  replica runs the step on its shard. Keras 3.15's `fit` fails under the
+  multi-worker strategy (keras-team/keras#20585) in two places, both worked
+  around here for that strategy only (`_repair_keras_multi_worker`): it
+  averages a sample batch across workers just to learn its shapes (an eager
+  collective that fails), and it averages the scalar logs "along axis 0".
+  BatchNorm statistics are per replica (what the
   papers' multi-GPU Torch runs did) unless `synchronized_batch_norm` is used.
   Per-batch gates agree because every replica reads the same mirrored seed
   state; per-SAMPLE gates would repeat across shards, so that combination is
@@ -57,6 +60,34 @@ class Plan:
 
     def scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    @property
+    def multi_worker(self):
+        return self.strategy is not None and self.processes > 1
+
+    def shard(self, dataset):
+        """`dataset` (of GLOBAL batches) as this plan feeds it: across
+        TensorFlow workers every worker reads the whole stream and keeps its
+        share of each batch (the split's files are too few to deal out)."""
+        if not self.multi_worker:
+            return dataset
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        return dataset.with_options(options)
+
+    def prepare(self, model, dataset):
+        """Builds a compiled `model` from one local batch of `dataset` before
+        `fit`, so that Keras does not average a batch across workers to learn
+        its shapes (keras-team/keras#20585)."""
+        if not self.multi_worker:
+            return
+        batch = next(iter(dataset))
+        with self.strategy.scope():
+            model._symbolic_build(data_batch=batch)
+        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
 
     def check_batch_size(self, batch_size):
         if batch_size % self.replicas:
@@ -99,13 +130,14 @@ def data_parallel(mode="auto"):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        if _tf_cluster():
-            raise DistributionError(
-                "TF_CONFIG names a cluster, but Keras 3.15 cannot train under "
-                "MultiWorkerMirroredStrategy (keras-team/keras#20585); train on several "
-                "machines with the jax backend (README). "
-                f"Received: TF_CONFIG={os.environ['TF_CONFIG']!r}"
-            )
+        cluster = _tf_cluster()
+        if cluster:
+            workers = sum(len(cluster.get(role, ())) for role in ("chief", "worker"))
+            _repair_keras_multi_worker()
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            replicas = strategy.num_replicas_in_sync
+            engine = f"MultiWorkerMirroredStrategy over {replicas} replicas in {workers} processes"
+            return Plan(mode, replicas, engine, strategy, processes=workers)
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         if len(devices) < 2 and mode == "auto":
             return Plan(mode)
@@ -119,6 +151,38 @@ def data_parallel(mode="auto"):
         f"{keras.__version__} has no data-parallel engine for {backend}. "
         f"Set KERAS_BACKEND=jax or tensorflow. Received: distribute={mode!r}"
     )
+
+
+def _repair_keras_multi_worker():
+    """Keras 3.15 averages each scalar log across TensorFlow workers with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar
+    (keras-team/keras#20585). Under a multi-worker strategy, scalars are
+    averaged over replicas instead (axis=None); everything else is unchanged."""
+    try:
+        from keras.src.backend.tensorflow import trainer
+        original = trainer.reduce_per_replica
+        is_multi_worker = trainer._collective_all_reduce_multi_worker
+        is_per_replica = trainer._is_per_replica_instance
+    except (ImportError, AttributeError) as error:
+        raise DistributionError(
+            f"Keras {keras.__version__} changed the internals that the multi-worker repair "
+            f"for keras-team/keras#20585 relies on ({error}); check whether the bug is fixed"
+        ) from error
+    if getattr(original, "repairs_scalar_logs", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if is_multi_worker(strategy) and reduction in ("auto", "mean"):
+            def mean(value):
+                local = value.values[0] if is_per_replica(value) else value
+                if getattr(local, "shape", None) is not None and local.shape.rank == 0:
+                    return strategy.reduce("MEAN", value, axis=None)
+                return original(value, strategy, reduction)
+            return keras.tree.map_structure(mean, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.repairs_scalar_logs = True
+    trainer.reduce_per_replica = reduce_per_replica
 
 
 def _join_jax_processes():

@@ -3,9 +3,10 @@
 A run directory holds everything a run writes:
 
     args.json            the resolved arguments (written by the program)
-    checkpoint/          the last completed epoch: weights + optimizer state
-                         (`epoch-NNNN.weights.h5`) and `latest.json`, the
-                         commit record naming it, with the history so far
+    checkpoint/          the last checkpoint: weights + optimizer state
+                         (`step-NNNNNNNN.weights.h5`, by global step) and
+                         `latest.json`, the commit record naming it, with the
+                         epoch and step reached and the history so far
     history.csv/.json    one row per completed epoch
     curves.png           loss and error curves
     tensorboard/         TensorBoard logs
@@ -14,9 +15,11 @@ A run directory holds everything a run writes:
 
 Every file is written to a temporary name and renamed into place, so a run
 killed at any moment (SIGKILL included) leaves either the old or the new
-version, never a torn one. Rerunning resumes after the last completed epoch:
-the optimizer's step counter comes back with its state, so the learning-rate
-schedule continues where it was.
+version, never a torn one. Rerunning resumes from the last checkpoint (an
+epoch's end, or a step within an epoch with `checkpoint_steps`): the
+optimizer's step counter comes back with its state, so the learning-rate
+schedule continues where it was, and a training stream that is a function of
+the global step continues with the very batch that came next.
 """
 
 import json
@@ -76,6 +79,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
         self.where = None
+        self.first_step = 0  # steps of the first epoch done before this fit call
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -84,33 +88,82 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.where = {"epoch": self._epoch + 1, "step": batch + 1,
-                          "global_step": self._epoch * self.steps_per_epoch + batch + 1,
+            step = _step_in_epoch(batch, self.first_step)
+            self.where = {"epoch": self._epoch + 1, "step": step,
+                          "global_step": self._epoch * self.steps_per_epoch + step,
                           "loss": float(loss)}
             self.model.stop_training = True
+
+
+def _step_in_epoch(batch, first_step):
+    """1-based step within the epoch. `first_step` is non-zero only in the fit
+    call that finishes a resumed epoch: that call's batch 0 is step first_step + 1."""
+    return batch + 1 + first_step
 
 
 def _finite(logs):
     return all(math.isfinite(float(v)) for v in (logs or {}).values())
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves weights, optimizer state and history after every epoch, atomically.
+def random_state(model):
+    """The model's random generator states (the gates' SeedGenerators), in
+    model order. They are variables but not weights, so `save_weights` leaves
+    them out; a resumed run needs them to draw the gates it would have drawn."""
+    return [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(model)]
 
-    The weights go to a new `epoch-NNNN.weights.h5` (under a temporary name,
-    then renamed); only then is `latest.json` replaced to name it: that rename
-    is the commit. Older weight files are removed after the commit.
+
+def set_random_state(model, states):
+    variables = _seed_states(model)
+    if len(states) != len(variables):
+        raise ValueError(f"the checkpoint has {len(states)} random generator states, the "
+                         f"model {len(variables)}")
+    for variable, state in zip(variables, states):
+        variable.assign(keras.ops.convert_to_tensor(state, dtype=variable.dtype))
+
+
+def _seed_states(model):
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves weights, optimizer state and history, atomically, at an interval.
+
+    Every `every_epochs` epochs (and after the last), and, with `every_steps`,
+    every `every_steps` global steps in between: a long epoch then loses at
+    most `every_steps` steps to a crash.
+
+    The weights go to a new `step-NNNNNNNN.weights.h5` (under a temporary
+    name, then renamed); only then is `latest.json` replaced to name it: that
+    rename is the commit. `latest.json` records the completed epochs, the
+    steps done in the epoch after them (0 at an epoch's end), the gates'
+    random generator states and the history of the completed epochs. Older weight files are removed after the commit.
     """
 
-    def __init__(self, run_dir, history=None):
+    def __init__(self, run_dir, steps_per_epoch, epochs, history=None, every_epochs=1,
+                 every_steps=None):
         super().__init__()
         self.directory = os.path.join(run_dir, CHECKPOINT_DIR)
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
+        self.every_epochs = every_epochs
+        self.every_steps = every_steps
         self.history = list(history or [])
+        self.first_step = 0  # steps of the first epoch done before this fit call
+        self._epoch = 0
         self._epoch_start = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
         self._epoch_start = time.perf_counter()
         self._train_seconds = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _step_in_epoch(batch, self.first_step)
+        global_step = self._epoch * self.steps_per_epoch + step
+        due = self.every_steps and global_step % self.every_steps == 0
+        # An epoch's last step is saved with its evaluation, at the epoch's end.
+        if due and step < self.steps_per_epoch and _finite(logs):
+            self._commit(completed=self._epoch, step=step)
 
     def on_test_begin(self, logs=None):
         # The epoch's evaluation starts: training time ends here.
@@ -120,19 +173,28 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
             return  # an epoch cut short by a bad loss is not a checkpoint
-        os.makedirs(self.directory, exist_ok=True)
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         row["seconds"] = time.perf_counter() - self._epoch_start
         row["train_seconds"] = self._train_seconds or row["seconds"]
+        if self.first_step:
+            # The train metrics cover only the steps after the resume.
+            row["resumed_at_step"] = self.first_step
         self.history.append(row)
-        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        if (epoch + 1) % self.every_epochs == 0 or epoch + 1 == self.epochs or self.every_steps:
+            self._commit(completed=epoch + 1, step=0)
+
+    def _commit(self, completed, step):
+        os.makedirs(self.directory, exist_ok=True)
+        global_step = completed * self.steps_per_epoch + step
+        name = f"step-{global_step:08d}.weights.h5"
         path = os.path.join(self.directory, name)
         temporary = temporary_path(path)
         self.model.save_weights(temporary)
         os.replace(temporary, path)
         atomic_write_json(
             os.path.join(self.directory, LATEST),
-            {"epoch": epoch + 1, "weights": name, "history": self.history},
+            {"epoch": completed, "step": step, "global_step": global_step, "weights": name,
+             "random_state": random_state(self.model), "history": self.history},
         )
         for stale in os.listdir(self.directory):
             if stale.endswith(".weights.h5") and stale != name:
@@ -140,27 +202,29 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 def restore(model, run_dir):
-    """Loads the last completed epoch into a compiled `model`.
+    """Loads the last checkpoint into a compiled `model`.
 
-    Returns `(completed_epochs, history)`, `(0, [])` when there is nothing to
-    resume. Raises CheckpointError for a checkpoint that does not fit `model`.
+    Returns `(completed_epochs, step, history)`: `step` steps of the next
+    epoch were done too; `(0, 0, [])` when there is nothing to resume.
+    Raises CheckpointError for a checkpoint that does not fit `model`.
     """
     directory = os.path.join(run_dir, CHECKPOINT_DIR)
     latest = os.path.join(directory, LATEST)
     if not os.path.exists(latest):
-        return 0, []
+        return 0, 0, []
     try:
         record = read_json(latest)
         weights = os.path.join(directory, record["weights"])
         # The optimizer's variables must exist before its state can load.
         model.optimizer.build(model.trainable_variables)
         model.load_weights(weights)
+        set_random_state(model, record.get("random_state", []))
     except Exception as error:  # any failure here means: cannot resume
         raise CheckpointError(
             f"Cannot resume from {directory}: {type(error).__name__}: {error}. "
             "Start over with --restart (or use another --output-dir)."
         ) from error
-    return int(record["epoch"]), list(record["history"])
+    return int(record["epoch"]), int(record.get("step", 0)), list(record["history"])
 
 
 def write_history(run_dir, history):
@@ -227,18 +291,29 @@ def fit(
     evaluation_steps=None,
     verbose="auto",
     extra_callbacks=(),
+    checkpoint_epochs=1,
+    checkpoint_steps=None,
 ):
     """Trains a compiled `model` to `epochs`, resuming from `run_dir` if it can.
+
+    `train_data` is a repeated training dataset or, for exact resumption, a
+    function of the global step returning the stream from that step on
+    (`data.pipeline(..., start_step=)`). Checkpoints are written every
+    `checkpoint_epochs` epochs and, with `checkpoint_steps`, every that many
+    steps; a run resumed from a mid-epoch checkpoint finishes that epoch
+    first (its history row notes `resumed_at_step`).
 
     Returns the full history (resumed epochs included), one dict per epoch.
     Raises NonFiniteLoss, naming the epoch and step, when the loss becomes NaN
     or infinite: training stops there and the last checkpoint is kept.
     """
     os.makedirs(run_dir, exist_ok=True)
-    completed, history = restore(model, run_dir)
-    if completed:
-        print(f"Resuming after epoch {completed} of {epochs} from {run_dir}")
-    checkpoint = EpochCheckpoint(run_dir, history)
+    completed, step, history = restore(model, run_dir)
+    if completed or step:
+        where = f" and {step} steps of epoch {completed + 1}" if step else ""
+        print(f"Resuming after epoch {completed}{where} of {epochs} from {run_dir}")
+    checkpoint = Checkpoint(run_dir, steps_per_epoch, epochs, history,
+                            every_epochs=checkpoint_epochs, every_steps=checkpoint_steps)
     guard = StopOnNonFiniteLoss(steps_per_epoch)
     callbacks = [
         guard,
@@ -248,9 +323,29 @@ def fit(
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
         *extra_callbacks,
     ]
-    if completed < epochs:
+
+    def stream(global_step):
+        return train_data(global_step) if callable(train_data) else train_data
+
+    # Keras' fit runs whole epochs: an interrupted epoch is finished by a fit
+    # call of its remaining steps, then the other epochs follow.
+    if step and completed < epochs:
+        checkpoint.first_step = guard.first_step = step
         model.fit(
-            train_data,
+            stream(completed * steps_per_epoch + step),
+            epochs=completed + 1,
+            initial_epoch=completed,
+            steps_per_epoch=steps_per_epoch - step,
+            validation_data=evaluation_data,
+            validation_steps=evaluation_steps,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        checkpoint.first_step = guard.first_step = 0
+        completed += 1
+    if completed < epochs and not guard.where:
+        model.fit(
+            stream(completed * steps_per_epoch),
             epochs=epochs,
             initial_epoch=completed,
             steps_per_epoch=steps_per_epoch,
@@ -260,15 +355,22 @@ def fit(
             verbose=verbose,
         )
     if guard.where:
-        kept = checkpoint.history[-1]["epoch"] if checkpoint.history else 0
+        latest = os.path.join(checkpoint.directory, LATEST)
+        kept = read_json(latest) if os.path.exists(latest) else {"epoch": 0}
         raise NonFiniteLoss(
             f"the loss became {guard.where['loss']} at epoch {guard.where['epoch']}, step "
             f"{guard.where['step']} (global step {guard.where['global_step']}); training "
-            f"stopped. The last good checkpoint (epoch {kept}) is kept in "
-            f"{os.path.join(run_dir, CHECKPOINT_DIR)}: lower the learning rate, or check the "
+            f"stopped. The last good checkpoint ({_describe(kept)}) is kept in "
+            f"{checkpoint.directory}: lower the learning rate, or check the "
             "data, and run again to resume from it."
         )
     return checkpoint.history
+
+
+def _describe(record):
+    if record.get("step"):
+        return f"epoch {record['epoch'] + 1}, step {record['step']}"
+    return f"epoch {record['epoch']}"
 
 
 def save_model(model, run_dir):

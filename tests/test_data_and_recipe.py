@@ -70,9 +70,27 @@ def test_augmentation_is_random_crop_and_flip_of_the_padded_image():
 
 
 def test_training_pipeline_differs_between_epochs(mock_cifar100):
-    ds = data.pipeline(mock_cifar100, "train", 64, training=True, seed=3, shuffle_buffer=64)
-    first, second = [b[0] for b in batches(ds.repeat(2), 2)]
+    ds = data.pipeline(mock_cifar100, "train", 64, training=True, seed=3, repeat=True)
+    (first, first_labels), (second, second_labels) = batches(ds, 2)  # 64 examples: 2 epochs
     assert not np.array_equal(first, second)
+    # Each epoch is a permutation of the split: the same labels, in another order.
+    assert sorted(first_labels) == sorted(second_labels)
+    assert list(first_labels) != list(second_labels)
+
+
+@pytest.mark.parametrize("start_step", [3, 4, 9])
+def test_training_stream_starts_exactly_at_any_global_step(mock_cifar100, start_step):
+    """Batch g of a stream started at step s is batch s + g of the whole
+    stream, across epoch boundaries (64 examples = 4 batches of 16 here)."""
+    def stream(start, count):
+        ds = data.pipeline(mock_cifar100, "train", 16, training=True, seed=5, repeat=True,
+                           start_step=start)
+        return [images for images, _ in batches(ds, count)]
+
+    whole = stream(0, 12)
+    resumed = stream(start_step, 12 - start_step)
+    for offset, (expected, got) in enumerate(zip(whole[start_step:], resumed)):
+        np.testing.assert_array_equal(got, expected, err_msg=f"batch {start_step + offset}")
 
 
 def test_missing_data_without_download_fails_fast_and_says_where(tmp_path):

@@ -131,7 +131,7 @@ def train_command(tmp_path, data_dir, *extra):
     return [sys.executable, TRAIN, "--model", "pyramidnet20_a48_sepdrop", "--data-dir",
             data_dir, "--no-download", "--output-dir", str(tmp_path / "run"), "--epochs", "1",
             "--steps-per-epoch", "2", "--batch-size", "16", "--eval-steps", "1",
-            "--shuffle-buffer", "64", "--verbose", "2", *extra]
+            "--verbose", "2", *extra]
 
 
 def run_train(command, **env):
@@ -167,13 +167,20 @@ def test_data_parallel_training_on_two_devices(tmp_path, cifar10_tfds_dir):
     assert report["replicas"] == 2
     assert_replicas_share_gates(report["kept"])
 
-    if backend == "tensorflow":  # several machines: refused, with the upstream bug named
-        cluster = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
-                              "task": {"type": "worker", "index": 0}})
-        refused = run_train(train_command(tmp_path, cifar10_tfds_dir), TF_CONFIG=cluster)
-        assert refused.returncode == 2
-        assert "keras-team/keras#20585" in refused.stderr and "TF_CONFIG=" in refused.stderr
-        assert "Traceback" not in refused.stderr
+    if backend == "tensorflow":  # several machines: two workers through TF_CONFIG
+        two_workers = train_in_two_processes(tmp_path, cifar10_tfds_dir, tf_worker_environment,
+                                             "--sync-batch-norm", "--epochs", "2")
+        one_process = run_train(train_command(tmp_path, cifar10_tfds_dir, "--distribute", "none",
+                                              "--epochs", "2"))
+        assert one_process.returncode == 0, one_process.stderr[-3000:]
+        single = json.loads((tmp_path / "run" / "results.json").read_text())
+        # Each worker trains on half of every global batch; with global
+        # BatchNorm the two together train the one-process model.
+        for results in two_workers:
+            assert results["final_loss"] == pytest.approx(single["final_loss"], abs=1e-4)
+            assert results["final_train_error"] == pytest.approx(
+                single["final_train_error"], abs=1e-6)
+        assert two_workers[0]["final_loss"] == two_workers[1]["final_loss"]
 
     if backend == "jax":  # the program end to end (TF needs its devices split in-process)
         two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
@@ -187,7 +194,8 @@ def test_data_parallel_training_on_two_devices(tmp_path, cifar10_tfds_dir):
         assert odd.returncode == 2
         assert "divide evenly over 2 replicas" in odd.stderr and "batch_size=15" in odd.stderr
         one_process = json.loads((tmp_path / "run" / "results.json").read_text())
-        two_processes = train_in_two_jax_processes(tmp_path, cifar10_tfds_dir)
+        two_processes = train_in_two_processes(tmp_path, cifar10_tfds_dir,
+                                               jax_process_environment)
         # Each process reports the global step's metrics: the same as one
         # process driving both devices.
         for results in two_processes:
@@ -202,17 +210,29 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def train_in_two_jax_processes(tmp_path, data_dir):
-    """Two JAX processes on 127.0.0.1 (one device each) train one model
+def jax_process_environment(index, addresses):
+    return {"KERAS_DISTRIBUTION_JOB_ADDRESSES": addresses[0],  # the coordinator
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}
+
+
+def tf_worker_environment(index, addresses):
+    return {"TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
+                                     "task": {"type": "worker", "index": index}})}
+
+
+ENGINES = {jax_process_environment: "JAX DataParallel over 2 devices in 2 processes",
+           tf_worker_environment: "MultiWorkerMirroredStrategy over 2 replicas in 2 processes"}
+
+
+def train_in_two_processes(tmp_path, data_dir, environment_of, *extra):
+    """Two processes on 127.0.0.1 (one device each) train one model
     together; each gets a hard limit, since one waits forever for the other."""
-    address = f"127.0.0.1:{free_port()}"
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     processes = []
     try:
         for index in (0, 1):
-            command = train_command(tmp_path / f"process{index}", data_dir)
-            environment = dict(os.environ, PYTHONPATH=REPO, KERAS_DISTRIBUTION_JOB_ADDRESSES=address,
-                               KERAS_DISTRIBUTION_NUM_PROCESSES="2",
-                               KERAS_DISTRIBUTION_PROCESS_ID=str(index))
+            command = train_command(tmp_path / f"process{index}", data_dir, *extra)
+            environment = dict(os.environ, PYTHONPATH=REPO, **environment_of(index, addresses))
             environment.pop("XLA_FLAGS", None)
             processes.append(subprocess.Popen(command, env=environment, text=True,
                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE))
@@ -224,7 +244,7 @@ def train_in_two_jax_processes(tmp_path, data_dir):
                 process.wait()
     for process, (stdout, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr[-3000:]
-        assert "JAX DataParallel over 2 devices in 2 processes" in stdout
+        assert ENGINES[environment_of] in stdout
     return [json.loads((tmp_path / f"process{index}" / "run" / "results.json").read_text())
             for index in (0, 1)]
 
@@ -243,3 +263,11 @@ def test_unknown_modes_and_uneven_batches_are_refused():
         distribution.data_parallel("mirror")
     with pytest.raises(distribution.DistributionError, match="batch_size=15"):
         distribution.Plan("data-parallel", 2, "two devices").check_batch_size(15)
+
+
+def test_a_malformed_tf_config_is_named(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{worker: 1")
+    with pytest.raises(distribution.DistributionError, match=r"TF_CONFIG must be JSON.*\{worker: 1"):
+        distribution._tf_cluster()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]}}))
+    assert distribution._tf_cluster() == {"worker": ["a:1", "b:2"]}

@@ -132,8 +132,8 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     # The kept checkpoint holds finite weights, and a run resumes from it.
     resumed = tiny_model(None, classes=10)
     resumed.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
-    completed, _ = training.restore(resumed, str(tmp_path))
-    assert completed == 1
+    completed, step, _ = training.restore(resumed, str(tmp_path))
+    assert (completed, step) == (1, 0)
     assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in resumed.weights)
 
 
@@ -191,5 +191,5 @@ def test_a_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
     assert torn, "the kill did not happen during the write"
     model = tiny_model(None, classes=10)
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
-    completed, history = training.restore(model, str(tmp_path))
-    assert completed == 1 and len(history) == 1
+    completed, step, history = training.restore(model, str(tmp_path))
+    assert (completed, step) == (1, 0) and len(history) == 1

@@ -9,6 +9,7 @@ import time
 
 import keras
 import numpy as np
+import pytest
 
 import keras_pyramid
 from conftest import REPO, load_cifar10_npz
@@ -21,7 +22,7 @@ def train_command(run_dir, data_dir, *extra):
     return [
         sys.executable, TRAIN, "--model", "pyramidnet20_a48_sepdrop",
         "--data-dir", data_dir, "--no-download", "--output-dir", str(run_dir),
-        "--batch-size", "16", "--eval-steps", "1", "--shuffle-buffer", "256",
+        "--batch-size", "16", "--eval-steps", "1",
         "--verbose", "2", *extra,
     ]
 
@@ -128,3 +129,55 @@ def test_evaluate_writes_error_per_class_and_confusion_matrix(tmp_path, cifar10_
     assert matrix.shape == (10, 10) and matrix.sum() == 64
     assert report["error"] == 1.0 - np.trace(matrix) / 64
     assert (tmp_path / "confusion-test.png").exists()
+
+
+KILL_AFTER_CHECKPOINT = """
+import os, runpy, signal, sys
+from keras_pyramid import training
+
+original = training.atomic_write_json
+
+
+def write_then_die(path, record):
+    original(path, record)
+    if path.endswith("latest.json") and record["global_step"] == {global_step}:
+        os.kill(os.getpid(), signal.SIGKILL)  # right after the commit
+
+
+training.atomic_write_json = write_then_die
+sys.exit(runpy.run_path({train!r})["main"](sys.argv[1:]))
+"""
+
+
+def test_step_checkpoints_resume_at_the_very_next_batch(tmp_path, cifar10_tfds_dir):
+    """Killed after the checkpoint of step 4 of 5, a run resumes inside epoch 1
+    and ends with the weights of a run that was never interrupted."""
+    options = ("--epochs", "2", "--steps-per-epoch", "5", "--checkpoint-steps", "2")
+    straight = run(train_command(tmp_path / "straight", cifar10_tfds_dir, *options))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    interrupted = tmp_path / "interrupted"
+    command = train_command(interrupted, cifar10_tfds_dir, *options)
+    killer = KILL_AFTER_CHECKPOINT.format(global_step=4, train=TRAIN)
+    killed = run([sys.executable, "-c", killer, *command[2:]])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    latest = read_json(interrupted / "checkpoint" / "latest.json")
+    assert (latest["epoch"], latest["step"], latest["history"]) == (0, 4, [])
+
+    resumed = run(command)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming after epoch 0 and 4 steps of epoch 1 of 2" in resumed.stdout
+    history = read_json(interrupted / "history.json")
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history[0]["resumed_at_step"] == 4 and "resumed_at_step" not in history[1]
+
+    # The same batches, gates and learning rates: the same final model.
+    final = [keras.saving.load_model(path / "model.keras", compile=False)
+             for path in (tmp_path / "straight", interrupted)]
+    for expected, got in zip(*(model.weights for model in final)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
+                                   keras.ops.convert_to_numpy(expected),
+                                   rtol=1e-4, atol=1e-5, err_msg=expected.path)
+    # Never retrained: a weight that changed after step 4 proves the resume trained.
+    assert history[1]["val_loss"] == pytest.approx(
+        read_json(tmp_path / "straight" / "history.json")[1]["val_loss"], rel=1e-4)

@@ -1,11 +1,14 @@
 """The PyramidNet builder, the named builders and the registry."""
 
+import os
+import sys
+
 import keras
 import numpy as np
 import pytest
 
 import keras_pyramid
-from conftest import random_images, tiny_model, trainable_parameter_count
+from conftest import REPO, random_images, tiny_model, trainable_parameter_count
 from keras_pyramid import applications
 from keras_pyramid.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models import unit_widths
@@ -259,7 +262,8 @@ def test_weights_ported_from_pytorch_give_the_same_logits(bottleneck):
     code's style compute the same logits from the same weights."""
     import torch
 
-    from torch_reference import TorchPyramidNet
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # the benchmark's yardstick
+    from torch_pyramidnet import TorchPyramidNet
 
     depth = 11 if bottleneck else 8
     model = tiny_model(depth=depth, alpha=6, bottleneck=bottleneck,

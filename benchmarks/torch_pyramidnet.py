@@ -1,7 +1,8 @@
 """An independent plain-PyTorch PyramidNet, written after the official PyTorch code.
 
-Used only to check that weights ported from PyTorch give the same logits:
-the official code pads strided convs by 1 pixel on every side, pools the
+The benchmarks' yardstick (`speed.py`), and the tests' check that weights
+ported from PyTorch give the same logits (so the yardstick computes exactly
+our network, no regularizer): the official code pads strided convs by 1 pixel on every side, pools the
 shortcut with `AvgPool2d(2, 2, ceil_mode=True)` and appends zero channels.
 Modules are keyed by the Keras layer names so that weights copy by name.
 """

@@ -1,0 +1,393 @@
+"""Training and inference speed on every backend, against a plain-PyTorch yardstick.
+
+    python benchmarks/speed.py                     # the README table (about 40 min on 2 cores)
+    python benchmarks/speed.py --models pyramidnet20_a48 --repeats 3    # a quick look
+
+For each model it measures images per second of (a) one full training step
+(forward, backward, SGD with Nesterov momentum, the recipe's L2 decay) and
+(b) inference, for the plain-PyTorch yardstick (`torch_pyramidnet.py`, the
+same network, checked equal to ours in the tests) and for each Keras backend
+with its default settings, then with one setting changed at a time: the
+regularizer (none, PyramidDrop, PyramidSepDrop at drop rate 0.5), the image
+data format, XLA compilation (TensorFlow) and bfloat16 mixed precision.
+
+Every measurement runs in a fresh process (the backend is per process) on
+one fixed in-memory batch, so the input pipeline is out of the timed loop;
+it is measured on its own (`pipeline` rows) on the real CIFAR-10 pipeline
+when a tfds directory is given. Each case: the first step (tracing and
+compilation) is reported apart, `--warmup` more steps are not timed, then
+`--repeats` timings of `--steps` steps each; the table gives the median and
+the range (min-max) of the repeats and the ratio of medians to the
+yardstick's in the same run. Results go to a JSON file, rewritten
+atomically after every case; rerunning with the same settings resumes after
+the cases already measured.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+# name -> (depth, alpha, bottleneck, batch size). PyramidNet-272 alpha 200
+# gets a smaller batch: at 4.5 G multiply-adds per image a step of 64 takes
+# about half a minute on 2 cores.
+MODELS = {
+    "pyramidnet20_a48": (20, 48, False, 64),
+    "pyramidnet110_a48": (110, 48, False, 64),
+    "pyramidnet272_a200": (272, 200, True, 16),
+}
+BACKENDS = ("tensorflow", "jax", "torch")
+# What `applications/train.py` does by default on a CPU: channels_last,
+# jit_compile="auto" (XLA for JAX, none for TensorFlow and torch), float32.
+DEFAULTS = {
+    "tensorflow": {"data_format": "channels_last", "jit": False},
+    "jax": {"data_format": "channels_last", "jit": True},
+    "torch": {"data_format": "channels_last", "jit": False},
+}
+DROP_RATE = 0.5
+CLASSES = 10
+
+
+def cases(models, backends, full_models):
+    """The measurements, yardstick first for each model.
+
+    Every model gets the yardstick and each backend's default; models in
+    `full_models` also get one-at-a-time variations of the default.
+    """
+    for model in models:
+        yield {"model": model, "backend": "pytorch-plain"}
+        for backend in backends:
+            default = {"model": model, "backend": backend, **DEFAULTS[backend],
+                       "precision": "float32", "regularization": None}
+            yield default
+            if model not in full_models:
+                continue
+            for regularization in ("drop", "sepdrop"):
+                yield {**default, "regularization": regularization}
+            other_format = {"channels_last": "channels_first",
+                            "channels_first": "channels_last"}[default["data_format"]]
+            yield {**default, "data_format": other_format}
+            yield {**default, "precision": "bfloat16"}
+            if backend == "tensorflow":  # JAX without jit runs op by op; torch.compile takes minutes
+                yield {**default, "jit": True}
+
+
+def case_key(case):
+    return json.dumps(case, sort_keys=True)
+
+
+def describe(case):
+    if case["backend"] in ("pytorch-plain", "pipeline"):
+        return "-"
+    default = DEFAULTS[case["backend"]]
+    changed = [f"{key}={case[key]}" for key in ("data_format", "jit") if case[key] != default[key]]
+    if case["precision"] != "float32":
+        changed.append(case["precision"])
+    if case["regularization"]:
+        changed.append(f"{case['regularization']} {DROP_RATE}")
+    return ", ".join(changed) or "default"
+
+
+# --- inside one measuring process ----------------------------------------------------------
+
+
+def timed(function, batch, steps, warmup, repeats):
+    """(first call seconds, images/s of each repeat)."""
+    start = time.perf_counter()
+    function()
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        function()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            function()
+        rates.append(batch * steps / (time.perf_counter() - start))
+    return first, rates
+
+
+def measure_keras(case, settings, batch):
+    import keras
+    import numpy as np
+
+    import keras_pyramid
+
+    threads = _set_threads(case["backend"], settings["threads"])
+    depth, alpha, bottleneck, _ = MODELS[case["model"]]
+    keras.config.set_image_data_format(case["data_format"])
+    if case["precision"] != "float32":
+        keras.config.set_dtype_policy(f"mixed_{case['precision']}")
+    keras.utils.set_random_seed(0)
+    start = time.perf_counter()
+    model = keras_pyramid.PyramidNet(depth, alpha, bottleneck, classes=CLASSES,
+                                     regularization=case["regularization"], drop_rate=DROP_RATE,
+                                     weight_decay=1e-4)
+    build_seconds = time.perf_counter() - start
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        jit_compile=case["jit"],
+    )
+    rng = np.random.default_rng(0)
+    shape = (batch, 32, 32, 3) if case["data_format"] == "channels_last" else (batch, 3, 32, 32)
+    x = rng.uniform(0, 255, shape).astype("float32")
+    y = rng.integers(0, CLASSES, batch).astype("int32")
+    train = timed(lambda: model.train_on_batch(x, y), batch, **settings["timing"])
+    infer = timed(lambda: model.predict_on_batch(x), batch, **settings["timing"])
+    return {"build_seconds": build_seconds, "train": train, "infer": infer,
+            "parameters": model.count_params(), "threads": threads}
+
+
+def measure_plain_pytorch(case, settings, batch):
+    import torch
+    from torch.nn import functional
+
+    sys.path.insert(0, HERE)
+    from keras_pyramid.models import unit_widths
+    from torch_pyramidnet import TorchPyramidNet
+
+    threads = _set_threads("torch", settings["threads"])
+    depth, alpha, bottleneck, _ = MODELS[case["model"]]
+    torch.manual_seed(0)
+    network = TorchPyramidNet(unit_widths(depth, alpha, bottleneck), bottleneck, CLASSES)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.9, nesterov=True,
+                                weight_decay=1e-4)
+    x = torch.rand(batch, 3, 32, 32)
+    y = torch.randint(0, CLASSES, (batch,))
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        functional.cross_entropy(network(x), y).backward()
+        optimizer.step()
+
+    def infer():
+        with torch.inference_mode():
+            network(x)
+
+    network.train()
+    train = timed(train_step, batch, **settings["timing"])
+    network.eval()
+    inference = timed(infer, batch, **settings["timing"])
+    parameters = sum(p.numel() for p in network.parameters())
+    return {"build_seconds": 0.0, "train": train, "infer": inference, "parameters": parameters,
+            "threads": threads}
+
+
+def measure_pipeline(case, settings, batch):
+    """The real training input pipeline alone: decoding, permutation, crop, flip, batching."""
+    import tensorflow as tf
+
+    from keras_pyramid import data
+
+    tf.config.threading.set_inter_op_parallelism_threads(settings["threads"])
+    builder = data.dataset_builder("cifar10", settings["data_dir"], download=False)
+    stream = iter(data.pipeline(builder, "train", batch, training=True, repeat=True))
+    first, rates = timed(lambda: next(stream), batch, **settings["timing"])
+    return {"build_seconds": 0.0, "train": (first, rates), "infer": None, "parameters": 0,
+            "threads": settings["threads"]}
+
+
+def _set_threads(backend, threads):
+    """Every framework gets the same number of threads; returns what it reports."""
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        return {"torch": torch.get_num_threads()}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        return {"tensorflow_intra_op": threads}
+    # XLA's CPU backend sizes its pool from the visible cores.
+    return {"xla_cpu": os.cpu_count()}
+
+
+def worker(case, settings):
+    batch = MODELS[case["model"]][3] if case["model"] in MODELS else settings["pipeline_batch"]
+    measure = {"pytorch-plain": measure_plain_pytorch, "pipeline": measure_pipeline}.get(
+        case["backend"], measure_keras)
+    result = measure(case, settings, batch)
+    summary = {"case": case, "batch": batch, **{k: v for k, v in result.items()
+                                                 if k not in ("train", "infer")}}
+    for phase in ("train", "infer"):
+        if result[phase] is not None:
+            first, rates = result[phase]
+            summary[phase] = {"first_call_seconds": first, "images_per_second": rates,
+                              "median": statistics.median(rates), "min": min(rates),
+                              "max": max(rates)}
+    print("RESULT " + json.dumps(summary))
+
+
+# --- the orchestrating process -------------------------------------------------------------
+
+
+def machine():
+    import importlib.metadata
+
+    model_name = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model_name = next(line.split(":", 1)[1].strip() for line in f
+                              if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for package in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "numpy"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return {"cpu": model_name, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions}
+
+
+def run_case(case, settings, timeout):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if case["backend"] in BACKENDS:
+        env["KERAS_BACKEND"] = case["backend"]
+    else:
+        env["KERAS_BACKEND"] = "torch" if case["backend"] == "pytorch-plain" else "tensorflow"
+    command = [sys.executable, os.path.abspath(__file__), "--worker",
+               json.dumps({"case": case, "settings": settings})]
+    try:
+        finished = subprocess.run(command, env=env, capture_output=True, text=True,
+                                  timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"case": case, "error": f"timed out after {timeout} s"}
+    for line in finished.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    return {"case": case, "error": (finished.stderr or finished.stdout)[-2000:]}
+
+
+def write_atomically(path, data):
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(temporary, path)
+
+
+def ratio(result, yardstick, phase):
+    if not yardstick or phase not in result or phase not in yardstick:
+        return None
+    return result[phase]["median"] / yardstick[phase]["median"]
+
+
+def table(results):
+    """The Markdown table: one row per case, ratios against the model's yardstick."""
+    yardsticks = {r["case"]["model"]: r for r in results
+                  if r["case"]["backend"] == "pytorch-plain" and "error" not in r}
+    lines = ["| model (batch) | backend | setting | train img/s median (min-max) | x yardstick "
+             "| inference img/s median (min-max) | x yardstick | first step s |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def cell(phase, result):
+        if phase not in result:
+            return "-"
+        p = result[phase]
+        return f"{p['median']:.1f} ({p['min']:.1f}-{p['max']:.1f})"
+
+    for result in results:
+        case = result["case"]
+        if "error" in result:
+            lines.append(f"| {case['model']} | {case['backend']} | {describe(case)} | "
+                         f"failed: {result['error'].splitlines()[-1][:80]} | | | | |")
+            continue
+        yardstick = yardsticks.get(case["model"])
+        ratios = [ratio(result, yardstick, phase) for phase in ("train", "infer")]
+        ratios = ["-" if r is None else f"{r:.2f}" for r in ratios]
+        lines.append(
+            f"| {case['model']} ({result['batch']}) | {case['backend']} | {describe(case)} | "
+            f"{cell('train', result)} | {ratios[0]} | {cell('infer', result)} | {ratios[1]} | "
+            f"{result['train']['first_call_seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--full", default="pyramidnet20_a48,pyramidnet110_a48",
+                        help="models that get every setting varied (the others: defaults only)")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="steps per timed repeat")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--data-dir", default=os.environ.get("KERAS_PYRAMID_TFDS_DIR"),
+                        help="a tfds dir with cifar10, to measure the input pipeline")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per case")
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "speed.json"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return parser, args
+    args.models = [m for m in args.models.split(",") if m]
+    args.backends = [b for b in args.backends.split(",") if b]
+    for name, values, valid in (("--models", args.models, MODELS),
+                                ("--backends", args.backends, BACKENDS)):
+        unknown = [v for v in values if v not in valid]
+        if unknown or not values:
+            parser.error(f"{name}: unknown {unknown or 'empty list'}; valid: {', '.join(valid)}")
+    for name in ("repeats", "steps", "threads", "timeout"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1. Received: {getattr(args, name)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0. Received: {args.warmup}")
+    return parser, args
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    if args.worker:
+        job = json.loads(args.worker)
+        worker(job["case"], job["settings"])
+        return 0
+    settings = {"threads": args.threads, "data_dir": args.data_dir, "pipeline_batch": 64,
+                "timing": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats}}
+    planned = list(cases(args.models, args.backends, args.full.split(",")))
+    if args.data_dir:
+        planned.insert(0, {"model": "cifar10 input pipeline", "backend": "pipeline"})
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    report = {"settings": settings, "machine": machine(), "results": []}
+    if os.path.exists(args.output):
+        with open(args.output) as f:
+            previous = json.load(f)
+        if previous.get("settings") == settings:  # same measurement: resume it
+            report["results"] = [r for r in previous["results"] if "error" not in r]
+            print(f"Resuming {args.output}: {len(report['results'])} cases kept")
+    done = {case_key(r["case"]) for r in report["results"]}
+    for index, case in enumerate(planned, 1):
+        if case_key(case) in done:
+            continue
+        print(f"[{index}/{len(planned)}] {case['model']} {case['backend']} {describe(case)}",
+              flush=True)
+        report["results"].append(run_case(case, settings, args.timeout))
+        report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        write_atomically(args.output, report)
+    order = {case_key(case): i for i, case in enumerate(planned)}
+    report["results"].sort(key=lambda r: order.get(case_key(r["case"]), len(order)))
+    write_atomically(args.output, report)
+    print(table([r for r in report["results"] if r["case"]["backend"] != "pipeline"]))
+    for result in report["results"]:
+        if result["case"]["backend"] == "pipeline" and "train" in result:
+            print(f"\ninput pipeline (real CIFAR-10, batch {result['batch']}): "
+                  f"{result['train']['median']:.0f} images/s")
+    return 1 if any("error" in r for r in report["results"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

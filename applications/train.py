@@ -26,6 +26,7 @@ from keras_pyramid.cli import positive_int
 # Arguments that define a run: resuming with other values would mix two runs.
 RUN_DEFINING = (
     "model",
+    "skip_dropped",  # another layer structure: the checkpoints would not load
     "dataset",
     "epochs",
     "batch_size",
@@ -77,6 +78,9 @@ def parse_args(argv=None):
                         choices=("off", "bfloat16", "float16"),
                         help="bare flag: bfloat16 (CPUs, TPUs); float16 for GPUs")
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
+    parser.add_argument("--skip-dropped", choices=("auto", "on", "off"), default="auto",
+                        help="do not compute a dropped unit's branch (same training, less "
+                             "work); auto: on where measured faster (without XLA, one device)")
     parser.add_argument("--distribute", choices=("none", "auto", "data-parallel"), default="auto",
                         help="data-parallel over all visible devices (jax, tensorflow; "
                              "TF_CONFIG for several machines); auto: when there are several")
@@ -175,7 +179,7 @@ def main(argv=None):
     import keras
 
     import keras_pyramid
-    from keras_pyramid import data, distribution, hparams, recipe, training
+    from keras_pyramid import data, distribution, hparams, recipe, skipping, training
 
     if args.architecture is None and args.model not in keras_pyramid.list_models():
         parser.error(
@@ -232,7 +236,15 @@ def main(argv=None):
                                                  training=False, data_format=data_format,
                                                  full_batches=spread.processes > 1))
 
-    common = {"classes": split.num_classes, "weight_decay": plan.weight_decay, "seed": args.seed}
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    skip_dropped = {"on": True, "off": False}.get(args.skip_dropped)
+    if skip_dropped is None:
+        skip_dropped = skipping.skip_by_default(jit, spread.replicas)
+    elif skip_dropped and spread.replicas > 1:
+        parser.error(f"--skip-dropped on is not supported with data-parallel training "
+                     f"({spread.engine}); use auto or off")
+    common = {"classes": split.num_classes, "weight_decay": plan.weight_decay, "seed": args.seed,
+              "skip_dropped": skip_dropped}
     with spread.scope():
         if args.architecture:
             model = hparams.build_model({**args.architecture, "drop_rate": args.drop_rate},
@@ -242,7 +254,6 @@ def main(argv=None):
         if args.sync_batch_norm and spread.strategy is not None:
             model = distribution.synchronized_batch_norm(model)
         distribution.check_gates(model, spread)
-        jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
         model.compile(
             optimizer=recipe.make_optimizer(plan, steps_per_epoch),
             loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -252,7 +263,7 @@ def main(argv=None):
     spread.prepare(model, train_data(0))
     print(f"{model.name}: {model.count_params():,} parameters; {plan}; "
           f"{steps_per_epoch} steps per epoch; evaluating on {split.evaluation}; "
-          f"{spread.engine}")
+          f"{spread.engine}; skipping dropped branches: {'on' if skip_dropped else 'off'}")
 
     try:
         with spread.scope():
@@ -289,6 +300,7 @@ def main(argv=None):
         "final_loss": final["val_loss"],
         "final_train_error": 1.0 - final["accuracy"],
         "train_images_per_second": images / trained_seconds,
+        "skip_dropped": skip_dropped,
         "versions": found,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

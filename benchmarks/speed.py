@@ -8,8 +8,9 @@ For each model it measures images per second of (a) one full training step
 (b) inference, for the plain-PyTorch yardstick (`torch_pyramidnet.py`, the
 same network, checked equal to ours in the tests) and for each Keras backend
 with its default settings, then with one setting changed at a time: the
-regularizer (none, PyramidDrop, PyramidSepDrop at drop rate 0.5), the image
-data format, XLA compilation (TensorFlow) and bfloat16 mixed precision.
+regularizer (none, PyramidDrop, PyramidSepDrop at drop rate 0.5, each with
+and without skipping the dropped branches), the image data format, XLA
+compilation (TensorFlow) and bfloat16 mixed precision.
 
 Every measurement runs in a fresh process (the backend is per process) on
 one fixed in-memory batch, so the input pipeline is out of the timed loop;
@@ -47,19 +48,23 @@ BACKENDS = ("tensorflow", "jax", "torch")
 # What `applications/train.py` does by default on a CPU: channels_last,
 # jit_compile="auto" (XLA for JAX, none for TensorFlow and torch), float32.
 DEFAULTS = {
-    "tensorflow": {"data_format": "channels_last", "jit": False},
-    "jax": {"data_format": "channels_last", "jit": True},
-    "torch": {"data_format": "channels_last", "jit": False},
+    "tensorflow": {"data_format": "channels_last", "jit": False, "skip_dropped": True},
+    "jax": {"data_format": "channels_last", "jit": True, "skip_dropped": False},
+    "torch": {"data_format": "channels_last", "jit": False, "skip_dropped": True},
 }
 DROP_RATE = 0.5
 CLASSES = 10
 
 
-def cases(models, backends, full_models):
+def cases(models, backends, full_models, regularized_models):
     """The measurements, yardstick first for each model.
 
-    Every model gets the yardstick and each backend's default; models in
-    `full_models` also get one-at-a-time variations of the default.
+    Every model gets the yardstick and each backend's default. Models in
+    `regularized_models` also get PyramidDrop and PyramidSepDrop, with the
+    backend's default skipping and, where that is on, without it. Models in
+    `full_models` get every variation: skipping flipped on every backend
+    (under XLA on CPU a skipping step is about 14x slower, hence not on the
+    big models), the other data format, bfloat16, and XLA for TensorFlow.
     """
     for model in models:
         yield {"model": model, "backend": "pytorch-plain"}
@@ -67,10 +72,16 @@ def cases(models, backends, full_models):
             default = {"model": model, "backend": backend, **DEFAULTS[backend],
                        "precision": "float32", "regularization": None}
             yield default
-            if model not in full_models:
+            full = model in full_models
+            if not full and model not in regularized_models:
                 continue
             for regularization in ("drop", "sepdrop"):
                 yield {**default, "regularization": regularization}
+                if full or default["skip_dropped"]:
+                    yield {**default, "regularization": regularization,
+                           "skip_dropped": not default["skip_dropped"]}
+            if not full:
+                continue
             other_format = {"channels_last": "channels_first",
                             "channels_first": "channels_last"}[default["data_format"]]
             yield {**default, "data_format": other_format}
@@ -91,7 +102,8 @@ def describe(case):
     if case["precision"] != "float32":
         changed.append(case["precision"])
     if case["regularization"]:
-        changed.append(f"{case['regularization']} {DROP_RATE}")
+        skipping = "skipping" if case["skip_dropped"] else "computing"
+        changed.append(f"{case['regularization']} {DROP_RATE}, {skipping} dropped branches")
     return ", ".join(changed) or "default"
 
 
@@ -129,7 +141,9 @@ def measure_keras(case, settings, batch):
     start = time.perf_counter()
     model = keras_pyramid.PyramidNet(depth, alpha, bottleneck, classes=CLASSES,
                                      regularization=case["regularization"], drop_rate=DROP_RATE,
-                                     weight_decay=1e-4)
+                                     weight_decay=1e-4,
+                                     skip_dropped=bool(case["regularization"])
+                                     and case["skip_dropped"])
     build_seconds = time.perf_counter() - start
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
@@ -143,7 +157,8 @@ def measure_keras(case, settings, batch):
     train = timed(lambda: model.train_on_batch(x, y), batch, **settings["timing"])
     infer = timed(lambda: model.predict_on_batch(x), batch, **settings["timing"])
     return {"build_seconds": build_seconds, "train": train, "infer": infer,
-            "parameters": model.count_params(), "threads": threads}
+            "parameters": sum(int(np.prod(w.shape)) for w in model.trainable_weights),
+            "threads": threads}
 
 
 def measure_plain_pytorch(case, settings, batch):
@@ -176,7 +191,7 @@ def measure_plain_pytorch(case, settings, batch):
     train = timed(train_step, batch, **settings["timing"])
     network.eval()
     inference = timed(infer, batch, **settings["timing"])
-    parameters = sum(p.numel() for p in network.parameters())
+    parameters = sum(p.numel() for p in network.parameters() if p.requires_grad)
     return {"build_seconds": 0.0, "train": train, "infer": inference, "parameters": parameters,
             "threads": threads}
 
@@ -320,12 +335,14 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS),
                         help=f"comma-separated, from {', '.join(MODELS)}")
-    parser.add_argument("--full", default="pyramidnet20_a48,pyramidnet110_a48",
-                        help="models that get every setting varied (the others: defaults only)")
+    parser.add_argument("--full", default="pyramidnet20_a48",
+                        help="models that get every setting varied")
+    parser.add_argument("--regularized", default="pyramidnet110_a48",
+                        help="models that also get PyramidDrop and PyramidSepDrop")
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2, help="steps per timed repeat")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--data-dir", default=os.environ.get("KERAS_PYRAMID_TFDS_DIR"),
                         help="a tfds dir with cifar10, to measure the input pipeline")
@@ -358,7 +375,8 @@ def main(argv=None):
         return 0
     settings = {"threads": args.threads, "data_dir": args.data_dir, "pipeline_batch": 64,
                 "timing": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats}}
-    planned = list(cases(args.models, args.backends, args.full.split(",")))
+    planned = list(cases(args.models, args.backends, args.full.split(","),
+                         args.regularized.split(",")))
     if args.data_dir:
         planned.insert(0, {"model": "cifar10 input pipeline", "backend": "pipeline"})
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

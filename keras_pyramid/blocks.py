@@ -7,6 +7,7 @@ so `summary()` reads as the paper's table and weights can be ported by name.
 import keras
 
 from keras_pyramid.layers import PyramidShortcut, make_regularizer
+from keras_pyramid.skipping import SkippableBranch, can_skip
 
 # BatchNorm as in Torch: momentum 0.1 there is 0.9 here (the weight kept by
 # the moving average), and Torch's epsilon.
@@ -32,7 +33,19 @@ def batch_norm(channel_axis, name, regularizer=None):
 
 
 def conv(filters, kernel_size, strides, data_format, name, regularizer=None):
-    """A bias-free convolution padded like PyTorch.
+    """`conv_layers` as one callable."""
+    layers = conv_layers(filters, kernel_size, strides, data_format, name, regularizer)
+
+    def apply(x):
+        for layer in layers:
+            x = layer(x)
+        return x
+
+    return apply
+
+
+def conv_layers(filters, kernel_size, strides, data_format, name, regularizer=None):
+    """A bias-free convolution padded like PyTorch, as a list of layers.
 
     Keras' "same" padding with stride 2 pads only bottom/right, which shifts
     the output by one pixel against PyTorch's symmetric 1-pixel padding; so
@@ -60,13 +73,7 @@ def conv(filters, kernel_size, strides, data_format, name, regularizer=None):
             name=name,
         )
     )
-
-    def apply(x):
-        for layer in layers:
-            x = layer(x)
-        return x
-
-    return apply
+    return layers
 
 
 def pyramidal_unit(
@@ -81,6 +88,7 @@ def pyramidal_unit(
     seed=None,
     data_format,
     weight_regularizer=None,
+    skip_dropped=False,
     name,
 ):
     """One pyramidal residual unit: `y = S(x) + R(F(x))`.
@@ -93,30 +101,37 @@ def pyramidal_unit(
     No ReLU before the first conv nor after the addition. `S` is
     `PyramidShortcut` (pool on stride 2, zero channels appended) and `R` the
     branch regularizer (`regularization`: None, "drop", "sepdrop" or
-    "shakedrop") with this unit's `drop_rate`.
+    "shakedrop") with this unit's `drop_rate`. With `skip_dropped`, a
+    PyramidDrop or PyramidSepDrop branch with per-batch gates is one
+    `SkippableBranch` layer, which does not compute F when its gates are
+    closed (same function; see `keras_pyramid.skipping`).
     """
     channel_axis = -1 if data_format == "channels_last" else 1
     in_channels = x.shape[channel_axis]
     wr = weight_regularizer
 
-    branch = batch_norm(channel_axis, f"{name}_bn1", wr)(x)
+    def bn(suffix):
+        return batch_norm(channel_axis, f"{name}_{suffix}", wr)
+
+    def convolution(filters, kernel_size, conv_strides, suffix):
+        return conv_layers(filters, kernel_size, conv_strides, data_format, f"{name}_{suffix}", wr)
+
     if bottleneck:
         out_channels = 4 * width
-        branch = conv(width, 1, 1, data_format, f"{name}_conv1", wr)(branch)
-        branch = batch_norm(channel_axis, f"{name}_bn2", wr)(branch)
-        branch = keras.layers.ReLU(name=f"{name}_relu1")(branch)
-        branch = conv(width, 3, strides, data_format, f"{name}_conv2", wr)(branch)
-        branch = batch_norm(channel_axis, f"{name}_bn3", wr)(branch)
-        branch = keras.layers.ReLU(name=f"{name}_relu2")(branch)
-        branch = conv(out_channels, 1, 1, data_format, f"{name}_conv3", wr)(branch)
-        branch = batch_norm(channel_axis, f"{name}_bn4", wr)(branch)
+        branch = [
+            bn("bn1"), *convolution(width, 1, 1, "conv1"), bn("bn2"),
+            keras.layers.ReLU(name=f"{name}_relu1"),
+            *convolution(width, 3, strides, "conv2"), bn("bn3"),
+            keras.layers.ReLU(name=f"{name}_relu2"),
+            *convolution(out_channels, 1, 1, "conv3"), bn("bn4"),
+        ]
     else:
         out_channels = width
-        branch = conv(width, 3, strides, data_format, f"{name}_conv1", wr)(branch)
-        branch = batch_norm(channel_axis, f"{name}_bn2", wr)(branch)
-        branch = keras.layers.ReLU(name=f"{name}_relu")(branch)
-        branch = conv(width, 3, 1, data_format, f"{name}_conv2", wr)(branch)
-        branch = batch_norm(channel_axis, f"{name}_bn3", wr)(branch)
+        branch = [
+            bn("bn1"), *convolution(width, 3, strides, "conv1"), bn("bn2"),
+            keras.layers.ReLU(name=f"{name}_relu"),
+            *convolution(width, 3, 1, "conv2"), bn("bn3"),
+        ]
 
     regularizer = make_regularizer(
         regularization,
@@ -126,9 +141,15 @@ def pyramidal_unit(
         seed=seed,
         name=f"{name}_{regularization}",
     )
-    if regularizer is not None:
-        branch = regularizer(branch)
+    if skip_dropped and can_skip(regularizer):
+        residual = SkippableBranch(branch, regularizer, name=f"{name}_branch")(x)
+    else:
+        residual = x
+        for layer in branch:
+            residual = layer(residual)
+        if regularizer is not None:
+            residual = regularizer(residual)
     shortcut = PyramidShortcut(
         out_channels, strides, data_format=data_format, name=f"{name}_shortcut"
     )(x)
-    return keras.layers.Add(name=f"{name}_add")([shortcut, branch])
+    return keras.layers.Add(name=f"{name}_add")([shortcut, residual])

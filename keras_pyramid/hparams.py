@@ -19,14 +19,15 @@ def model_name(values):
     return default_name(values["depth"], values["alpha"], regularization)
 
 
-def build_model(values, classes=10, input_shape=None, weight_decay=0.0, seed=None):
+def build_model(values, classes=10, input_shape=None, weight_decay=0.0, seed=None,
+                skip_dropped=False):
     """The PyramidNet that a set of hyperparameter values describes."""
     regularization = None if values["regularization"] == "none" else values["regularization"]
     return PyramidNet(
         values["depth"], values["alpha"], regularization=regularization,
         drop_rate=values["drop_rate"] if regularization else 0.0,
         input_shape=input_shape, classes=classes, weight_decay=weight_decay, seed=seed,
-        name=model_name(values),
+        name=model_name(values), skip_dropped=skip_dropped,
     )
 
 

@@ -147,13 +147,16 @@ class StochasticDepth(_BranchRegularizer):
     def call(self, inputs, training=False):
         if not training or self.drop_rate == 0.0:
             return self._inference(inputs)
-        gate = bernoulli_gate(
-            _gate_shape(inputs, self.granularity),
-            1.0 - self.drop_rate,
-            self.seed_generator,
-            inputs.dtype,
-        )
-        return inputs * gate
+        return self.apply_gates(inputs, self.draw_gates(_gate_shape(inputs, self.granularity),
+                                                        inputs.dtype))
+
+    def draw_gates(self, shape, dtype):
+        """The training gates `(b,)`, drawn apart from their use so that
+        `SkippableBranch` can skip F when they are closed."""
+        return (bernoulli_gate(shape, 1.0 - self.drop_rate, self.seed_generator, dtype),)
+
+    def apply_gates(self, inputs, gates):
+        return inputs * gates[0]
 
 
 @keras.saving.register_keras_serializable(package="keras_pyramid")
@@ -222,10 +225,19 @@ class PyramidSepDrop(_BranchRegularizer):
     def call(self, inputs, training=False):
         if not training or self.drop_rate == 0.0:
             return self._inference(inputs)
+        return self.apply_gates(inputs, self.draw_gates(_gate_shape(inputs, self.granularity),
+                                                        inputs.dtype))
+
+    def draw_gates(self, shape, dtype):
+        """The training gates `(b1, b2)`, drawn apart from their use (see
+        `StochasticDepth.draw_gates`)."""
         keep = 1.0 - self.drop_rate
-        shape = _gate_shape(inputs, self.granularity)
-        identity_gate = bernoulli_gate(shape, keep, self.seed_generator, inputs.dtype)
-        new_gate = bernoulli_gate(shape, keep, self.seed_generator, inputs.dtype)
+        identity_gate = bernoulli_gate(shape, keep, self.seed_generator, dtype)
+        new_gate = bernoulli_gate(shape, keep, self.seed_generator, dtype)
+        return identity_gate, new_gate
+
+    def apply_gates(self, inputs, gates):
+        identity_gate, new_gate = gates
         channel_axis = _channel_axis(self.data_format)
         channels = inputs.shape[channel_axis]
         is_identity = ops.arange(channels) < self.identity_channels

@@ -160,6 +160,7 @@ def PyramidNet(
     name=None,
     granularity="batch",
     weight_decay=0.0,
+    skip_dropped=False,
 ):
     """Builds a CIFAR PyramidNet (Han et al. 2017), optionally with stochastic depth.
 
@@ -198,6 +199,13 @@ def PyramidNet(
         weight_decay: float >= 0; the coupled (Torch-style) weight decay
             coefficient `lambda`, added as an L2 penalty `lambda / 2 * sum(w^2)`
             on EVERY parameter (convs, BN, Dense). 0 adds none.
+        skip_dropped: bool; with "drop" or "sepdrop" and per-batch gates,
+            each unit's branch becomes one `SkippableBranch` layer that does
+            not compute the branch, forward or backward, when its gates are
+            closed in a training step. The same function and the same
+            weights, in another layer structure (so checkpoints do not load
+            across the two). Faster where conds are cheap (see the README's
+            speed table); default False, the flat keras.applications layout.
 
     Returns:
         A `keras.Model`.
@@ -205,6 +213,10 @@ def PyramidNet(
     data_format = keras.config.image_data_format()
     channel_axis = -1 if data_format == "channels_last" else 1
     _check_bottleneck(bottleneck)
+    if not isinstance(skip_dropped, bool):
+        raise ValueError(
+            f"`skip_dropped` must be a bool. Received: skip_dropped={skip_dropped!r}"
+        )
     widths = unit_widths(depth, alpha, bottleneck)
     check_regularization(regularization)
     _check_drop_rate(drop_rate)
@@ -260,6 +272,7 @@ def PyramidNet(
             seed=None if seed is None else seed + index + 1,
             data_format=data_format,
             weight_regularizer=wr,
+            skip_dropped=skip_dropped,
             name=f"stage{stage + 1}_unit{unit + 1}",
         )
 

@@ -1,0 +1,40 @@
+"""The speed benchmark runs and reports what it promises (its figures are not tested)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+
+from conftest import REPO
+
+SPEED = os.path.join(REPO, "benchmarks", "speed.py")
+
+
+def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path):
+    backend = keras.backend.backend()
+    output = tmp_path / "speed.json"
+    command = [sys.executable, SPEED, "--models", "pyramidnet20_a48", "--backends", backend,
+               "--full", "", "--regularized", "", "--repeats", "2", "--steps", "1",
+               "--warmup", "0", "--output", str(output)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-2000:]
+    report = json.loads(output.read_text())
+    assert report["machine"]["cores"] == os.cpu_count()
+    assert report["machine"]["versions"]["keras"] == keras.__version__
+    backends = [result["case"]["backend"] for result in report["results"]]
+    assert backends == ["pytorch-plain", backend]
+    yardstick, ours = report["results"]
+    # The same network: the yardstick is checked equal to ours in test_models.
+    assert yardstick["parameters"] == ours["parameters"]
+    for result in report["results"]:
+        for phase in ("train", "infer"):
+            rates = result[phase]["images_per_second"]
+            assert len(rates) == 2 and all(rate > 0 for rate in rates)
+            assert result[phase]["min"] <= result[phase]["median"] <= result[phase]["max"]
+    ratio = ours["train"]["median"] / yardstick["train"]["median"]
+    assert f"| {ratio:.2f} |" in finished.stdout  # the printed table carries the ratio
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0 and "2 cases kept" in again.stdout  # resumed, not redone

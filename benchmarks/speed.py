@@ -171,21 +171,30 @@ def measure_plain_pytorch(case, settings, batch):
 
     threads = _set_threads("torch", settings["threads"])
     depth, alpha, bottleneck, _ = MODELS[case["model"]]
+    # On a GPU machine the yardstick runs where the Keras backends run.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     network = TorchPyramidNet(unit_widths(depth, alpha, bottleneck), bottleneck, CLASSES)
+    network = network.to(device)
     optimizer = torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.9, nesterov=True,
                                 weight_decay=1e-4)
-    x = torch.rand(batch, 3, 32, 32)
-    y = torch.randint(0, CLASSES, (batch,))
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, CLASSES, (batch,), device=device)
+
+    def finish():  # GPU work is asynchronous: a step is timed when it is done
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)
         functional.cross_entropy(network(x), y).backward()
         optimizer.step()
+        finish()
 
     def infer():
         with torch.inference_mode():
             network(x)
+        finish()
 
     network.train()
     train = timed(train_step, batch, **settings["timing"])
@@ -193,7 +202,7 @@ def measure_plain_pytorch(case, settings, batch):
     inference = timed(infer, batch, **settings["timing"])
     parameters = sum(p.numel() for p in network.parameters() if p.requires_grad)
     return {"build_seconds": 0.0, "train": train, "infer": inference, "parameters": parameters,
-            "threads": threads}
+            "threads": threads, "device": device}
 
 
 def measure_pipeline(case, settings, batch):

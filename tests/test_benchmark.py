@@ -12,23 +12,25 @@ from conftest import REPO
 SPEED = os.path.join(REPO, "benchmarks", "speed.py")
 
 
-def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path):
+def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path, cifar10_tfds_dir):
     backend = keras.backend.backend()
     output = tmp_path / "speed.json"
     command = [sys.executable, SPEED, "--models", "pyramidnet20_a48", "--backends", backend,
                "--full", "", "--regularized", "", "--repeats", "2", "--steps", "1",
-               "--warmup", "0", "--output", str(output)]
+               "--warmup", "0", "--output", str(output), "--data-dir", cifar10_tfds_dir]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-2000:]
     report = json.loads(output.read_text())
     assert report["machine"]["cores"] == os.cpu_count()
     assert report["machine"]["versions"]["keras"] == keras.__version__
     backends = [result["case"]["backend"] for result in report["results"]]
-    assert backends == ["pytorch-plain", backend]
-    yardstick, ours = report["results"]
+    assert backends == ["pipeline", "pytorch-plain", backend]
+    pipeline, yardstick, ours = report["results"]
+    assert "input pipeline (real CIFAR-10, batch 64)" in finished.stdout
     # The same network: the yardstick is checked equal to ours in test_models.
     assert yardstick["parameters"] == ours["parameters"]
-    for result in report["results"]:
+    assert pipeline["train"]["median"] > 0
+    for result in (yardstick, ours):
         for phase in ("train", "infer"):
             rates = result[phase]["images_per_second"]
             assert len(rates) == 2 and all(rate > 0 for rate in rates)
@@ -37,4 +39,4 @@ def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path):
     assert f"| {ratio:.2f} |" in finished.stdout  # the printed table carries the ratio
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-    assert again.returncode == 0 and "2 cases kept" in again.stdout  # resumed, not redone
+    assert again.returncode == 0 and "3 cases kept" in again.stdout  # resumed, not redone

@@ -260,7 +260,7 @@ def main(argv=None):
             metrics=["accuracy"],
             jit_compile=jit,
         )
-    spread.prepare(model, train_data(0))
+    spread.prepare(model, lambda: train_data(0))
     print(f"{model.name}: {model.count_params():,} parameters; {plan}; "
           f"{steps_per_epoch} steps per epoch; evaluating on {split.evaluation}; "
           f"{spread.engine}; skipping dropped branches: {'on' if skip_dropped else 'off'}")

@@ -294,14 +294,6 @@ def run_case(case, settings, timeout):
     return {"case": case, "error": (finished.stderr or finished.stdout)[-2000:]}
 
 
-def write_atomically(path, data):
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(temporary, path)
-
-
 def ratio(result, yardstick, phase):
     if not yardstick or phase not in result or phase not in yardstick:
         return None
@@ -382,6 +374,7 @@ def main(argv=None):
         job = json.loads(args.worker)
         worker(job["case"], job["settings"])
         return 0
+    from keras_pyramid.training import atomic_write_json  # a fresh process measures each case
     settings = {"threads": args.threads, "data_dir": args.data_dir, "pipeline_batch": 64,
                 "timing": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats}}
     planned = list(cases(args.models, args.backends, args.full.split(","),
@@ -404,10 +397,10 @@ def main(argv=None):
               flush=True)
         report["results"].append(run_case(case, settings, args.timeout))
         report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        write_atomically(args.output, report)
+        atomic_write_json(args.output, report)
     order = {case_key(case): i for i, case in enumerate(planned)}
     report["results"].sort(key=lambda r: order.get(case_key(r["case"]), len(order)))
-    write_atomically(args.output, report)
+    atomic_write_json(args.output, report)
     print(table([r for r in report["results"] if r["case"]["backend"] != "pipeline"]))
     for result in report["results"]:
         if result["case"]["backend"] == "pipeline" and "train" in result:

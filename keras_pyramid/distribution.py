@@ -78,13 +78,14 @@ class Plan:
             tf.data.experimental.AutoShardPolicy.DATA)
         return dataset.with_options(options)
 
-    def prepare(self, model, dataset):
-        """Builds a compiled `model` from one local batch of `dataset` before
-        `fit`, so that Keras does not average a batch across workers to learn
-        its shapes (keras-team/keras#20585)."""
+    def prepare(self, model, make_dataset):
+        """Builds a compiled `model` from one local batch of `make_dataset()`
+        before `fit`, so that Keras does not average a batch across workers to
+        learn its shapes (keras-team/keras#20585). A function, so that no
+        pipeline is made when there is nothing to prepare."""
         if not self.multi_worker:
             return
-        batch = next(iter(dataset))
+        batch = next(iter(make_dataset()))
         with self.strategy.scope():
             model._symbolic_build(data_batch=batch)
         model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None

@@ -102,6 +102,7 @@ class SkippableBranch(keras.layers.Layer):
         variables = self.branch_variables()
         current = [variable.value for variable in variables]
         statistics = [v for v in variables if not v.trainable]  # what the branch assigns
+        unchanged = [value for v, value in zip(variables, current) if not v.trainable]
 
         def computed():
             # Reads see `current`; assignments (BatchNorm statistics) are
@@ -109,12 +110,10 @@ class SkippableBranch(keras.layers.Layer):
             with keras.StatelessScope(state_mapping=list(zip(variables, current))) as scope:
                 output = self.regularizer.apply_gates(self._run_branch(inputs, True), gates)
             new = [scope.get_current_value(v) for v in statistics]
-            old = [value for v, value in zip(variables, current) if not v.trainable]
-            return output, [o if n is None else n for n, o in zip(new, old)]
+            return output, [o if n is None else n for n, o in zip(new, unchanged)]
 
         def skipped():
             shape = (ops.shape(inputs)[0],) + self._branch_shape[1:]
-            unchanged = [value for v, value in zip(variables, current) if not v.trainable]
             return ops.zeros(shape, dtype=self.compute_dtype), unchanged
 
         output, new_statistics = ops.cond(any_open, computed, skipped)

@@ -12,16 +12,20 @@ regularizer (none, PyramidDrop, PyramidSepDrop at drop rate 0.5, each with
 and without skipping the dropped branches), the image data format, XLA
 compilation (TensorFlow) and bfloat16 mixed precision.
 
-Every measurement runs in a fresh process (the backend is per process) on
-one fixed in-memory batch, so the input pipeline is out of the timed loop;
-it is measured on its own (`pipeline` rows) on the real CIFAR-10 pipeline
-when a tfds directory is given. Each case: the first step (tracing and
-compilation) is reported apart, `--warmup` more steps are not timed, then
-`--repeats` timings of `--steps` steps each; the table gives the median and
-the range (min-max) of the repeats and the ratio of medians to the
-yardstick's in the same run. Results go to a JSON file, rewritten
-atomically after every case; rerunning with the same settings resumes after
-the cases already measured.
+The cases of one model on one backend with one data format and precision run
+together in a fresh process (the backend, the data format and the dtype
+policy are per process), one model each, on one fixed in-memory batch, so
+the input pipeline is out of the timed loop; it is measured on its own
+(`pipeline` rows) on the real CIFAR-10 pipeline when a tfds directory is
+given. The first step of each model (tracing and compilation) is reported
+apart, `--warmup` more steps are not timed, then `--repeats` timings of
+`--steps` steps each, the models of a process taking turns repeat by repeat:
+on a shared machine a slow spell then slows every model of the comparison
+(no regularizer, PyramidDrop, PyramidSepDrop, skipping or not) instead of
+whichever ran during it. The table gives the median and the range (min-max)
+of the repeats and the ratio of medians to the yardstick's in the same run.
+Results go to a JSON file, rewritten atomically after every process;
+rerunning with the same settings resumes after the cases already measured.
 """
 
 import argparse
@@ -110,55 +114,80 @@ def describe(case):
 # --- inside one measuring process ----------------------------------------------------------
 
 
-def timed(function, batch, steps, warmup, repeats):
-    """(first call seconds, images/s of each repeat)."""
-    start = time.perf_counter()
-    function()
-    first = time.perf_counter() - start
-    for _ in range(warmup):
-        function()
-    rates = []
-    for _ in range(repeats):
+def timed_together(functions, batch, steps, warmup, repeats):
+    """[(first call seconds, images/s of each repeat)], one pair per function.
+
+    The functions take turns, repeat by repeat, so that a slow spell of a
+    shared machine slows them alike instead of whichever ran during it.
+    """
+    firsts = []
+    for function in functions:
         start = time.perf_counter()
-        for _ in range(steps):
+        function()
+        firsts.append(time.perf_counter() - start)
+    for _ in range(warmup):
+        for function in functions:
             function()
-        rates.append(batch * steps / (time.perf_counter() - start))
-    return first, rates
+    rates = [[] for _ in functions]
+    for _ in range(repeats):
+        for function, function_rates in zip(functions, rates):
+            start = time.perf_counter()
+            for _ in range(steps):
+                function()
+            function_rates.append(batch * steps / (time.perf_counter() - start))
+    return list(zip(firsts, rates))
 
 
-def measure_keras(case, settings, batch):
+def timed(function, batch, steps, warmup, repeats):
+    """(first call seconds, images/s of each repeat) of one function."""
+    return timed_together([function], batch, steps, warmup, repeats)[0]
+
+
+def measure_keras(cases, settings, batch):
+    """The cases of one process (same backend, data format, XLA and precision):
+    one model each, their steps interleaved (`timed_together`)."""
     import keras
     import numpy as np
 
     import keras_pyramid
 
-    threads = _set_threads(case["backend"], settings["threads"])
-    depth, alpha, bottleneck, _ = MODELS[case["model"]]
-    keras.config.set_image_data_format(case["data_format"])
-    if case["precision"] != "float32":
-        keras.config.set_dtype_policy(f"mixed_{case['precision']}")
-    keras.utils.set_random_seed(0)
-    start = time.perf_counter()
-    model = keras_pyramid.PyramidNet(depth, alpha, bottleneck, classes=CLASSES,
-                                     regularization=case["regularization"], drop_rate=DROP_RATE,
-                                     weight_decay=1e-4,
-                                     skip_dropped=bool(case["regularization"])
-                                     and case["skip_dropped"])
-    build_seconds = time.perf_counter() - start
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        jit_compile=case["jit"],
-    )
+    first = cases[0]
+    threads = _set_threads(first["backend"], settings["threads"])
+    keras.config.set_image_data_format(first["data_format"])
+    if first["precision"] != "float32":
+        keras.config.set_dtype_policy(f"mixed_{first['precision']}")
     rng = np.random.default_rng(0)
-    shape = (batch, 32, 32, 3) if case["data_format"] == "channels_last" else (batch, 3, 32, 32)
+    shape = (batch, 32, 32, 3) if first["data_format"] == "channels_last" else (batch, 3, 32, 32)
     x = rng.uniform(0, 255, shape).astype("float32")
     y = rng.integers(0, CLASSES, batch).astype("int32")
-    train = timed(lambda: model.train_on_batch(x, y), batch, **settings["timing"])
-    infer = timed(lambda: model.predict_on_batch(x), batch, **settings["timing"])
-    return {"build_seconds": build_seconds, "train": train, "infer": infer,
-            "parameters": sum(int(np.prod(w.shape)) for w in model.trainable_weights),
-            "threads": threads}
+    models, results = [], []
+    for case in cases:
+        depth, alpha, bottleneck, _ = MODELS[case["model"]]
+        keras.utils.set_random_seed(0)
+        start = time.perf_counter()
+        model = keras_pyramid.PyramidNet(depth, alpha, bottleneck, classes=CLASSES,
+                                         regularization=case["regularization"],
+                                         drop_rate=DROP_RATE, weight_decay=1e-4,
+                                         skip_dropped=bool(case["regularization"])
+                                         and case["skip_dropped"])
+        build_seconds = time.perf_counter() - start
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            jit_compile=case["jit"],
+        )
+        models.append(model)
+        results.append({"build_seconds": build_seconds, "threads": threads,
+                        "parameters": sum(int(np.prod(w.shape))
+                                          for w in model.trainable_weights)})
+    timing = settings["timing"]
+    trains = timed_together([lambda m=m: m.train_on_batch(x, y) for m in models], batch,
+                            **timing)
+    infers = timed_together([lambda m=m: m.predict_on_batch(x) for m in models], batch,
+                            **timing)
+    for result, train, infer in zip(results, trains, infers):
+        result.update(train=train, infer=infer)
+    return results
 
 
 def measure_plain_pytorch(case, settings, batch):
@@ -166,8 +195,9 @@ def measure_plain_pytorch(case, settings, batch):
     from torch.nn import functional
 
     sys.path.insert(0, HERE)
-    from keras_pyramid.models import unit_widths
     from torch_pyramidnet import TorchPyramidNet
+
+    from keras_pyramid.models import unit_widths
 
     threads = _set_threads("torch", settings["threads"])
     depth, alpha, bottleneck, _ = MODELS[case["model"]]
@@ -236,20 +266,28 @@ def _set_threads(backend, threads):
     return {"xla_cpu": os.cpu_count()}
 
 
-def worker(case, settings):
-    batch = MODELS[case["model"]][3] if case["model"] in MODELS else settings["pipeline_batch"]
-    measure = {"pytorch-plain": measure_plain_pytorch, "pipeline": measure_pipeline}.get(
-        case["backend"], measure_keras)
-    result = measure(case, settings, batch)
-    summary = {"case": case, "batch": batch, **{k: v for k, v in result.items()
-                                                 if k not in ("train", "infer")}}
-    for phase in ("train", "infer"):
-        if result[phase] is not None:
-            first, rates = result[phase]
-            summary[phase] = {"first_call_seconds": first, "images_per_second": rates,
-                              "median": statistics.median(rates), "min": min(rates),
-                              "max": max(rates)}
-    print("RESULT " + json.dumps(summary))
+def worker(cases, settings):
+    """Measures `cases` (one process's share, see `process_groups`) and prints
+    one RESULT line per case."""
+    first = cases[0]
+    batch = MODELS[first["model"]][3] if first["model"] in MODELS else settings["pipeline_batch"]
+    if first["backend"] in BACKENDS:
+        results = measure_keras(cases, settings, batch)
+    else:
+        (case,) = cases
+        measure = {"pytorch-plain": measure_plain_pytorch, "pipeline": measure_pipeline}
+        results = [measure[case["backend"]](case, settings, batch)]
+    for case, result in zip(cases, results):
+        summary = {"case": case, "batch": batch, "process": os.getpid(),
+                   **{k: v for k, v in result.items() if k not in ("train", "infer")}}
+        for phase in ("train", "infer"):
+            if result[phase] is not None:
+                first_seconds, rates = result[phase]
+                summary[phase] = {"first_call_seconds": first_seconds,
+                                  "images_per_second": rates,
+                                  "median": statistics.median(rates), "min": min(rates),
+                                  "max": max(rates)}
+        print("RESULT " + json.dumps(summary))
 
 
 # --- the orchestrating process -------------------------------------------------------------
@@ -275,23 +313,44 @@ def machine():
             "platform": platform.platform(), "versions": versions}
 
 
-def run_case(case, settings, timeout):
+def process_key(case):
+    """Cases with the same key share one measuring process: one model and
+    backend, and the process-wide image data format and dtype policy."""
+    if case["backend"] not in BACKENDS:
+        return case_key(case)  # the yardstick and the pipeline run alone
+    return (case["model"], case["backend"], case["data_format"], case["precision"])
+
+
+def process_groups(planned):
+    """`planned` split into the lists of cases each measuring process runs, in order."""
+    groups = {}
+    for case in planned:
+        groups.setdefault(process_key(case), []).append(case)
+    return list(groups.values())
+
+
+def run_group(cases, settings, timeout):
+    """Runs one measuring process; one result per case (an error result on failure)."""
+    backend = cases[0]["backend"]
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    if case["backend"] in BACKENDS:
-        env["KERAS_BACKEND"] = case["backend"]
+    if backend in BACKENDS:
+        env["KERAS_BACKEND"] = backend
     else:
-        env["KERAS_BACKEND"] = "torch" if case["backend"] == "pytorch-plain" else "tensorflow"
+        env["KERAS_BACKEND"] = "torch" if backend == "pytorch-plain" else "tensorflow"
     command = [sys.executable, os.path.abspath(__file__), "--worker",
-               json.dumps({"case": case, "settings": settings})]
+               json.dumps({"cases": cases, "settings": settings})]
     try:
         finished = subprocess.run(command, env=env, capture_output=True, text=True,
-                                  timeout=timeout, check=False)
+                                  timeout=timeout * len(cases), check=False)
     except subprocess.TimeoutExpired:
-        return {"case": case, "error": f"timed out after {timeout} s"}
-    for line in finished.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    return {"case": case, "error": (finished.stderr or finished.stdout)[-2000:]}
+        return [{"case": case, "error": f"timed out after {timeout * len(cases)} s"}
+                for case in cases]
+    results = [json.loads(line[len("RESULT "):]) for line in finished.stdout.splitlines()
+               if line.startswith("RESULT ")]
+    if len(results) == len(cases):
+        return results
+    error = (finished.stderr or finished.stdout)[-2000:]
+    return [{"case": case, "error": error} for case in cases]
 
 
 def ratio(result, yardstick, phase):
@@ -304,8 +363,8 @@ def table(results):
     """The Markdown table: one row per case, ratios against the model's yardstick."""
     yardsticks = {r["case"]["model"]: r for r in results
                   if r["case"]["backend"] == "pytorch-plain" and "error" not in r}
-    lines = ["| model (batch) | backend | setting | train img/s median (min-max) | x yardstick "
-             "| inference img/s median (min-max) | x yardstick | first step s |",
+    lines = [("| model (batch) | backend | setting | train img/s median (min-max) | x yardstick "
+              "| inference img/s median (min-max) | x yardstick | first step s |"),
              "|---|---|---|---|---|---|---|---|"]
 
     def cell(phase, result):
@@ -347,7 +406,8 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--data-dir", default=os.environ.get("KERAS_PYRAMID_TFDS_DIR"),
                         help="a tfds dir with cifar10, to measure the input pipeline")
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds per case")
+    parser.add_argument("--timeout", type=int, default=1800,
+                        help="seconds per case (a process measuring n cases gets n times it)")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "speed.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -369,12 +429,13 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    parser, args = parse_args(argv)
+    _, args = parse_args(argv)
     if args.worker:
         job = json.loads(args.worker)
-        worker(job["case"], job["settings"])
+        worker(job["cases"], job["settings"])
         return 0
-    from keras_pyramid.training import atomic_write_json  # a fresh process measures each case
+    # Imported here: only the measuring processes choose a backend.
+    from keras_pyramid.training import atomic_write_json
     settings = {"threads": args.threads, "data_dir": args.data_dir, "pipeline_batch": 64,
                 "timing": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats}}
     planned = list(cases(args.models, args.backends, args.full.split(","),
@@ -390,12 +451,14 @@ def main(argv=None):
             report["results"] = [r for r in previous["results"] if "error" not in r]
             print(f"Resuming {args.output}: {len(report['results'])} cases kept")
     done = {case_key(r["case"]) for r in report["results"]}
-    for index, case in enumerate(planned, 1):
-        if case_key(case) in done:
+    for group in process_groups(planned):
+        group = [case for case in group if case_key(case) not in done]
+        if not group:
             continue
-        print(f"[{index}/{len(planned)}] {case['model']} {case['backend']} {describe(case)}",
-              flush=True)
-        report["results"].append(run_case(case, settings, args.timeout))
+        for case in group:
+            print(f"[{planned.index(case) + 1}/{len(planned)}] {case['model']} "
+                  f"{case['backend']} {describe(case)}", flush=True)
+        report["results"].extend(run_group(group, settings, args.timeout))
         report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         atomic_write_json(args.output, report)
     order = {case_key(case): i for i, case in enumerate(planned)}

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import keras
-
 from conftest import REPO
 
 SPEED = os.path.join(REPO, "benchmarks", "speed.py")
@@ -16,7 +15,7 @@ def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path, cif
     backend = keras.backend.backend()
     output = tmp_path / "speed.json"
     command = [sys.executable, SPEED, "--models", "pyramidnet20_a48", "--backends", backend,
-               "--full", "", "--regularized", "", "--repeats", "2", "--steps", "1",
+               "--full", "", "--regularized", "pyramidnet20_a48", "--repeats", "2", "--steps", "1",
                "--warmup", "0", "--output", str(output), "--data-dir", cifar10_tfds_dir]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-2000:]
@@ -24,13 +23,20 @@ def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path, cif
     assert report["machine"]["cores"] == os.cpu_count()
     assert report["machine"]["versions"]["keras"] == keras.__version__
     backends = [result["case"]["backend"] for result in report["results"]]
-    assert backends == ["pipeline", "pytorch-plain", backend]
-    pipeline, yardstick, ours = report["results"]
+    pipeline, yardstick, ours = report["results"][:3]
+    regularized = report["results"][3:]
+    assert backends[:3] == ["pipeline", "pytorch-plain", backend]
+    assert sorted(r["case"]["regularization"] for r in regularized) == sorted(
+        ["drop", "sepdrop"] * (len(regularized) // 2))
+    assert len(regularized) == (2 if backend == "jax" else 4)  # skipping both ways off XLA
+    # The cases of one backend take turns in one process; the yardstick runs alone.
+    assert {r["process"] for r in [ours, *regularized]} == {ours["process"]}
+    assert yardstick["process"] != ours["process"]
     assert "input pipeline (real CIFAR-10, batch 64)" in finished.stdout
     # The same network: the yardstick is checked equal to ours in test_models.
     assert yardstick["parameters"] == ours["parameters"]
     assert pipeline["train"]["median"] > 0
-    for result in (yardstick, ours):
+    for result in (yardstick, ours, *regularized):
         for phase in ("train", "infer"):
             rates = result[phase]["images_per_second"]
             assert len(rates) == 2 and all(rate > 0 for rate in rates)
@@ -39,4 +45,5 @@ def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path, cif
     assert f"| {ratio:.2f} |" in finished.stdout  # the printed table carries the ratio
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-    assert again.returncode == 0 and "3 cases kept" in again.stdout  # resumed, not redone
+    kept = f"{len(report['results'])} cases kept"
+    assert again.returncode == 0 and kept in again.stdout  # resumed, not redone

@@ -47,3 +47,23 @@ def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path, cif
     again = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     kept = f"{len(report['results'])} cases kept"
     assert again.returncode == 0 and kept in again.stdout  # resumed, not redone
+
+
+def test_the_jax_step_profile_compares_the_gated_steps(tmp_path):
+    # The profile is of XLA's compiled step: the script runs JAX whatever this suite's backend.
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "profile_jax_step.py"),
+               "--depth", "20", "--batch", "8", "--rounds", "2", "--steps", "1",
+               "--output", str(tmp_path)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-2000:]
+    report = json.loads((tmp_path / "profile.json").read_text())
+    steps = report["steps"]
+    assert list(steps) == ["none", "drop", "sepdrop"]
+    for name, step in steps.items():
+        assert len(step["images_per_second"]) == 2 and step["median"] > 0
+        assert step["thread_ms_per_step"]["convolutions"] > 0  # the trace was read
+        assert f"| {name} | {step['flops'] / 1e9:.2f} |" in finished.stdout
+    # The gates are there (more operations) and cost a fraction of a percent of the FLOPs.
+    for gated in ("drop", "sepdrop"):
+        assert 1.0 < steps[gated]["flops"] / steps["none"]["flops"] < 1.01
+    assert all((tmp_path / f"trace_{name}").is_dir() for name in steps)

@@ -1,6 +1,6 @@
 """Where the time of a JAX training step goes, without gates, with PyramidDrop, with PyramidSepDrop.
 
-    python benchmarks/profile_jax_step.py            # PyramidNet-110 alpha 48, batch 64 (~8 min)
+    python benchmarks/profile_jax_step.py            # PyramidNet-110 alpha 48, batch 64 (~10 min)
     python benchmarks/profile_jax_step.py --depth 20 --rounds 3
 
 For each regularizer (none, PyramidDrop and PyramidSepDrop at drop rate 0.5,
@@ -14,15 +14,15 @@ what `fit` runs) and reports:
   their share is expected to be a fraction of a percent.
 - images/s over `--rounds` timings of `--steps` steps, the three steps taking
   turns round by round (so a slow spell of a shared machine hits them alike).
-- an XLA profile (`jax.profiler.trace`) of `--steps` steps, summed per
-  operation and grouped: convolutions (XLA CPU hands them to XNNPACK or
-  oneDNN fusions), layout transposes, and everything else (batch norm,
-  ReLU, adds, the gates, the optimizer). Times are thread-milliseconds per
-  step: XLA's pool runs ops on every core, so they can add up to more than
-  the wall time.
+- XLA profiles (`jax.profiler.trace`) of `--steps` steps, `--traces` per
+  step taken in turns, summed per operation and grouped: convolutions (XLA
+  CPU hands them to XNNPACK or oneDNN fusions), layout transposes, and
+  everything else (batch norm, ReLU, adds, the gates, the optimizer). Times are thread-milliseconds per
+  step (the median over the traces): XLA's pool runs ops on every core, so
+  they can add up to more than the wall time.
 
-The profile traces stay under `--output` (open them with TensorBoard's
-profile plugin or Perfetto), next to `profile.json`.
+The last trace of each step stays under `--output` (open it with
+TensorBoard's profile plugin or Perfetto), next to `profile.json`.
 """
 
 import argparse
@@ -126,16 +126,25 @@ def profile(args):
             jax.block_until_ready(logs)
             rates[name].append(args.batch * args.steps / (time.perf_counter() - start))
 
-    for name, run in runs.items():
-        trace_dir = os.path.join(args.output, f"trace_{name}")
-        shutil.rmtree(trace_dir, ignore_errors=True)  # one trace per directory, this run's
-        with jax.profiler.trace(trace_dir):
-            for _ in range(args.steps):
-                logs, run[1] = run[0](run[1], batch)
-            jax.block_until_ready(logs)
+    # Thread time in one short trace varies by tens of percent on a shared machine, so the
+    # steps are traced in turns too, and each group's median over the traces is reported.
+    samples = {name: collections.defaultdict(list) for name in runs}
+    for trace in range(args.traces):
+        for name, run in runs.items():
+            trace_dir = os.path.join(args.output, f"trace_{name}")
+            shutil.rmtree(trace_dir, ignore_errors=True)  # keeps the last trace only
+            with jax.profiler.trace(trace_dir):
+                for _ in range(args.steps):
+                    logs, run[1] = run[0](run[1], batch)
+                jax.block_until_ready(logs)
+            for group, ms in thread_milliseconds_per_category(trace_dir, args.steps).items():
+                samples[name][group].append(ms)
+    for name in runs:
         report["steps"][name].update(
             images_per_second=rates[name], median=statistics.median(rates[name]),
-            thread_ms_per_step=thread_milliseconds_per_category(trace_dir, args.steps))
+            thread_ms_per_step={group: statistics.median(values)
+                                for group, values in samples[name].items()},
+            thread_ms_per_step_traces=dict(samples[name]))
     return report
 
 
@@ -164,9 +173,10 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5, help="timings per step, interleaved")
     parser.add_argument("--steps", type=int, default=2, help="steps per timing and per trace")
+    parser.add_argument("--traces", type=int, default=3, help="profiles per step, interleaved")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "profile_jax"))
     args = parser.parse_args(argv)
-    for name in ("alpha", "batch", "rounds", "steps"):
+    for name in ("alpha", "batch", "rounds", "steps", "traces"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1. Received: {getattr(args, name)}")
     return args

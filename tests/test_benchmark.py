@@ -52,16 +52,17 @@ def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path, cif
 def test_the_jax_step_profile_compares_the_gated_steps(tmp_path):
     # The profile is of XLA's compiled step: the script runs JAX whatever this suite's backend.
     command = [sys.executable, os.path.join(REPO, "benchmarks", "profile_jax_step.py"),
-               "--depth", "20", "--batch", "8", "--rounds", "2", "--steps", "1",
+               "--depth", "20", "--batch", "8", "--rounds", "2", "--steps", "1", "--traces", "2",
                "--output", str(tmp_path)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-2000:]
     report = json.loads((tmp_path / "profile.json").read_text())
     steps = report["steps"]
-    assert list(steps) == ["none", "drop", "sepdrop"]
+    assert sorted(steps) == ["drop", "none", "sepdrop"]
     for name, step in steps.items():
         assert len(step["images_per_second"]) == 2 and step["median"] > 0
-        assert step["thread_ms_per_step"]["convolutions"] > 0  # the trace was read
+        assert step["thread_ms_per_step"]["convolutions"] > 0  # the traces were read
+        assert len(step["thread_ms_per_step_traces"]["convolutions"]) == 2
         assert f"| {name} | {step['flops'] / 1e9:.2f} |" in finished.stdout
     # The gates are there (more operations) and cost a fraction of a percent of the FLOPs.
     for gated in ("drop", "sepdrop"):

@@ -144,8 +144,9 @@ def timed(function, batch, steps, warmup, repeats):
 
 
 def measure_keras(cases, settings, batch):
-    """The cases of one process (same backend, data format, XLA and precision):
-    one model each, their steps interleaved (`timed_together`)."""
+    """The cases of one process (same model, backend, data format and
+    precision; XLA may differ): one model each, their steps interleaved
+    (`timed_together`)."""
     import keras
     import numpy as np
 
@@ -347,10 +348,10 @@ def run_group(cases, settings, timeout):
                 for case in cases]
     results = [json.loads(line[len("RESULT "):]) for line in finished.stdout.splitlines()
                if line.startswith("RESULT ")]
-    if len(results) == len(cases):
-        return results
+    measured = {case_key(result["case"]) for result in results}
     error = (finished.stderr or finished.stdout)[-2000:]
-    return [{"case": case, "error": error} for case in cases]
+    return results + [{"case": case, "error": error} for case in cases
+                      if case_key(case) not in measured]
 
 
 def ratio(result, yardstick, phase):

@@ -95,16 +95,18 @@ def profile(args):
     rng = np.random.default_rng(0)
     batch = (rng.uniform(0, 255, (args.batch, 32, 32, 3)).astype("float32"),
              rng.integers(0, CLASSES, args.batch).astype("int32"), None)
-    report = {"model": f"PyramidNet-{args.depth} alpha {args.alpha}", "batch": args.batch,
+    units = "bottleneck" if args.bottleneck else "basic"
+    report = {"model": f"PyramidNet-{args.depth} alpha {args.alpha} ({units} units)",
+              "batch": args.batch,
               "drop_rate": DROP_RATE, "devices": [str(d) for d in jax.devices()],
               "versions": {"jax": jax.__version__, "keras": keras.__version__}, "steps": {}}
     runs = {}
     for regularization in REGULARIZATIONS:
         name = regularization or "none"
         keras.utils.set_random_seed(0)
-        model = keras_pyramid.PyramidNet(args.depth, args.alpha, False, classes=CLASSES,
-                                         regularization=regularization, drop_rate=DROP_RATE,
-                                         weight_decay=1e-4)
+        model = keras_pyramid.PyramidNet(args.depth, args.alpha, args.bottleneck,
+                                         classes=CLASSES, regularization=regularization,
+                                         drop_rate=DROP_RATE, weight_decay=1e-4)
         model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
                       loss=keras.losses.SparseCategoricalCrossentropy())
         step, state, compile_seconds = compiled_train_step(model, batch)
@@ -126,10 +128,10 @@ def profile(args):
             jax.block_until_ready(logs)
             rates[name].append(args.batch * args.steps / (time.perf_counter() - start))
 
-    # Thread time in one short trace varies by tens of percent on a shared machine, so the
+    # Thread time in one short trace varied by up to 30% here (a shared machine), so the
     # steps are traced in turns too, and each group's median over the traces is reported.
     samples = {name: collections.defaultdict(list) for name in runs}
-    for trace in range(args.traces):
+    for _ in range(args.traces):
         for name, run in runs.items():
             trace_dir = os.path.join(args.output, f"trace_{name}")
             shutil.rmtree(trace_dir, ignore_errors=True)  # keeps the last trace only
@@ -170,6 +172,7 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", type=int, default=110)
     parser.add_argument("--alpha", type=int, default=48)
+    parser.add_argument("--bottleneck", action="store_true", help="bottleneck units (272 etc.)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5, help="timings per step, interleaved")
     parser.add_argument("--steps", type=int, default=2, help="steps per timing and per trace")

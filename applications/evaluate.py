@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+from keras_pyramid import cli
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -23,9 +25,9 @@ def parse_args(argv=None):
     parser.add_argument("--split", default="test", help="a tfds split, e.g. test or train[45000:]")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=256)
     parser.add_argument("--tta", choices=("none", "flip"), default="none")
-    parser.add_argument("--max-examples", type=int, default=None,
+    parser.add_argument("--max-examples", type=cli.positive_int, default=None,
                         help="evaluate only the first N examples (smoke runs)")
     parser.add_argument("--output-dir", default=None)
     args = parser.parse_args(argv)
@@ -40,8 +42,6 @@ def parse_args(argv=None):
         parser.error(f"model {args.model!r} is not a .keras file or a run directory with one")
     if args.dataset is None:
         parser.error("--dataset is required when the model is not in a run directory")
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     args.output_dir = args.output_dir or os.path.dirname(os.path.abspath(args.model))
     return parser, args
 
@@ -109,6 +109,14 @@ def main(argv=None):
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as error:
         parser.error(f"--output-dir {args.output_dir} cannot be created: {error.strerror}")
+    try:
+        examples = builder.info.splits[args.split].num_examples
+    except (KeyError, ValueError) as error:
+        parser.error(f"--split {args.split!r} is not a split of {args.dataset}: {error}")
+    cli.check_batch_fits(parser, args.batch_size, examples, args.split)
+    if args.max_examples and args.max_examples > examples:
+        parser.error(f"--max-examples {args.max_examples} exceeds the {examples:,} images "
+                     f"of the {args.split} split")
     ds = data.pipeline(builder, args.split, args.batch_size, training=False,
                        data_format=data_format)
     if args.max_examples:

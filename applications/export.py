@@ -17,6 +17,8 @@ import json
 import os
 import sys
 
+from keras_pyramid import cli
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -26,18 +28,14 @@ def parse_args(argv=None):
     parser.add_argument("model", help="a run directory (with model.keras) or a .keras file")
     parser.add_argument("--output", default=None,
                         help="the model's serving folder (default: exports/MODEL_NAME)")
-    parser.add_argument("--version", type=int, default=1, help="the version folder, >= 1")
+    parser.add_argument("--version", type=cli.positive_int, default=1, help="the version folder, >= 1")
     parser.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model",
                         help="onnx: the SavedModel plus model.onnx")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing version (atomically)")
-    parser.add_argument("--check-images", type=int, default=8,
+    parser.add_argument("--check-images", type=cli.non_negative_int, default=8,
                         help="random images to compare the artifacts on (0: skip)")
     args = parser.parse_args(argv)
-    if args.version < 1:
-        parser.error(f"--version must be an int >= 1, got {args.version}")
-    if args.check_images < 0:
-        parser.error(f"--check-images must be >= 0, got {args.check_images}")
     return args
 
 

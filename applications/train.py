@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 
+from keras_pyramid import cli
 from keras_pyramid.cli import positive_int
 
 # Arguments that define a run: resuming with other values would mix two runs.
@@ -55,13 +56,13 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
     parser.add_argument("--epochs", type=positive_int, default=300)
     parser.add_argument("--batch-size", type=positive_int, default=None, help="default: 128")
-    parser.add_argument("--lr", type=float, default=None,
+    parser.add_argument("--lr", type=cli.positive_float, default=None,
                         help="initial learning rate (default: 0.1 CIFAR-10, 0.5 CIFAR-100)")
-    parser.add_argument("--weight-decay", type=float, default=1e-4,
+    parser.add_argument("--weight-decay", type=cli.non_negative_float, default=1e-4,
                         help="coupled L2 on every parameter")
-    parser.add_argument("--drop-rate", type=float, default=None,
+    parser.add_argument("--drop-rate", type=cli.drop_probability, default=None,
                         help="the last unit's drop probability (default: the model's, 0.5)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=cli.seed, default=0)
     parser.add_argument("--data-dir", default=None,
                         help="tfds data dir (default: tfds' own, or TFDS_DATA_DIR)")
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
@@ -72,7 +73,7 @@ def parse_args(argv=None):
                         help="limit each epoch (short runs); default: one pass")
     parser.add_argument("--eval-steps", type=positive_int, default=None,
                         help="limit each evaluation to this many batches (smoke runs)")
-    parser.add_argument("--validation-examples", type=int, default=0,
+    parser.add_argument("--validation-examples", type=cli.non_negative_int, default=0,
                         help="evaluate on the last N TRAINING images instead of the test set")
     parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", default="off",
                         choices=("off", "bfloat16", "float16"),
@@ -95,12 +96,6 @@ def parse_args(argv=None):
     parser.add_argument("--restart", action="store_true", help="discard the run directory")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     args = parser.parse_args(argv)
-    if args.drop_rate is not None and not 0 <= args.drop_rate < 1:
-        parser.error(f"--drop-rate must be in [0, 1), got {args.drop_rate}")
-    if args.lr is not None and not args.lr > 0:
-        parser.error(f"--lr must be > 0, got {args.lr}")
-    if args.weight_decay < 0:
-        parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
     args.architecture = None
     if args.hparams:
         if args.model:
@@ -221,6 +216,7 @@ def main(argv=None):
         split = data.splits(builder, args.validation_examples)
     except ValueError as error:
         parser.error(f"--validation-examples: {error}")
+    cli.check_batch_fits(parser, plan.batch_size, split.train_examples, split.train)
     steps_per_epoch = args.steps_per_epoch or split.train_examples // plan.batch_size
     data_format = keras.config.image_data_format()
 

@@ -6,6 +6,7 @@ what `applications/train.py --hparams FILE` reads (no KerasTuner needed).
 """
 
 import json
+import math
 
 from keras_pyramid.models import PyramidNet, default_name
 
@@ -43,7 +44,9 @@ def parse_value(name, text):
     except ValueError:
         raise ValueError(f"hyperparameter {name!r} takes numbers. Received: {name}={text!r}") from None
     problem = None
-    if name == "depth" and not (value >= 8 and (value - 2) % 6 == 0):
+    if isinstance(value, float) and not math.isfinite(value):
+        problem = "a finite number"
+    elif name == "depth" and not (value >= 8 and (value - 2) % 6 == 0):
         problem = "a basic-unit depth 6n + 2 >= 8 (e.g. 20, 110)"
     elif name == "alpha" and value < 1:
         problem = "an int >= 1"

@@ -357,6 +357,34 @@ def _check_range(value, argument):
     return (low, high)
 
 
+def average_pool_2x2_by_slices(x, data_format):
+    """The 2x2, stride-2 average pool as the mean of four strided slices.
+
+    `pool(x)[i, j] = (x[2i, 2j] + x[2i + 1, 2j] + x[2i, 2j + 1] + x[2i + 1, 2j + 1]) / 4`,
+    the same function as `ops.average_pool(x, 2, 2, "valid")` (to float rounding)
+    for even height and width.
+
+    Why: jaxlib 0.10.2 on x86 CPUs segfaults (in YNNPACK's
+    `multiply_add_fp32` kernel) when XLA's YNN "reduce" library fusion pulls
+    a `reduce-window` into a chain `conv(x * s) -> pad_channels + conv(. * s)`,
+    which is exactly a pyramidal unit followed by the pooled shortcut of the
+    next stage; it needs 16 or more channels (PyramidNet(20, 138) and
+    PyramidNet(110, 84) crash in inference). Slices and adds form no
+    reduction, so that fusion never forms (measured: the four-slice pool
+    runs every paper width; `optimization_barrier` and a reshape-mean do not
+    help). The reproduction, without Keras, is
+    `tests/jax_ynn_reduce_crash.py`; related upstream reports of the same
+    jaxlib 0.10.2 YNN/slinky regression: jax-ml/jax#39257, jax-ml/jax#40412.
+    `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-reduce` also avoids
+    it, but must be set before JAX starts, which a library cannot promise.
+    """
+    if data_format == "channels_last":
+        corners = [x[:, i::2, j::2, :] for i in (0, 1) for j in (0, 1)]
+    else:
+        corners = [x[:, :, i::2, j::2] for i in (0, 1) for j in (0, 1)]
+    return (corners[0] + corners[1] + corners[2] + corners[3]) * ops.cast(0.25, x.dtype)
+
+
 @keras.saving.register_keras_serializable(package="keras_pyramid")
 class PyramidShortcut(keras.layers.Layer):
     """The parameter-free shortcut of a pyramidal unit.
@@ -397,9 +425,12 @@ class PyramidShortcut(keras.layers.Layer):
     def call(self, inputs):
         x = inputs
         if self.strides == 2:
-            x = ops.average_pool(
-                x, pool_size=2, strides=2, padding="valid", data_format=self.data_format
-            )
+            if keras.backend.backend() == "jax":
+                x = average_pool_2x2_by_slices(x, self.data_format)
+            else:
+                x = ops.average_pool(
+                    x, pool_size=2, strides=2, padding="valid", data_format=self.data_format
+                )
         if self.new_channels:
             padding = [[0, 0]] * len(x.shape)
             padding[_channel_axis(self.data_format)] = [0, self.new_channels]

@@ -60,39 +60,18 @@ def paper_recipe(dataset, **overrides):
     return Recipe(**arguments)
 
 
-@keras.saving.register_keras_serializable(package="keras_pyramid")
-class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """`lr(step) = initial * factor ** (number of boundaries <= step)`.
-
-    Boundaries are optimizer steps; with `boundaries = [150 * S, 225 * S]` for
-    `S` steps per epoch this is Torch's `MultiStepLR([150, 225], 0.1)` stepped
-    once per epoch: epoch 150 (0-based) is the first at the decayed rate.
-    """
-
-    def __init__(self, initial_learning_rate, boundaries, factor):
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.boundaries = [int(b) for b in boundaries]
-        self.factor = float(factor)
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        passed = sum(
-            keras.ops.cast(keras.ops.greater_equal(step, float(b)), "float32")
-            for b in self.boundaries
-        )
-        return self.initial_learning_rate * keras.ops.power(self.factor, passed)
-
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "boundaries": self.boundaries,
-            "factor": self.factor,
-        }
-
-
 def learning_rate_schedule(recipe, steps_per_epoch):
-    boundaries = [epoch * steps_per_epoch for epoch in recipe.milestone_epochs()]
-    return StepDecay(recipe.learning_rate, boundaries, recipe.decay_factor)
+    """`lr(step) = initial * factor ** (number of milestones m with step >= m * S)`.
+
+    Keras' `PiecewiseConstantDecay` (a built-in class, so a saved model loads
+    with `compile=True` in any process) takes value `i` while
+    `boundaries[i - 1] < step <= boundaries[i]`; optimizer steps are integers,
+    so boundaries `m * S - 1` make epoch `m` (0-based) the first at the
+    decayed rate: Torch's `MultiStepLR([150, 225], 0.1)` stepped per epoch.
+    """
+    boundaries = [epoch * steps_per_epoch - 1 for epoch in recipe.milestone_epochs()]
+    values = [recipe.learning_rate * recipe.decay_factor**i for i in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
 def make_optimizer(recipe, steps_per_epoch):

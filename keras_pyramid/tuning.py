@@ -20,12 +20,14 @@ reads (`best_hparams`).
 """
 
 import dataclasses
+import os
 
 import keras
 import keras_tuner as kt
 
 from keras_pyramid import recipe as recipes
 from keras_pyramid.hparams import HPARAM_NAMES, REGULARIZATIONS, build_model, parse_value
+from keras_pyramid.training import atomic_write_json, read_json
 
 DEPTHS = (20, 32, 44, 56, 110)
 BATCH_SIZES = (64, 128, 256)
@@ -145,3 +147,42 @@ def best_hparams(tuner):
     """The best trial's values, in the `--hparams` file format."""
     best = tuner.get_best_hyperparameters(1)[0]
     return {name: best.get(name) for name in HPARAM_NAMES}
+
+
+TRIAL_STARTS = "trial_starts.json"
+
+
+class KilledTrialGuard:
+    """A KerasTuner tuner mixin: a trial that kills its process runs twice at most.
+
+    KerasTuner reloads a trial that was running when its process died (a
+    segfault, the OOM killer, SIGKILL) and runs it again, on every restart:
+    a trial that always kills its process would do so forever. This mixin
+    counts each trial's starts in `PROJECT_DIR/trial_starts.json` (written
+    atomically before the trial runs). A trial already started twice is
+    recorded as failed (`FailedTrialError`, KerasTuner's own way to fail a
+    trial) and the search goes on with the next one: the killed trial is
+    retried once, never in a loop.
+    """
+
+    max_starts = 2
+
+    def run_trial(self, trial, *fit_args, **fit_kwargs):
+        path = os.path.join(self.project_dir, TRIAL_STARTS)
+        starts = read_json(path) if os.path.exists(path) else {}
+        previous = starts.get(trial.trial_id, 0)
+        if previous >= self.max_starts:
+            raise kt.errors.FailedTrialError(
+                f"trial {trial.trial_id} killed its process {previous} times (a crash, the "
+                "out-of-memory killer or SIGKILL): recorded as failed")
+        if previous:
+            print(f"Trial {trial.trial_id} did not finish (its process was killed): "
+                  "running it once more")
+        starts[trial.trial_id] = previous + 1
+        atomic_write_json(path, starts)
+        return super().run_trial(trial, *fit_args, **fit_kwargs)
+
+
+def guarded(tuner_class):
+    """`tuner_class` (e.g. `kt.RandomSearch`) with `KilledTrialGuard`."""
+    return type(tuner_class.__name__, (KilledTrialGuard, tuner_class), {})

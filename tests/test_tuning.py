@@ -5,6 +5,7 @@ mode with a chief and two workers (every process under a hard timeout)."""
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -265,3 +266,40 @@ def test_a_chief_and_two_workers_finish_a_search_together(tmp_path, cifar10_tfds
     results = json.loads((tmp_path / "search" / "pyramidnet-cifar10" / "results.json").read_text())
     assert [row["status"] for row in results["trials"]] == ["COMPLETED"] * 3
     assert "best:" in logs["chief"]
+
+
+# A search whose first trial kills its own process, as a segfault or the
+# OOM killer would. KilledTrialGuard is pure Python: it runs once, not per backend.
+TRIAL_THAT_KILLS_ITS_PROCESS = """
+import os, signal, sys
+import keras_tuner as kt
+from keras_pyramid.tuning import guarded
+
+class Scripted(kt.RandomSearch):
+    def run_trial(self, trial, *args, **kwargs):
+        if trial.trial_id == "0":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"val_accuracy": trial.hyperparameters.get("x") / 100}
+
+space = kt.HyperParameters()
+space.Int("x", 0, 100)
+tuner = guarded(Scripted)(objective=kt.Objective("val_accuracy", "max"), max_trials=2,
+                          hyperparameters=space, directory=sys.argv[1], project_name="p",
+                          seed=0)
+tuner.search()
+print({t.trial_id: t.status for t in tuner.oracle.trials.values()})
+"""
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "tensorflow",
+                    reason="pure Python (KerasTuner bookkeeping): runs once, under tensorflow")
+def test_a_trial_that_kills_its_process_is_retried_once_then_failed(tmp_path):
+    command = [sys.executable, "-c", TRIAL_THAT_KILLS_ITS_PROCESS, str(tmp_path)]
+    first, second = run(command), run(command)
+    assert first.returncode == second.returncode == -signal.SIGKILL, second.stderr[-2000:]
+    assert "Trial 0 did not finish" in second.stdout  # the one retry
+    third = run(command)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "{'0': 'FAILED', '1': 'COMPLETED'}" in third.stdout, third.stdout[-2000:]
+    starts = json.loads((tmp_path / "p" / "trial_starts.json").read_text())
+    assert starts == {"0": 2, "1": 1}

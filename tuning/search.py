@@ -22,6 +22,7 @@ import json
 import os
 import sys
 
+from keras_pyramid import cli
 from keras_pyramid.cli import positive_int
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -66,7 +67,7 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=cli.seed, default=0)
     parser.add_argument("--retrain", action="store_true",
                         help="train the best configuration on the whole training set "
                              "(--steps-per-epoch, if given, limits its epochs too), then "
@@ -108,6 +109,8 @@ def check_or_record_search(parser, args, project_dir, settings):
 def make_tuner(args, hypermodel, space):
     import keras_tuner as kt
 
+    from keras_pyramid.tuning import guarded
+
     common = {
         "objective": kt.Objective(OBJECTIVE, direction="max"),
         "hyperparameters": space,
@@ -118,10 +121,10 @@ def make_tuner(args, hypermodel, space):
         "seed": args.seed,
     }
     if args.tuner == "random":
-        return kt.RandomSearch(hypermodel, max_trials=args.max_trials, **common)
+        return guarded(kt.RandomSearch)(hypermodel, max_trials=args.max_trials, **common)
     if args.tuner == "bayesian":
-        return kt.BayesianOptimization(hypermodel, max_trials=args.max_trials, **common)
-    return kt.Hyperband(hypermodel, max_epochs=args.epochs, factor=3, **common)
+        return guarded(kt.BayesianOptimization)(hypermodel, max_trials=args.max_trials, **common)
+    return guarded(kt.Hyperband)(hypermodel, max_epochs=args.epochs, factor=3, **common)
 
 
 def retrain(args, best, builder, project_dir):
@@ -174,6 +177,11 @@ def main(argv=None):
     except ValueError as error:
         parser.error(f"--validation-examples: {error}")
 
+    for hyperparameter in space.space:
+        if hyperparameter.name == "batch_size":
+            largest = max(getattr(hyperparameter, "values", None) or [hyperparameter.value])
+            cli.check_batch_fits(parser, largest, split.train_examples, split.train,
+                                 flag="--hp batch_size")
     project_dir = os.path.join(args.directory, args.project_name)
     settings = {k: v for k, v in vars(args).items() if k in SEARCH_DEFINING}
     settings["space"] = dict(sorted(args.hp))  # as typed: readable in the error below

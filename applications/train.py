@@ -8,8 +8,9 @@
 
 Defaults are SPEC section 4: SGD + Nesterov 0.9, batch 128, 300 epochs,
 lr 0.1 (CIFAR-10) / 0.5 (CIFAR-100) x0.1 at 50% and 75%, coupled weight
-decay 1e-4. Run the same command again to resume after the last completed
-epoch; `--restart` starts over. The run directory's files are listed in
+decay 1e-4. Run the same command again to resume from the last checkpoint:
+an epoch's end, or with `--checkpoint-steps N` a step within the epoch, from
+which the run continues with the very next batch. `--restart` starts over. The run directory's files are listed in
 `keras_pyramid/training.py`.
 """
 
@@ -200,6 +201,12 @@ def main(argv=None):
     except data.DataNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # Refused before the run directory is touched: a bad flag writes nothing.
+    try:
+        split = data.splits(builder, args.validation_examples)
+    except ValueError as error:
+        parser.error(f"--validation-examples: {error}")
+    cli.check_batch_fits(parser, args.batch_size, split.train_examples, split.train)
     prepare_run_dir(parser, args)
 
     keras.utils.set_random_seed(args.seed)
@@ -212,11 +219,6 @@ def main(argv=None):
         learning_rate=args.lr,
         weight_decay=args.weight_decay,
     )
-    try:
-        split = data.splits(builder, args.validation_examples)
-    except ValueError as error:
-        parser.error(f"--validation-examples: {error}")
-    cli.check_batch_fits(parser, plan.batch_size, split.train_examples, split.train)
     steps_per_epoch = args.steps_per_epoch or split.train_examples // plan.batch_size
     data_format = keras.config.image_data_format()
 

@@ -58,9 +58,8 @@ def dataset_builder(dataset, data_dir=None, download=False):
         f"Provide it with `--data-dir DIR` (or TFDS_DATA_DIR) pointing at a tfds data dir "
         f"that holds {dataset}/: prepare one on a machine with network "
         f"(`python -c \"import tensorflow_datasets as tfds; "
-        f"tfds.builder('{dataset}', data_dir='DIR').download_and_prepare()\"`) and copy "
-        f"it here; for CIFAR-10 offline, `python shared/data/make_tfds.py DIR` builds it "
-        f"from the npz copy."
+        f"tfds.builder('{dataset}', data_dir='DIR').download_and_prepare()\"`), copy "
+        f"DIR/{dataset}/ to this machine and pass --data-dir with the folder that holds it."
     )
     if not download:
         raise DataNotFoundError(

@@ -268,7 +268,7 @@ def plot_curves(run_dir, history):
 
 
 class HistoryFiles(keras.callbacks.Callback):
-    """Rewrites history.csv/.json and curves.png after each checkpoint."""
+    """Rewrites history.csv/.json and curves.png at the end of every epoch."""
 
     def __init__(self, run_dir, checkpoint):
         super().__init__()
@@ -278,6 +278,49 @@ class HistoryFiles(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         write_history(self.run_dir, self.checkpoint.history)
         plot_curves(self.run_dir, self.checkpoint.history)
+
+
+def format_duration(seconds):
+    """`95` -> "1m35s", `7500` -> "2h05m", `300000` -> "3d11h" (two units at most)."""
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{seconds:02d}s"
+    return f"{seconds}s"
+
+
+class RunProgress(keras.callbacks.Callback):
+    """At each epoch's end, prints the run's elapsed time and its estimated
+    remaining time: the epochs left times the mean epoch time (training and
+    evaluation) of the epochs this process has run. On this CPU the main job
+    is days long, and the first epoch says so."""
+
+    def __init__(self, epochs, print_function=print):
+        super().__init__()
+        self.epochs = epochs
+        self.print_function = print_function
+        self._started = None
+        self._epochs_run = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._started is None:
+            self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epochs_run += 1
+        elapsed = time.perf_counter() - self._started
+        left = self.epochs - (epoch + 1)
+        remaining = elapsed / self._epochs_run * left
+        self.print_function(
+            f"epoch {epoch + 1}/{self.epochs}: {format_duration(elapsed)} elapsed in this "
+            f"process, about {format_duration(remaining)} left for the {left} remaining "
+            f"epochs")
 
 
 def fit(
@@ -319,6 +362,7 @@ def fit(
         guard,
         checkpoint,
         HistoryFiles(run_dir, checkpoint),
+        *([RunProgress(epochs)] if verbose else []),
         # No graph: it is TensorFlow-only, and the run must work on every backend.
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
         *extra_callbacks,
@@ -340,6 +384,9 @@ def fit(
             validation_steps=evaluation_steps,
             callbacks=callbacks,
             verbose=verbose,
+            # The stream is already a seeded, shuffled dataset; Keras ignores
+            # (and warns about) its own shuffle for datasets.
+            shuffle=False,
         )
         checkpoint.first_step = guard.first_step = 0
         completed += 1
@@ -353,6 +400,9 @@ def fit(
             validation_steps=evaluation_steps,
             callbacks=callbacks,
             verbose=verbose,
+            # The stream is already a seeded, shuffled dataset; Keras ignores
+            # (and warns about) its own shuffle for datasets.
+            shuffle=False,
         )
     if guard.where:
         latest = os.path.join(checkpoint.directory, LATEST)

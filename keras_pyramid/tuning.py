@@ -101,6 +101,7 @@ class PyramidHyperModel(kt.HyperModel):
         if callable(validation_data):
             validation_data = validation_data(batch_size)
         kwargs.setdefault("steps_per_epoch", self.steps(batch_size))
+        kwargs.setdefault("shuffle", False)  # the datasets are shuffled, by seed, already
         history = model.fit(x, validation_data=validation_data, **kwargs)
         # The FINAL epoch's metrics: given a History, KerasTuner would score
         # the trial by its best epoch.

@@ -1,8 +1,11 @@
 """Shared test helpers. The suite runs once per backend (`KERAS_BACKEND`)."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -13,6 +16,7 @@ import keras_pyramid
 BACKENDS = ("tensorflow", "jax", "torch")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+JAX_CACHE = os.path.join(tempfile.gettempdir(), "keras-pyramid-tests-jax-cache")
 
 
 def pytest_report_header(config):
@@ -71,21 +75,75 @@ def gradient_of_sum(function, x):
     return x.grad.numpy()
 
 
-def run_python(code, backend=None, timeout=600):
-    """Runs `code` in a fresh Python process (optionally under another backend)."""
-    env = dict(os.environ)
+def free_port():
+    """A TCP port free on 127.0.0.1 now (for test clusters of processes)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def subprocess_environment(backend=None, **extra):
+    """The environment of a test's child process: this checkout importable, the
+    backend chosen, and one persistent JAX compilation cache shared by every
+    child of the run (a program compiled by one child is not compiled again)."""
+    env = dict(os.environ, **extra)
     if backend:
         env["KERAS_BACKEND"] = backend
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", JAX_CACHE)
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+    return env
+
+
+def run_command(command, timeout=900, backend=None, **kwargs):
+    """Runs a command (argument list) as a child process; returns the CompletedProcess."""
+    return subprocess.run(command, env=subprocess_environment(backend), capture_output=True,
+                          text=True, timeout=timeout, check=False, **kwargs)
+
+
+def run_python(code, backend=None, timeout=600):
+    """Runs `code` in a fresh Python process (optionally under another backend)
+    and returns its stdout; a non-zero exit (a segfault is -11) fails the test."""
+    result = run_command([sys.executable, "-c", code], timeout=timeout, backend=backend)
+    assert result.returncode == 0, (
+        f"exit status {result.returncode}\n{result.stderr[-4000:]}")
     return result.stdout
+
+
+# What a user does with a finished run directory, in a fresh process and with
+# the consumer's defaults: `load_model(path)` (compile=True), then
+# `model.load_weights` of the last checkpoint.
+RELOAD_RUN_DIRECTORY = """
+import glob, json, os, sys
+import keras, numpy as np
+import keras_pyramid  # the only import a user needs
+run_dir = sys.argv[1]
+model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+x = np.random.default_rng(0).uniform(0, 255, (2, *model.inputs[0].shape[1:])).astype("float32")
+saved = model.predict(x, verbose=0)
+checkpoints = glob.glob(os.path.join(run_dir, "checkpoint", "*.weights.h5"))
+model.load_weights(checkpoints[0])
+print(json.dumps({
+    "backend": keras.backend.backend(),
+    "optimizer": type(model.optimizer).__name__,
+    "schedule": type(model.optimizer._learning_rate).__name__,
+    "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+    "checkpoints": len(checkpoints),
+    "difference": float(np.abs(model.predict(x, verbose=0) - saved).max()),
+}))
+"""
+
+
+def assert_run_directory_reloads(run_dir, steps):
+    """The run's model.keras loads compiled in a fresh process, its optimizer
+    at `steps` with the recipe's schedule, and the last checkpoint's weights
+    load into it and give the same predictions (they are the final weights)."""
+    report = json.loads(run_python(RELOAD_RUN_DIRECTORY.replace(
+        "sys.argv[1]", repr(str(run_dir)))).strip().splitlines()[-1])
+    assert report["backend"] == keras.backend.backend()
+    assert report["optimizer"] == "SGD" and report["schedule"] == "PiecewiseConstantDecay"
+    assert report["iterations"] == steps and report["checkpoints"] == 1
+    assert report["difference"] < 1e-5, report
 
 
 @pytest.fixture(scope="session")

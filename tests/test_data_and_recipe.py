@@ -100,7 +100,8 @@ def test_missing_data_without_download_fails_fast_and_says_where(tmp_path):
     assert time.perf_counter() - start < 30
     message = str(caught.value)
     assert str(tmp_path) in message and "--no-download" in message
-    assert "make_tfds.py" in message and "--data-dir" in message
+    assert "download_and_prepare" in message and "--data-dir" in message
+    assert "shared/data" not in message  # a path that exists only beside this checkout
 
 
 def test_unreachable_download_fails_fast(tmp_path, monkeypatch):

@@ -5,14 +5,13 @@ own engine."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import keras
 import pytest
 
-from conftest import REPO
+from conftest import REPO, free_port
 from keras_pyramid import distribution
 from keras_pyramid.layers import StochasticDepth
 
@@ -204,12 +203,6 @@ def test_data_parallel_training_on_two_devices(tmp_path, cifar10_tfds_dir):
             assert results["final_loss"] == pytest.approx(one_process["final_loss"], abs=1e-5)
             assert results["final_train_error"] == pytest.approx(
                 one_process["final_train_error"], abs=1e-6)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def jax_process_environment(index, addresses):

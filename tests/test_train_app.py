@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_pyramid
-from conftest import REPO, load_cifar10_npz
+from conftest import REPO, assert_run_directory_reloads, load_cifar10_npz, run_command
 from keras_pyramid import recipe
 
 TRAIN = os.path.join(REPO, "applications", "train.py")
@@ -28,8 +28,7 @@ def train_command(run_dir, data_dir, *extra):
 
 
 def run(command, timeout=900):
-    env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_command(command, timeout=timeout)
 
 
 def read_json(path):
@@ -73,6 +72,10 @@ def test_a_run_killed_mid_epoch_resumes_without_redoing_epochs(tmp_path, cifar10
     with open(run_dir / "history.csv") as f:
         assert len(f.read().strip().splitlines()) == 4  # header + 3 epochs
 
+    assert "Traceback" not in resumed.stderr and "shuffle=True" not in resumed.stderr
+    assert "epoch 3/3: " in resumed.stdout and "left for the 0 remaining epochs" in resumed.stdout
+    assert_run_directory_reloads(run_dir, steps=3 * 12)
+
     again = run(command)  # a finished run is not trained again
     assert again.returncode == 0 and "already finished" in again.stdout
 
@@ -82,7 +85,7 @@ def test_missing_data_with_no_download_fails_fast(tmp_path):
     result = run(train_command(tmp_path / "run", str(tmp_path / "empty"), "--epochs", "1"))
     assert result.returncode == 2
     assert time.perf_counter() - start < 120
-    assert str(tmp_path / "empty") in result.stderr and "make_tfds.py" in result.stderr
+    assert str(tmp_path / "empty") in result.stderr and "download_and_prepare" in result.stderr
 
 
 def test_bad_arguments_get_one_line_errors(tmp_path):

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
+from conftest import REPO, assert_run_directory_reloads, free_port, subprocess_environment
 from keras_pyramid import hparams, tuning
 from keras_pyramid.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models import unit_widths
@@ -161,9 +160,8 @@ def search_command(directory, data_dir, *extra):
 
 
 def run(command, timeout=600, env=None):
-    environment = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
-    return subprocess.run(command, env=environment, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(command, env=subprocess_environment(**(env or {})),
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def trial_files(project):
@@ -205,6 +203,7 @@ def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_
     retrained = json.loads((project / "retrain.json").read_text())
     assert retrained["hparams"] == best and retrained["epochs"] == 1
     assert retrained["test_examples"] == 10_000 and 0 <= retrained["test_error"] <= 1
+    assert_run_directory_reloads(project / "retrain", steps=2)
 
     changed = run(search_command(tmp_path / "search", cifar10_tfds_dir, "--max-trials", "2",
                                  "--hp", "regularization=drop"))
@@ -229,12 +228,6 @@ def test_train_accepts_the_best_hparams_file(tmp_path, cifar10_tfds_dir):
     assert "pyramidnet8_a12_sepdrop:" in finished.stdout
     clash = run([sys.executable, TRAIN, "--hparams", str(best), "--model", "pyramidnet20_a48"])
     assert clash.returncode == 2 and "give one of them" in clash.stderr
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_chief_and_two_workers_finish_a_search_together(tmp_path, cifar10_tfds_dir):

@@ -7,7 +7,7 @@ Each type turns a bad value into argparse's one-line `error: argument --FLAG:
 import argparse
 import math
 
-SEED_LIMIT = 2**32 - 1  # numpy's and Keras' seeds are unsigned 32-bit ints
+SEED_LIMIT = 2**32 - 1
 
 
 def _integer(text):
@@ -27,52 +27,28 @@ def _finite(text):
     return value
 
 
-def positive_int(text):
-    """An int >= 1."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text}")
-    return value
+def _argument_type(convert, accepts, requirement):
+    """An argparse type: `convert(text)`, then `accepts(value)` or the error
+    "must be REQUIREMENT, got TEXT"."""
+
+    def parse(text):
+        value = convert(text)
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+
+    parse.__doc__ = f"An argparse type: {requirement}."
+    return parse
 
 
-def non_negative_int(text):
-    """An int >= 0."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an int >= 0, got {text}")
-    return value
-
-
-def seed(text):
-    """An int in [0, 2**32 - 1]."""
-    value = _integer(text)
-    if not 0 <= value <= SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be an int in [0, 2**32 - 1], got {text}")
-    return value
-
-
-def positive_float(text):
-    """A finite number > 0."""
-    value = _finite(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def non_negative_float(text):
-    """A finite number >= 0."""
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def drop_probability(text):
-    """A number in [0, 1): a unit is never dropped with certainty."""
-    value = _finite(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+positive_int = _argument_type(_integer, lambda v: v >= 1, "an int >= 1")
+non_negative_int = _argument_type(_integer, lambda v: v >= 0, "an int >= 0")
+# numpy's and Keras' seeds are unsigned 32-bit ints.
+seed = _argument_type(_integer, lambda v: 0 <= v <= SEED_LIMIT, "an int in [0, 2**32 - 1]")
+positive_float = _argument_type(_finite, lambda v: v > 0, "a finite number > 0")
+non_negative_float = _argument_type(_finite, lambda v: v >= 0, "a finite number >= 0")
+# A unit is never dropped with certainty.
+drop_probability = _argument_type(_finite, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 def check_batch_fits(parser, batch_size, examples, split, flag="--batch-size"):

@@ -10,6 +10,7 @@ are argument parsing and tfds metadata, pure Python, and run once.
 """
 
 import importlib.util
+import json
 import os
 
 import keras
@@ -29,6 +30,8 @@ PROGRAMS = {
 # cannot be created under it), TINY a saved 16x16 model, MODEL a saved 32x32 one.
 CASES = [
     ("train", ["--model", "pyramidnet7"], "unknown --model 'pyramidnet7'"),
+    ("train", ["--hparams", "HPARAMS", "--model", "pyramidnet20_a48"], "give one of them"),
+    ("train", ["--hparams", "EMPTY/none.json"], "--hparams:"),
     ("train", ["--output-dir", "FILE/run"], "--output-dir FILE/run cannot be created"),
     ("train", ["--data-dir", "EMPTY"], "cifar10 is not prepared in EMPTY"),
     ("train", ["--epochs", "0"], "--epochs: must be an int >= 1, got 0"),
@@ -117,14 +120,17 @@ def places(tmp_path_factory, cifar10_tfds_dir):
     (root / "empty").mkdir()
     (root / "file").write_text("a file, not a folder")
     tiny_model(None, classes=10).save(root / "tiny.keras")
+    (root / "best_hparams.json").write_text(json.dumps(
+        {"depth": 8, "alpha": 12, "regularization": "sepdrop", "drop_rate": 0.3,
+         "learning_rate": 0.05, "batch_size": 16}))
     tiny_model(None, classes=10, input_shape=(32, 32, 3)).save(root / "model.keras")
     return {"DATA": cifar10_tfds_dir, "EMPTY": str(root / "empty"), "FILE": str(root / "file"),
             "TINY": str(root / "tiny.keras"), "MODEL": str(root / "model.keras"),
-            "ROOT": str(root)}
+            "HPARAMS": str(root / "best_hparams.json"), "ROOT": str(root)}
 
 
 def substitute(text, places):
-    for name in ("DATA", "EMPTY", "FILE", "TINY", "MODEL"):
+    for name in ("DATA", "EMPTY", "FILE", "TINY", "MODEL", "HPARAMS"):
         text = text.replace(name, places[name])
     return text
 

@@ -205,6 +205,17 @@ def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_
     assert retrained["test_examples"] == 10_000 and 0 <= retrained["test_error"] <= 1
     assert_run_directory_reloads(project / "retrain", steps=2)
 
+    # The hparams file the search wrote is what train.py --hparams reads.
+    trained = run([sys.executable, TRAIN, "--hparams", str(project / "best_hparams.json"),
+                   "--data-dir", cifar10_tfds_dir, "--no-download",
+                   "--output-dir", str(tmp_path / "run"), "--epochs", "1",
+                   "--steps-per-epoch", "2", "--eval-steps", "1", "--verbose", "2"])
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    resolved = json.loads((tmp_path / "run" / "args.json").read_text())
+    assert resolved["model"] == hparams.model_name(best)
+    assert (resolved["lr"], resolved["batch_size"], resolved["drop_rate"]) == (
+        best["learning_rate"], best["batch_size"], best["drop_rate"])
+
     changed = run(search_command(tmp_path / "search", cifar10_tfds_dir, "--max-trials", "2",
                                  "--hp", "regularization=drop"))
     assert changed.returncode == 2
@@ -213,21 +224,6 @@ def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_
     assert "Traceback" not in changed.stderr
     assert trial_files(project) == after
 
-
-def test_train_accepts_the_best_hparams_file(tmp_path, cifar10_tfds_dir):
-    best = tmp_path / "best_hparams.json"
-    best.write_text(json.dumps(TINY))
-    finished = run([sys.executable, TRAIN, "--hparams", str(best), "--data-dir",
-                    cifar10_tfds_dir, "--no-download", "--output-dir", str(tmp_path / "run"),
-                    "--epochs", "1", "--steps-per-epoch", "2", "--eval-steps", "1",
-                    "--verbose", "2"])
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    resolved = json.loads((tmp_path / "run" / "args.json").read_text())
-    assert resolved["model"] == "pyramidnet8_a12_sepdrop"
-    assert (resolved["lr"], resolved["batch_size"], resolved["drop_rate"]) == (0.05, 16, 0.3)
-    assert "pyramidnet8_a12_sepdrop:" in finished.stdout
-    clash = run([sys.executable, TRAIN, "--hparams", str(best), "--model", "pyramidnet20_a48"])
-    assert clash.returncode == 2 and "give one of them" in clash.stderr
 
 
 def test_a_chief_and_two_workers_finish_a_search_together(tmp_path, cifar10_tfds_dir):

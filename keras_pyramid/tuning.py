@@ -150,7 +150,7 @@ def best_hparams(tuner):
     return {name: best.get(name) for name in HPARAM_NAMES}
 
 
-TRIAL_STARTS = "trial_starts.json"
+STARTS_PER_TRIAL = "starts_per_trial.json"
 
 
 class KilledTrialGuard:
@@ -159,7 +159,7 @@ class KilledTrialGuard:
     KerasTuner reloads a trial that was running when its process died (a
     segfault, the OOM killer, SIGKILL) and runs it again, on every restart:
     a trial that always kills its process would do so forever. This mixin
-    counts each trial's starts in `PROJECT_DIR/trial_starts.json` (written
+    counts each trial's starts in `PROJECT_DIR/starts_per_trial.json` (written
     atomically before the trial runs). A trial already started twice is
     recorded as failed (`FailedTrialError`, KerasTuner's own way to fail a
     trial) and the search goes on with the next one: the killed trial is
@@ -169,7 +169,7 @@ class KilledTrialGuard:
     max_starts = 2
 
     def run_trial(self, trial, *fit_args, **fit_kwargs):
-        path = os.path.join(self.project_dir, TRIAL_STARTS)
+        path = os.path.join(self.project_dir, STARTS_PER_TRIAL)
         starts = read_json(path) if os.path.exists(path) else {}
         previous = starts.get(trial.trial_id, 0)
         if previous >= self.max_starts:

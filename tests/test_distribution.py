@@ -11,7 +11,7 @@ import sys
 import keras
 import pytest
 
-from conftest import REPO, free_port
+from conftest import REPO, TINY_HPARAMS, free_port
 from keras_pyramid import distribution
 from keras_pyramid.layers import StochasticDepth
 
@@ -127,7 +127,7 @@ def assert_replicas_share_gates(kept):
 
 
 def train_command(tmp_path, data_dir, *extra):
-    return [sys.executable, TRAIN, "--model", "pyramidnet20_a48_sepdrop", "--data-dir",
+    return [sys.executable, TRAIN, "--hparams", TINY_HPARAMS, "--data-dir",
             data_dir, "--no-download", "--output-dir", str(tmp_path / "run"), "--epochs", "1",
             "--steps-per-epoch", "2", "--batch-size", "16", "--eval-steps", "1",
             "--verbose", "2", *extra]

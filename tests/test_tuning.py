@@ -290,5 +290,5 @@ def test_a_trial_that_kills_its_process_is_retried_once_then_failed(tmp_path):
     third = run(command)
     assert third.returncode == 0, third.stderr[-3000:]
     assert "{'0': 'FAILED', '1': 'COMPLETED'}" in third.stdout, third.stdout[-2000:]
-    starts = json.loads((tmp_path / "p" / "trial_starts.json").read_text())
+    starts = json.loads((tmp_path / "p" / "starts_per_trial.json").read_text())
     assert starts == {"0": 2, "1": 1}

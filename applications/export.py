@@ -28,7 +28,8 @@ def parse_args(argv=None):
     parser.add_argument("model", help="a run directory (with model.keras) or a .keras file")
     parser.add_argument("--output", default=None,
                         help="the model's serving folder (default: exports/MODEL_NAME)")
-    parser.add_argument("--version", type=cli.positive_int, default=1, help="the version folder, >= 1")
+    parser.add_argument("--version", type=cli.positive_int, default=1,
+                        help="the version folder, >= 1")
     parser.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model",
                         help="onnx: the SavedModel plus model.onnx")
     parser.add_argument("--overwrite", action="store_true",

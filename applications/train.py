@@ -10,8 +10,8 @@ Defaults are SPEC section 4: SGD + Nesterov 0.9, batch 128, 300 epochs,
 lr 0.1 (CIFAR-10) / 0.5 (CIFAR-100) x0.1 at 50% and 75%, coupled weight
 decay 1e-4. Run the same command again to resume from the last checkpoint:
 an epoch's end, or with `--checkpoint-steps N` a step within the epoch, from
-which the run continues with the very next batch. `--restart` starts over. The run directory's files are listed in
-`keras_pyramid/training.py`.
+which the run continues with the very next batch. `--restart` starts over.
+The run directory's files are listed in `keras_pyramid/training.py`.
 """
 
 import argparse

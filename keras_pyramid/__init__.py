@@ -1,10 +1,11 @@
 """keras-pyramid: PyramidNet and its stochastic-depth variants for Keras 3.
 
-Importing the package registers its layers with Keras, so a saved `.keras`
-file loads after `import keras_pyramid` alone.
+Importing the package registers its layers (and the schedule of models saved
+before 0.1.0) with Keras, so a saved `.keras` file loads, compiled, after
+`import keras_pyramid` alone.
 """
 
-from keras_pyramid import applications, layers
+from keras_pyramid import applications, layers, recipe
 from keras_pyramid.applications import build, list_models
 from keras_pyramid.layers import (
     PyramidSepDrop,
@@ -28,5 +29,6 @@ __all__ = [
     "layers",
     "linear_drop_rates",
     "list_models",
+    "recipe",
     "unit_widths",
 ]

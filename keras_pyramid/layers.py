@@ -373,7 +373,7 @@ def average_pool_2x2_by_slices(x, data_format):
     reduction, so that fusion never forms (measured: the four-slice pool
     runs every paper width; `optimization_barrier` and a reshape-mean do not
     help). The reproduction, without Keras, is
-    `tests/jax_ynn_reduce_crash.py`; related upstream reports of the same
+    `tests/upstream/jax_ynn_reduce_crash.py`; related upstream reports of the same
     jaxlib 0.10.2 YNN/slinky regression: jax-ml/jax#39257, jax-ml/jax#40412.
     `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-reduce` also avoids
     it, but must be set before JAX starts, which a library cannot promise.

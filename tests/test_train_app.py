@@ -82,19 +82,22 @@ def test_a_run_killed_mid_epoch_resumes_without_redoing_epochs(tmp_path, cifar10
 
 
 def test_small_sepdrop_network_learns_real_cifar10():
-    """PyramidNet-20 (alpha 48) + SepDrop, 3 epochs on 4000 real training
+    """PyramidNet-20 (alpha 48) + SepDrop, 2 epochs on 4000 real training
     images, evaluated on 2000 real test images it never saw: chance is 10%,
-    and the bar is 25% (measured here: 29-34% after 2 epochs, more after 3)."""
+    and the bar is 25% (measured here: 29-34% after 2 epochs). Seeded, so
+    each backend repeats its own figure."""
     x_train, y_train, x_test, y_test = load_cifar10_npz()
     keras.utils.set_random_seed(0)
     model = keras_pyramid.PyramidNet(20, 48, regularization="sepdrop", seed=0, weight_decay=1e-4)
+    # The schedule of a 3-epoch run (no decay before epoch 3), trained 2 epochs:
+    # the setting of the figures above.
     plan = recipe.paper_recipe("cifar10", epochs=3, batch_size=64, learning_rate=0.05)
     model.compile(recipe.make_optimizer(plan, 4000 // 64), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(x_train[:4000].astype("float32"), y_train[:4000], batch_size=64, epochs=3,
+    model.fit(x_train[:4000].astype("float32"), y_train[:4000], batch_size=64, epochs=2,
               verbose=0)
     _, accuracy = model.evaluate(x_test[:2000].astype("float32"), y_test[:2000], verbose=0)
-    print(f"held-out accuracy after 3 epochs: {accuracy:.4f}")
+    print(f"held-out accuracy after 2 epochs: {accuracy:.4f}")
     assert accuracy > 0.25, accuracy
 
 

@@ -280,7 +280,7 @@ print({t.trial_id: t.status for t in tuner.oracle.trials.values()})
 """
 
 
-@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "tensorflow",
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="pure Python (KerasTuner bookkeeping): runs once, under tensorflow")
 def test_a_trial_that_kills_its_process_is_retried_once_then_failed(tmp_path):
     command = [sys.executable, "-c", TRIAL_THAT_KILLS_ITS_PROCESS, str(tmp_path)]

@@ -114,9 +114,8 @@ def main(argv=None):
     except (KeyError, ValueError) as error:
         parser.error(f"--split {args.split!r} is not a split of {args.dataset}: {error}")
     cli.check_batch_fits(parser, args.batch_size, examples, args.split)
-    if args.max_examples and args.max_examples > examples:
-        parser.error(f"--max-examples {args.max_examples} exceeds the {examples:,} images "
-                     f"of the {args.split} split")
+    if args.max_examples:
+        cli.check_batch_fits(parser, args.max_examples, examples, args.split, "--max-examples")
     ds = data.pipeline(builder, args.split, args.batch_size, training=False,
                        data_format=data_format)
     if args.max_examples:

@@ -23,7 +23,6 @@ import sys
 import time
 
 from keras_pyramid import cli
-from keras_pyramid.cli import positive_int
 
 # Arguments that define a run: resuming with other values would mix two runs.
 RUN_DEFINING = (
@@ -55,8 +54,8 @@ def parse_args(argv=None):
                              "regularization, drop rate), --lr and --batch-size; "
                              "explicit flags win")
     parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
-    parser.add_argument("--epochs", type=positive_int, default=300)
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: 128")
+    parser.add_argument("--epochs", type=cli.positive_int, default=300)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=None, help="default: 128")
     parser.add_argument("--lr", type=cli.positive_float, default=None,
                         help="initial learning rate (default: 0.1 CIFAR-10, 0.5 CIFAR-100)")
     parser.add_argument("--weight-decay", type=cli.non_negative_float, default=1e-4,
@@ -70,9 +69,9 @@ def parse_args(argv=None):
                         help="let tfds download the dataset when it is missing")
     parser.add_argument("--output-dir", default=None,
                         help="run directory (default: runs/MODEL-DATASET)")
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=None,
+    parser.add_argument("--steps-per-epoch", type=cli.positive_int, default=None,
                         help="limit each epoch (short runs); default: one pass")
-    parser.add_argument("--eval-steps", type=positive_int, default=None,
+    parser.add_argument("--eval-steps", type=cli.positive_int, default=None,
                         help="limit each evaluation to this many batches (smoke runs)")
     parser.add_argument("--validation-examples", type=cli.non_negative_int, default=0,
                         help="evaluate on the last N TRAINING images instead of the test set")
@@ -89,9 +88,9 @@ def parse_args(argv=None):
     parser.add_argument("--sync-batch-norm", action="store_true",
                         help="tensorflow replicas: BatchNorm statistics over the global batch "
                              "(jax always does; default per replica, as the papers' runs)")
-    parser.add_argument("--checkpoint-epochs", type=positive_int, default=1, metavar="N",
+    parser.add_argument("--checkpoint-epochs", type=cli.positive_int, default=1, metavar="N",
                         help="checkpoint every N epochs (and after the last); default 1")
-    parser.add_argument("--checkpoint-steps", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--checkpoint-steps", type=cli.positive_int, default=None, metavar="N",
                         help="also checkpoint every N steps within epochs: a crash then loses "
                              "at most N steps, and the run resumes at the very next batch")
     parser.add_argument("--restart", action="store_true", help="discard the run directory")

@@ -52,7 +52,7 @@ drop_probability = _argument_type(_finite, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 def check_batch_fits(parser, batch_size, examples, split, flag="--batch-size"):
-    """A batch larger than its split cannot be formed (and would only ask
-    the machine for the memory of a batch that does not exist)."""
+    """A batch (or an example count, with `flag`) larger than its split cannot
+    be formed (and would only ask the machine for memory it will not use)."""
     if batch_size > examples:
         parser.error(f"{flag} {batch_size} exceeds the {examples:,} images of the {split} split")

@@ -23,7 +23,6 @@ import os
 import sys
 
 from keras_pyramid import cli
-from keras_pyramid.cli import positive_int
 
 TUNERS = ("random", "bayesian", "hyperband")
 OBJECTIVE = "val_accuracy"
@@ -46,15 +45,15 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--tuner", choices=TUNERS, default="random")
-    parser.add_argument("--max-trials", type=positive_int, default=10,
+    parser.add_argument("--max-trials", type=cli.positive_int, default=10,
                         help="trials in all (random, bayesian); hyperband sizes itself")
-    parser.add_argument("--epochs", type=positive_int, default=10,
+    parser.add_argument("--epochs", type=cli.positive_int, default=10,
                         help="epochs per trial (hyperband: the most epochs of a trial)")
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=None,
+    parser.add_argument("--steps-per-epoch", type=cli.positive_int, default=None,
                         help="limit each epoch (short trials); default: one pass")
-    parser.add_argument("--validation-examples", type=positive_int, default=5000,
+    parser.add_argument("--validation-examples", type=cli.positive_int, default=5000,
                         help="the last N training images form the validation split")
-    parser.add_argument("--validation-steps", type=positive_int, default=None,
+    parser.add_argument("--validation-steps", type=cli.positive_int, default=None,
                         help="limit each validation to this many batches")
     parser.add_argument("--hp", type=hp_override, action="append", default=[],
                         metavar="NAME=SPEC",
@@ -72,7 +71,7 @@ def parse_args(argv=None):
                         help="train the best configuration on the whole training set "
                              "(--steps-per-epoch, if given, limits its epochs too), then "
                              "measure its test error once")
-    parser.add_argument("--retrain-epochs", type=positive_int, default=None,
+    parser.add_argument("--retrain-epochs", type=cli.positive_int, default=None,
                         help="default: the paper's 300")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
     args = parser.parse_args(argv)

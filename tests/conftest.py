@@ -169,6 +169,32 @@ def cifar10_tfds_dir(tmp_path_factory):
     return directory
 
 
+SAMPLE_TRAIN_EXAMPLES, SAMPLE_TEST_EXAMPLES = 2000, 500
+
+
+@pytest.fixture(scope="session")
+def cifar10_sample_tfds_dir(cifar10_tfds_dir, tmp_path_factory):
+    """A tfds 'cifar10' data dir holding the first 2,000 training and 500 test
+    images of the real CIFAR-10, for the program tests.
+
+    tfds' stock builder reads it like the full one (same name, version and
+    features), and a program decodes it in 0.3 s instead of 5 s: the program
+    tests start about 20 training processes per backend.
+    """
+    import tensorflow_datasets as tfds
+
+    full = tfds.builder("cifar10", data_dir=cifar10_tfds_dir)
+    directory = str(tmp_path_factory.mktemp("tfds-sample"))
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name="cifar10", version=full.info.version, features=full.info.features,
+        split_datasets={
+            "train": full.as_dataset(split=f"train[:{SAMPLE_TRAIN_EXAMPLES}]"),
+            "test": full.as_dataset(split=f"test[:{SAMPLE_TEST_EXAMPLES}]"),
+        },
+        data_dir=directory, disable_shuffling=True)
+    return directory
+
+
 def load_cifar10_npz():
     """The real CIFAR-10 arrays from ../shared/data: (x_train, y_train, x_test, y_test)."""
     parts = [np.load(os.path.join(SHARED_DATA, f"cifar10_train_part{i}.npz")) for i in (1, 2)]

@@ -11,7 +11,7 @@ import sys
 import keras
 import pytest
 
-from conftest import REPO, TINY_HPARAMS, free_port
+from conftest import REPO, TINY_HPARAMS, free_port, subprocess_environment
 from keras_pyramid import distribution
 from keras_pyramid.layers import StochasticDepth
 
@@ -112,8 +112,7 @@ report["kept"] = [[float(tf.reduce_mean(out)) for out in
 def run_check(setup, body):
     code = COMMON.format(repo=REPO, setup=setup, body=body)
     finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=600, check=False,
-                              env=dict(os.environ, PYTHONPATH=REPO))
+                              timeout=600, check=False, env=subprocess_environment())
     assert finished.returncode == 0, finished.stderr[-4000:]
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
@@ -135,16 +134,16 @@ def train_command(tmp_path, data_dir, *extra):
 
 def run_train(command, **env):
     return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False,
-                          env=dict(os.environ, PYTHONPATH=REPO, **env))
+                          env=subprocess_environment(**env))
 
 
-def test_data_parallel_training_on_two_devices(tmp_path, cifar10_tfds_dir):
+def test_data_parallel_training_on_two_devices(tmp_path, cifar10_sample_tfds_dir):
     backend = keras.backend.backend()
     if backend == "torch":
         with pytest.raises(distribution.DistributionError, match="jax or tensorflow"):
             distribution.data_parallel("data-parallel")
         assert distribution.data_parallel("auto").replicas == 1
-        refused = run_train(train_command(tmp_path, cifar10_tfds_dir,
+        refused = run_train(train_command(tmp_path, cifar10_sample_tfds_dir,
                                           "--distribute", "data-parallel"))
         assert refused.returncode == 2
         assert "needs the jax or tensorflow backend" in refused.stderr
@@ -167,11 +166,11 @@ def test_data_parallel_training_on_two_devices(tmp_path, cifar10_tfds_dir):
     assert_replicas_share_gates(report["kept"])
 
     if backend == "tensorflow":  # several machines: two workers through TF_CONFIG
-        two_workers = train_in_two_processes(tmp_path, cifar10_tfds_dir, tf_worker_environment,
+        two_workers = train_in_two_processes(tmp_path, cifar10_sample_tfds_dir, tf_worker_environment,
                                              "--sync-batch-norm", "--epochs", "2")
         # Without skipping, as the two workers (several replicas never skip):
         # skipped branches keep their BN statistics, which the evaluation uses.
-        one_process = run_train(train_command(tmp_path, cifar10_tfds_dir, "--distribute", "none",
+        one_process = run_train(train_command(tmp_path, cifar10_sample_tfds_dir, "--distribute", "none",
                                               "--epochs", "2", "--skip-dropped", "off"))
         assert one_process.returncode == 0, one_process.stderr[-3000:]
         single = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -185,17 +184,17 @@ def test_data_parallel_training_on_two_devices(tmp_path, cifar10_tfds_dir):
 
     if backend == "jax":  # the program end to end (TF needs its devices split in-process)
         two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-        trained = run_train(train_command(tmp_path, cifar10_tfds_dir, "--distribute",
+        trained = run_train(train_command(tmp_path, cifar10_sample_tfds_dir, "--distribute",
                                           "data-parallel"), **two_devices)
         assert trained.returncode == 0, trained.stderr[-3000:]
         assert "JAX DataParallel over 2 devices" in trained.stdout
         assert (tmp_path / "run" / "results.json").exists()
-        odd = run_train(train_command(tmp_path, cifar10_tfds_dir, "--batch-size", "15",
+        odd = run_train(train_command(tmp_path, cifar10_sample_tfds_dir, "--batch-size", "15",
                                       "--restart"), **two_devices)
         assert odd.returncode == 2
         assert "divide evenly over 2 replicas" in odd.stderr and "batch_size=15" in odd.stderr
         one_process = json.loads((tmp_path / "run" / "results.json").read_text())
-        two_processes = train_in_two_processes(tmp_path, cifar10_tfds_dir,
+        two_processes = train_in_two_processes(tmp_path, cifar10_sample_tfds_dir,
                                                jax_process_environment)
         # Each process reports the global step's metrics: the same as one
         # process driving both devices.
@@ -227,7 +226,7 @@ def train_in_two_processes(tmp_path, data_dir, environment_of, *extra):
     try:
         for index in (0, 1):
             command = train_command(tmp_path / f"process{index}", data_dir, *extra)
-            environment = dict(os.environ, PYTHONPATH=REPO, **environment_of(index, addresses))
+            environment = subprocess_environment(**environment_of(index, addresses))
             environment.pop("XLA_FLAGS", None)
             processes.append(subprocess.Popen(command, env=environment, text=True,
                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE))

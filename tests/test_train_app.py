@@ -3,9 +3,7 @@
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -37,77 +35,34 @@ def read_json(path):
         return json.load(f)
 
 
-def test_a_run_killed_mid_epoch_resumes_without_redoing_epochs(tmp_path, cifar10_tfds_dir):
-    run_dir = tmp_path / "run"
-    command = train_command(run_dir, cifar10_tfds_dir, "--epochs", "3", "--steps-per-epoch", "12")
-    latest = run_dir / "checkpoint" / "latest.json"
-    env = dict(os.environ, PYTHONPATH=REPO)
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 600
-        while not latest.exists():
-            assert process.poll() is None, "the run ended before its first checkpoint"
-            assert time.time() < deadline, "no checkpoint within 10 minutes"
-            time.sleep(0.2)
-        process.send_signal(signal.SIGKILL)  # mid-way through epoch 2
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    killed_at = read_json(latest)
-    assert killed_at["epoch"] < 3 and not (run_dir / "results.json").exists()
-    kept_rows = killed_at["history"]
-
-    resumed = run(command)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Resuming after epoch {killed_at['epoch']} of 3" in resumed.stdout
-    assert "Epoch 1/3" not in resumed.stdout  # finished epochs are not redone
-    history = read_json(run_dir / "history.json")
-    assert [row["epoch"] for row in history] == [1, 2, 3]  # continuous
-    assert history[: len(kept_rows)] == kept_rows  # and what was done is kept
-    results = read_json(run_dir / "results.json")
-    assert results["epochs"] == 3
-    assert results["final_error"] == 1.0 - history[-1]["val_accuracy"]
-    for name in ("args.json", "model.keras", "history.csv", "curves.png", "tensorboard"):
-        assert (run_dir / name).exists(), name
-    with open(run_dir / "history.csv") as f:
-        assert len(f.read().strip().splitlines()) == 4  # header + 3 epochs
-
-    assert "Traceback" not in resumed.stderr and "shuffle=True" not in resumed.stderr
-    assert "epoch 3/3: " in resumed.stdout and "left for the 0 remaining epochs" in resumed.stdout
-    assert_run_directory_reloads(run_dir, steps=3 * 12)
-
-    again = run(command)  # a finished run is not trained again
-    assert again.returncode == 0 and "already finished" in again.stdout
-
-
 def test_small_sepdrop_network_learns_real_cifar10():
-    """PyramidNet-20 (alpha 48) + SepDrop, 2 epochs on 4000 real training
-    images, evaluated on 2000 real test images it never saw: chance is 10%,
-    and the bar is 25% (measured here: 29-34% after 2 epochs). Seeded, so
-    each backend repeats its own figure."""
+    """PyramidNet-8 (alpha 24, one unit per stage) + SepDrop, 3 epochs on
+    4000 real training images, evaluated on 2000 real test images it never
+    saw: chance is 10%, and the bar is 25% (measured here: 33.6% TensorFlow,
+    34.4% JAX, 33.9% torch). Seeded, so each backend repeats its own figure.
+    Depth 20 learns no better in 2 epochs (34.9% torch) at 3-4 times the cost."""
     x_train, y_train, x_test, y_test = load_cifar10_npz()
     keras.utils.set_random_seed(0)
-    model = keras_pyramid.PyramidNet(20, 48, regularization="sepdrop", seed=0, weight_decay=1e-4)
-    # The schedule of a 3-epoch run (no decay before epoch 3), trained 2 epochs:
-    # the setting of the figures above.
-    plan = recipe.paper_recipe("cifar10", epochs=3, batch_size=64, learning_rate=0.05)
+    model = keras_pyramid.PyramidNet(8, 24, regularization="sepdrop", seed=0, weight_decay=1e-4)
+    # The schedule of a 4-epoch run trained 3 epochs (the third at the first
+    # decayed rate): the setting of the figures above.
+    plan = recipe.paper_recipe("cifar10", epochs=4, batch_size=64, learning_rate=0.05)
     model.compile(recipe.make_optimizer(plan, 4000 // 64), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(x_train[:4000].astype("float32"), y_train[:4000], batch_size=64, epochs=2,
+    model.fit(x_train[:4000].astype("float32"), y_train[:4000], batch_size=64, epochs=3,
               verbose=0)
     _, accuracy = model.evaluate(x_test[:2000].astype("float32"), y_test[:2000], verbose=0)
-    print(f"held-out accuracy after 2 epochs: {accuracy:.4f}")
+    print(f"held-out accuracy after 3 epochs: {accuracy:.4f}")
     assert accuracy > 0.25, accuracy
 
 
-def test_evaluate_writes_error_per_class_and_confusion_matrix(tmp_path, cifar10_tfds_dir):
+def test_evaluate_writes_error_per_class_and_confusion_matrix(tmp_path, cifar10_sample_tfds_dir):
     model = keras_pyramid.PyramidNet(8, 6, seed=0)
     path = str(tmp_path / "tiny.keras")
     model.save(path)
     result = run([
         sys.executable, os.path.join(REPO, "applications", "evaluate.py"), path,
-        "--dataset", "cifar10", "--data-dir", cifar10_tfds_dir, "--max-examples", "64",
+        "--dataset", "cifar10", "--data-dir", cifar10_sample_tfds_dir, "--max-examples", "64",
         "--batch-size", "32", "--tta", "flip",
     ])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -137,35 +92,53 @@ sys.exit(runpy.run_path({train!r})["main"](sys.argv[1:]))
 """
 
 
-def test_step_checkpoints_resume_at_the_very_next_batch(tmp_path, cifar10_tfds_dir):
-    """Killed after the checkpoint of step 4 of 5, a run resumes inside epoch 1
-    and ends with the weights of a run that was never interrupted."""
+def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, cifar10_sample_tfds_dir):
+    """Killed right after the checkpoint of global step 8 (epoch 2, step 3 of
+    5), a run resumes inside epoch 2 without redoing epoch 1, keeps what it
+    wrote, ends with the weights of a run that was never interrupted, and
+    leaves a run directory a fresh process loads with the defaults."""
     options = ("--epochs", "2", "--steps-per-epoch", "5", "--checkpoint-steps", "2")
-    straight = run(train_command(tmp_path / "straight", cifar10_tfds_dir, *options))
+    straight = run(train_command(tmp_path / "straight", cifar10_sample_tfds_dir, *options))
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    interrupted = tmp_path / "interrupted"
-    command = train_command(interrupted, cifar10_tfds_dir, *options)
-    killer = KILL_AFTER_CHECKPOINT.format(global_step=4, train=TRAIN)
+    run_dir = tmp_path / "interrupted"
+    command = train_command(run_dir, cifar10_sample_tfds_dir, *options)
+    killer = KILL_AFTER_CHECKPOINT.format(global_step=8, train=TRAIN)
     killed = run([sys.executable, "-c", killer, *command[2:]])
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    latest = read_json(interrupted / "checkpoint" / "latest.json")
-    assert (latest["epoch"], latest["step"], latest["history"]) == (0, 4, [])
+    latest = read_json(run_dir / "checkpoint" / "latest.json")
+    assert (latest["epoch"], latest["step"], len(latest["history"])) == (1, 3, 1)
+    assert not (run_dir / "results.json").exists()
 
     resumed = run(command)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Resuming after epoch 0 and 4 steps of epoch 1 of 2" in resumed.stdout
-    history = read_json(interrupted / "history.json")
+    assert "Resuming after epoch 1 and 3 steps of epoch 2 of 2" in resumed.stdout
+    assert "Epoch 1/2" not in resumed.stdout  # a finished epoch is not redone
+    history = read_json(run_dir / "history.json")
     assert [row["epoch"] for row in history] == [1, 2]
-    assert history[0]["resumed_at_step"] == 4 and "resumed_at_step" not in history[1]
+    assert history[:1] == latest["history"]  # what was done is kept
+    assert history[1]["resumed_at_step"] == 3 and "resumed_at_step" not in history[0]
+    results = read_json(run_dir / "results.json")
+    assert results["epochs"] == 2
+    assert results["final_error"] == 1.0 - history[-1]["val_accuracy"]
+    for name in ("args.json", "model.keras", "history.csv", "curves.png", "tensorboard"):
+        assert (run_dir / name).exists(), name
+    with open(run_dir / "history.csv") as f:
+        assert len(f.read().strip().splitlines()) == 3  # header + 2 epochs
+    assert "Traceback" not in resumed.stderr and "shuffle=True" not in resumed.stderr
+    assert "epoch 2/2: " in resumed.stdout and "left for the 0 remaining epochs" in resumed.stdout
 
     # The same batches, gates and learning rates: the same final model.
     final = [keras.saving.load_model(path / "model.keras", compile=False)
-             for path in (tmp_path / "straight", interrupted)]
+             for path in (tmp_path / "straight", run_dir)]
     for expected, got in zip(*(model.weights for model in final)):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
                                    keras.ops.convert_to_numpy(expected),
                                    rtol=1e-4, atol=1e-5, err_msg=expected.path)
-    # Never retrained: a weight that changed after step 4 proves the resume trained.
+    # Never retrained: a weight that changed after step 8 proves the resume trained.
     assert history[1]["val_loss"] == pytest.approx(
         read_json(tmp_path / "straight" / "history.json")[1]["val_loss"], rel=1e-4)
+    assert_run_directory_reloads(run_dir, steps=2 * 5)
+
+    again = run(command)  # a finished run is not trained again
+    assert again.returncode == 0 and "already finished" in again.stdout

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, assert_run_directory_reloads, free_port, subprocess_environment
+from conftest import (REPO, SAMPLE_TEST_EXAMPLES, assert_run_directory_reloads, free_port,
+                      subprocess_environment)
 from keras_pyramid import hparams, tuning
 from keras_pyramid.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models import unit_widths
@@ -169,14 +170,14 @@ def trial_files(project):
             for name in os.listdir(project) if name.startswith("trial_")}
 
 
-def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_tfds_dir):
+def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_sample_tfds_dir):
     project = tmp_path / "search" / "pyramidnet-cifar10"
-    first = run(search_command(tmp_path / "search", cifar10_tfds_dir, "--max-trials", "1"))
+    first = run(search_command(tmp_path / "search", cifar10_sample_tfds_dir, "--max-trials", "1"))
     assert first.returncode == 0, first.stderr[-3000:]
     finished_once = trial_files(project)
     assert len(finished_once) == 1
 
-    second = run(search_command(tmp_path / "search", cifar10_tfds_dir, "--max-trials", "2",
+    second = run(search_command(tmp_path / "search", cifar10_sample_tfds_dir, "--max-trials", "2",
                                 "--retrain", "--retrain-epochs", "1"))
     assert second.returncode == 0, second.stderr[-3000:]
     assert "1 finished trials kept" in second.stdout
@@ -202,12 +203,12 @@ def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_
 
     retrained = json.loads((project / "retrain.json").read_text())
     assert retrained["hparams"] == best and retrained["epochs"] == 1
-    assert retrained["test_examples"] == 10_000 and 0 <= retrained["test_error"] <= 1
+    assert retrained["test_examples"] == SAMPLE_TEST_EXAMPLES and 0 <= retrained["test_error"] <= 1
     assert_run_directory_reloads(project / "retrain", steps=2)
 
     # The hparams file the search wrote is what train.py --hparams reads.
     trained = run([sys.executable, TRAIN, "--hparams", str(project / "best_hparams.json"),
-                   "--data-dir", cifar10_tfds_dir, "--no-download",
+                   "--data-dir", cifar10_sample_tfds_dir, "--no-download",
                    "--output-dir", str(tmp_path / "run"), "--epochs", "1",
                    "--steps-per-epoch", "2", "--eval-steps", "1", "--verbose", "2"])
     assert trained.returncode == 0, trained.stderr[-3000:]
@@ -216,7 +217,7 @@ def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_
     assert (resolved["lr"], resolved["batch_size"], resolved["drop_rate"]) == (
         best["learning_rate"], best["batch_size"], best["drop_rate"])
 
-    changed = run(search_command(tmp_path / "search", cifar10_tfds_dir, "--max-trials", "2",
+    changed = run(search_command(tmp_path / "search", cifar10_sample_tfds_dir, "--max-trials", "2",
                                  "--hp", "regularization=drop"))
     assert changed.returncode == 2
     assert "holds a search with other settings" in changed.stderr
@@ -226,10 +227,10 @@ def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_
 
 
 
-def test_a_chief_and_two_workers_finish_a_search_together(tmp_path, cifar10_tfds_dir):
-    command = search_command(tmp_path / "search", cifar10_tfds_dir, "--max-trials", "3")
-    base = dict(os.environ, PYTHONPATH=REPO, KERASTUNER_ORACLE_IP="127.0.0.1",
-                KERASTUNER_ORACLE_PORT=str(free_port()))
+def test_a_chief_and_two_workers_finish_a_search_together(tmp_path, cifar10_sample_tfds_dir):
+    command = search_command(tmp_path / "search", cifar10_sample_tfds_dir, "--max-trials", "3")
+    base = subprocess_environment(KERASTUNER_ORACLE_IP="127.0.0.1",
+                                  KERASTUNER_ORACLE_PORT=str(free_port()))
     processes = {}
     try:
         for tuner_id in ("chief", "tuner0", "tuner1"):

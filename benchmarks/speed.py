@@ -40,18 +40,20 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
-# name -> (depth, alpha, bottleneck, batch size). PyramidNet-272 alpha 200
-# gets a smaller batch: at 4.5 G multiply-adds per image a step of 64 takes
-# about half a minute on 2 cores. PyramidNet-8 (one unit per stage) is not a
-# paper model: it runs every code path of the benchmark in seconds, for its test.
-MODELS = {
-    "pyramidnet8_a24": (8, 24, False, 16),
-    "pyramidnet20_a48": (20, 48, False, 64),
-    "pyramidnet110_a48": (110, 48, False, 64),
-    "pyramidnet272_a200": (272, 200, True, 16),
-}
-SMOKE_MODEL = "pyramidnet8_a24"
-PAPER_MODELS = tuple(name for name in MODELS if name != SMOKE_MODEL)
+sys.path.insert(0, REPO)
+from keras_pyramid.presets import ARCHITECTURES  # noqa: E402  (pure data: no keras import)
+
+# The registry's CIFAR networks with additive widening (what the PyTorch
+# yardstick builds), by registry name.
+MODELS = {architecture.name(): architecture for architecture in ARCHITECTURES
+          if architecture.variant == "cifar" and architecture.widening == "additive"}
+# The README's table. PyramidNet-8 (one unit per stage) runs every code path
+# in seconds, for the benchmark's own test.
+PAPER_MODELS = ("pyramidnet20_a48", "pyramidnet110_a48", "pyramidnet272_a200")
+# PyramidNet-272 alpha 200 gets a smaller batch: at 4.5 G multiply-adds per
+# image a step of 64 takes about half a minute on 2 cores.
+BATCH_SIZES = {"pyramidnet272_a200": 16, "pyramidnet8_a24": 16}
+DEFAULT_BATCH = 64
 BACKENDS = ("tensorflow", "jax", "torch")
 # What `applications/train.py` does by default on a CPU: channels_last,
 # jit_compile="auto" (XLA for JAX, none for TensorFlow and torch), float32.
@@ -167,7 +169,8 @@ def measure_keras(cases, settings, batch):
     y = rng.integers(0, CLASSES, batch).astype("int32")
     models, results = [], []
     for case in cases:
-        depth, alpha, bottleneck, _ = MODELS[case["model"]]
+        architecture = MODELS[case["model"]]
+        depth, alpha, bottleneck = architecture.depth, architecture.alpha, architecture.bottleneck
         keras.utils.set_random_seed(0)
         start = time.perf_counter()
         model = keras_pyramid.PyramidNet(depth, alpha, bottleneck, classes=CLASSES,
@@ -205,7 +208,8 @@ def measure_plain_pytorch(case, settings, batch):
     from keras_pyramid.models import unit_widths
 
     threads = _set_threads("torch", settings["threads"])
-    depth, alpha, bottleneck, _ = MODELS[case["model"]]
+    architecture = MODELS[case["model"]]
+    depth, alpha, bottleneck = architecture.depth, architecture.alpha, architecture.bottleneck
     # On a GPU machine the yardstick runs where the Keras backends run.
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
@@ -275,7 +279,10 @@ def worker(cases, settings):
     """Measures `cases` (one process's share, see `process_groups`) and prints
     one RESULT line per case."""
     first = cases[0]
-    batch = MODELS[first["model"]][3] if first["model"] in MODELS else settings["pipeline_batch"]
+    if first["model"] in MODELS:
+        batch = BATCH_SIZES.get(first["model"], DEFAULT_BATCH)
+    else:
+        batch = settings["pipeline_batch"]
     if first["backend"] in BACKENDS:
         results = measure_keras(cases, settings, batch)
     else:

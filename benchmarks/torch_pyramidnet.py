@@ -5,6 +5,8 @@ ported from PyTorch give the same logits (so the yardstick computes exactly
 our network, no regularizer): the official code pads strided convs by 1 pixel on every side, pools the
 shortcut with `AvgPool2d(2, 2, ceil_mode=True)` and appends zero channels.
 Modules are keyed by the Keras layer names so that weights copy by name.
+`variant="imagenet"` has the official ImageNet stem (7x7/2 conv to 64, BN,
+ReLU, 3x3/2 max-pool padded with -inf) and the given units per stage.
 """
 
 import numpy as np
@@ -18,14 +20,19 @@ def _bn(channels):
 
 
 class TorchPyramidNet(nn.Module):
-    def __init__(self, widths, bottleneck, classes):
+    def __init__(self, widths, bottleneck, classes, variant="cifar", stages=None):
         super().__init__()
-        self.bottleneck = bottleneck
+        self.bottleneck, self.variant = bottleneck, variant
         self.plan = []  # (name, in_channels, out_channels, stride)
-        layers = {"stem_conv": nn.Conv2d(3, 16, 3, 1, 1, bias=False), "stem_bn": _bn(16)}
-        per_stage, channels = len(widths) // 3, 16
-        for index, width in enumerate(widths):
-            stage, unit = divmod(index, per_stage)
+        if variant == "cifar":
+            channels = 16
+            layers = {"stem_conv": nn.Conv2d(3, 16, 3, 1, 1, bias=False), "stem_bn": _bn(16)}
+        else:
+            channels = 64
+            layers = {"stem_conv": nn.Conv2d(3, 64, 7, 2, 3, bias=False), "stem_bn": _bn(64)}
+        stages = stages or [len(widths) // 3] * 3
+        positions = [(stage, unit) for stage, count in enumerate(stages) for unit in range(count)]
+        for width, (stage, unit) in zip(widths, positions):
             name = f"stage{stage + 1}_unit{unit + 1}"
             stride = 2 if stage > 0 and unit == 0 else 1
             out = 4 * width if bottleneck else width
@@ -60,6 +67,8 @@ class TorchPyramidNet(nn.Module):
 
     def forward(self, x):
         x = self.layers["stem_bn"](self.layers["stem_conv"](x))
+        if self.variant == "imagenet":
+            x = functional.max_pool2d(functional.relu(x), 3, 2, 1)
         for name, in_channels, out_channels, stride in self.plan:
             branch = self._branch(name, x)
             shortcut = functional.avg_pool2d(x, 2, 2, ceil_mode=True) if stride == 2 else x

@@ -1,68 +1,47 @@
 """Named PyramidNet builders in keras.applications style, and the model registry.
 
-The paper configurations and their exact trainable parameter counts live in
-one table, `PRESETS`; every named builder and registry name is derived from it.
+Both are generated from `presets.ARCHITECTURES`, the one table of
+configurations: each is registered plain and with every regularizer, under
+`default_name` (e.g. "pyramidnet272_a200_sepdrop",
+"pyramidnet200_a300_imagenet_shakedrop", "pyramidnet110_a8_multiplicative").
 
     >>> model = build("pyramidnet272_a200_sepdrop", classes=100)
     >>> model = PyramidNet272SepDrop(classes=100)   # the same network
 """
 
-from keras_pyramid.models import PyramidNet, default_name
-
-# (depth, alpha, bottleneck) -> trainable parameters for (CIFAR-10, CIFAR-100),
-# from SPEC section 1 (round-half-up widths, the official code). None: the
-# configuration is not in the papers' tables (kept for quick experiments).
-PAPER_CONFIGS = {
-    (20, 48, False): None,
-    (110, 48, False): (1_772_706, 1_778_556),
-    (110, 84, False): (3_904_446, 3_913_536),
-    (110, 270, False): (28_485_477, 28_511_307),
-    (164, 48, True): (1_715_442, 1_738_572),
-    (164, 84, True): (3_757_494, 3_793_584),
-    (164, 270, True): (27_216_021, 27_319_071),
-    (200, 240, True): (26_752_702, 26_844_952),
-    (236, 220, True): (26_969_046, 27_054_096),
-    (272, 200, True): (26_210_842, 26_288_692),
-}
-
-# Published error rates (%), CIFAR-10 / CIFAR-100, 300 epochs (SPEC section 1).
-PAPER_ERRORS = {
-    (110, 48, None): (4.62, 23.31),
-    (110, 84, None): (4.27, 20.21),
-    (110, 270, None): (3.73, 18.25),
-    (164, 270, None): (3.48, 17.01),
-    (200, 240, None): (3.44, 16.51),
-    (236, 220, None): (3.40, 16.37),
-    (272, 200, None): (3.31, 16.35),
-    (110, 270, "sepdrop"): (None, 16.18),
-    (110, 270, "shakedrop"): (None, 15.78),
-}
-
-REGULARIZED = ("drop", "sepdrop", "shakedrop")
+from keras_pyramid.models import VARIANTS, PyramidNet
+from keras_pyramid.presets import ARCHITECTURES, REGULARIZED, default_name
 
 
 def _presets():
     presets = {}
-    for (depth, alpha, bottleneck), params in PAPER_CONFIGS.items():
+    for architecture in ARCHITECTURES:
         for regularization in (None,) + REGULARIZED:
-            presets[default_name(depth, alpha, regularization)] = {
-                "depth": depth,
-                "alpha": alpha,
-                "bottleneck": bottleneck,
+            presets[architecture.name(regularization)] = {
+                **architecture.arguments(),
                 "regularization": regularization,
-                "params": params,
-                "paper_error": PAPER_ERRORS.get((depth, alpha, regularization)),
+                "params": architecture.parameters,
+                "paper_error": architecture.paper_errors.get(regularization),
             }
     return presets
 
 
 PRESETS = _presets()
-ARCHITECTURE_KEYS = ("depth", "alpha", "bottleneck", "regularization")
+ARCHITECTURE_KEYS = ("depth", "alpha", "bottleneck", "variant", "widening", "head_dropout",
+                     "regularization")
 
 
-def list_models():
-    """The registered model names, sorted."""
-    return sorted(PRESETS)
+def list_models(variant=None):
+    """The registered model names, sorted; only those of `variant` ("cifar"
+    or "imagenet") when given."""
+    variants = {preset["variant"] for preset in PRESETS.values()}
+    if variant is not None and variant not in variants:
+        raise ValueError(
+            f"`variant` must be None or one of {tuple(sorted(variants))}. "
+            f"Received: variant={variant!r}"
+        )
+    return sorted(name for name, preset in PRESETS.items()
+                  if variant is None or preset["variant"] == variant)
 
 
 def build(name, **overrides):
@@ -88,66 +67,73 @@ def build(name, **overrides):
 BASE_DOCSTRING = """Instantiates the {title} architecture{extra}.
 
 Reference: Han, Kim, Kim, "Deep Pyramidal Residual Networks" (CVPR 2017){reference}.
-{depth} layers, {kind} units, alpha {alpha} by default (the total widening).
+{depth} layers, {kind} units, {variant} variant, {widening} widening, alpha {alpha} by
+default ({alpha_meaning}).
 
 Args:
-    alpha: number > 0, the total widening (default {alpha}).
+    alpha: number > 0 (default {alpha}).
     include_top: whether to include the classifier.
     weights: None (random init) or the path to a `.weights.h5` file.
     input_tensor: optional Keras tensor to use as the model's input.
-    input_shape: optional shape tuple, default (32, 32, 3).
+    input_shape: optional shape tuple, default ({size}, {size}, 3).
     pooling: None, "avg" or "max" when `include_top=False`.
-    classes: number of classes (default 10).
+    classes: number of classes (default {classes}).
     classifier_activation: activation of the top layer; None for logits.
     name: the model's name.
     **kwargs: any other keyword of `keras_pyramid.models.PyramidNet`
         (`drop_rate`, `include_preprocessing`, `seed`, `granularity`,
-        `weight_decay`).
+        `weight_decay`, `skip_dropped`, `head_dropout`: by default the
+        registered configuration's, e.g. 0.5 for ImageNet 200 alpha 450).
 
 Returns:
     A `keras.Model` instance.
 """
 
-_TITLES = {
-    None: ("PyramidNet{depth}", "", ""),
-    "drop": (
-        "PyramidNet{depth}Drop",
-        " with naive stochastic depth (PyramidDrop)",
-        "; Huang et al., ECCV 2016",
-    ),
-    "sepdrop": (
-        "PyramidNet{depth}SepDrop",
-        " with separated stochastic depth (PyramidSepDrop)",
-        "; Yamada, Iwamura, Kise, arXiv 1612.01230",
-    ),
-    "shakedrop": (
-        "PyramidNet{depth}ShakeDrop",
-        " with ShakeDrop",
-        "; Yamada, Iwamura, Akiba, Kise, IEEE Access 2019",
-    ),
+_REGULARIZER_TITLES = {
+    None: ("", "", ""),
+    "drop": ("Drop", " with naive stochastic depth (PyramidDrop)", "; Huang et al., ECCV 2016"),
+    "sepdrop": ("SepDrop", " with separated stochastic depth (PyramidSepDrop)",
+                "; Yamada, Iwamura, Kise, arXiv 1612.01230"),
+    "shakedrop": ("ShakeDrop", " with ShakeDrop",
+                  "; Yamada, Iwamura, Akiba, Kise, IEEE Access 2019"),
 }
+_VARIANT_TITLES = {"cifar": "", "imagenet": "ImageNet"}
+_WIDENING_TITLES = {"additive": "", "multiplicative": "Multiplicative"}
 
 
-def _named_builder(depth, default_alpha, bottleneck, regularization=None):
-    title, extra, reference = _TITLES[regularization]
-    title = title.format(depth=depth)
+def _head_dropout(depth, alpha, variant, widening):
+    """The registered configuration's head dropout, 0 for an unregistered alpha."""
+    name = default_name(depth, alpha, None, variant, widening)
+    return PRESETS[name]["head_dropout"] if name in PRESETS else 0.0
+
+
+def _named_builder(architecture, regularization):
+    depth, bottleneck = architecture.depth, architecture.bottleneck
+    variant, widening = architecture.variant, architecture.widening
+    suffix, extra, reference = _REGULARIZER_TITLES[regularization]
+    title = (f"PyramidNet{depth}{_VARIANT_TITLES[variant]}{_WIDENING_TITLES[widening]}"
+             f"{suffix}")
+    default_classes = VARIANTS[variant].classes
 
     def builder(
-        alpha=default_alpha,
+        alpha=architecture.alpha,
         include_top=True,
         weights=None,
         input_tensor=None,
         input_shape=None,
         pooling=None,
-        classes=10,
+        classes=default_classes,
         classifier_activation="softmax",
         name=None,
         **kwargs,
     ):
+        kwargs.setdefault("head_dropout", _head_dropout(depth, alpha, variant, widening))
         return PyramidNet(
             depth,
             alpha,
             bottleneck,
+            variant=variant,
+            widening=widening,
             regularization=regularization,
             include_top=include_top,
             weights=weights,
@@ -167,23 +153,34 @@ def _named_builder(depth, default_alpha, bottleneck, regularization=None):
         reference=reference,
         depth=depth,
         kind="bottleneck" if bottleneck else "basic",
-        alpha=default_alpha,
+        variant=variant,
+        widening=widening,
+        alpha=f"{architecture.alpha:g}",
+        alpha_meaning=("the total widening" if widening == "additive"
+                       else "the last width over the stem's"),
+        size=VARIANTS[variant].design_size,
+        classes=default_classes,
     )
     return builder
 
 
-# The paper's headline alpha for each depth. The regularized 110-layer
-# presets default to alpha 270, the network behind the SepDrop and ShakeDrop
-# papers' CIFAR-100 figures (SPEC section 1).
-PyramidNet110 = _named_builder(110, 48, False)
-PyramidNet164 = _named_builder(164, 270, True)
-PyramidNet200 = _named_builder(200, 240, True)
-PyramidNet236 = _named_builder(236, 220, True)
-PyramidNet272 = _named_builder(272, 200, True)
+def _named_builders():
+    """One builder per architecture marked `builder_default`, for the plain
+    network ("plain") and each regularizer ("regularized")."""
+    builders = {}
+    for architecture in ARCHITECTURES:
+        kinds = []
+        if "plain" in architecture.builder_default:
+            kinds.append(None)
+        if "regularized" in architecture.builder_default:
+            kinds.extend(REGULARIZED)
+        for regularization in kinds:
+            builder = _named_builder(architecture, regularization)
+            builders[builder.__name__] = builder
+    return builders
 
-PyramidNet110Drop = _named_builder(110, 270, False, "drop")
-PyramidNet110SepDrop = _named_builder(110, 270, False, "sepdrop")
-PyramidNet110ShakeDrop = _named_builder(110, 270, False, "shakedrop")
-PyramidNet272Drop = _named_builder(272, 200, True, "drop")
-PyramidNet272SepDrop = _named_builder(272, 200, True, "sepdrop")
-PyramidNet272ShakeDrop = _named_builder(272, 200, True, "shakedrop")
+
+NAMED_BUILDERS = _named_builders()
+globals().update(NAMED_BUILDERS)  # PyramidNet110, PyramidNet272SepDrop, ...
+__all__ = ["ARCHITECTURES", "NAMED_BUILDERS", "PRESETS", "build", "list_models",
+           *NAMED_BUILDERS]

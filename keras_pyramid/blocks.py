@@ -84,6 +84,7 @@ def pyramidal_unit(
     *,
     regularization=None,
     drop_rate=0.0,
+    new_drop_rate=None,
     granularity="batch",
     seed=None,
     data_format,
@@ -101,7 +102,8 @@ def pyramidal_unit(
     No ReLU before the first conv nor after the addition. `S` is
     `PyramidShortcut` (pool on stride 2, zero channels appended) and `R` the
     branch regularizer (`regularization`: None, "drop", "sepdrop" or
-    "shakedrop") with this unit's `drop_rate`. With `skip_dropped`, a
+    "shakedrop") with this unit's `drop_rate` (and, for "sepdrop", the new
+    channels' `new_drop_rate`; None is `drop_rate`). With `skip_dropped`, a
     PyramidDrop or PyramidSepDrop branch with per-batch gates is one
     `SkippableBranch` layer, which does not compute F when its gates are
     closed (same function; see `keras_pyramid.skipping`).
@@ -137,6 +139,7 @@ def pyramidal_unit(
         regularization,
         drop_rate,
         identity_channels=in_channels,
+        new_drop_rate=new_drop_rate,
         granularity=granularity,
         seed=seed,
         name=f"{name}_{regularization}",

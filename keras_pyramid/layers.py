@@ -166,22 +166,28 @@ class PyramidSepDrop(_BranchRegularizer):
     The branch output `F` has `C` channels. Its first `identity_channels`
     (`D_in`) channels are aligned with the real channels of the shortcut; its
     last `C - D_in` channels are aligned with the shortcut's zero padding.
-    With keep probability `p = 1 - drop_rate`:
+    With keep probabilities `p1 = 1 - drop_rate` and `p2 = 1 - new_drop_rate`:
 
     - training: `F * m`, where the channel mask is
       `m = [b1 repeated D_in times, b2 repeated C - D_in times]` and
-      `b1, b2 ~ Bernoulli(p)` are independent; one pair per mini-batch
-      (`granularity="batch"`, the paper) or one pair per example (`"sample"`).
-      So `y = [S(x)[:D_in] + b1 * F1, b2 * F2]` (Yamada et al. 2016).
-    - inference: `p * F`, identical to PyramidDrop.
+      `b1 ~ Bernoulli(p1)`, `b2 ~ Bernoulli(p2)` are independent; one pair per
+      mini-batch (`granularity="batch"`, the paper) or one pair per example
+      (`"sample"`). So `y = [S(x)[:D_in] + b1 * F1, b2 * F2]` (Yamada et al.
+      2016, where `p1 = p2`).
+    - inference: `[p1 * F1, p2 * F2]`, the expectation; with one rate `p * F`,
+      identical to PyramidDrop.
 
     When `identity_channels == C` only `b1` is used and the layer is
     `StochasticDepth`. Masking the output of the unit's single last conv + BN
     equals splitting that conv in two, so the layer adds no parameters.
+    Separate rates are this project's extension, not the paper's.
 
     Args:
-        drop_rate: float in [0, 1), the probability that each gate is closed.
+        drop_rate: float in [0, 1), the probability that the gate of the
+            input-aligned channels (`b1`) is closed.
         identity_channels: int, `D_in`, the number of leading channels gated by `b1`.
+        new_drop_rate: float in [0, 1) or None, the probability that the gate
+            of the new channels (`b2`) is closed; None is `drop_rate` (the paper).
         granularity: `"batch"` or `"sample"`.
         data_format: `"channels_last"` or `"channels_first"`; where the channel
             axis is. Defaults to `keras.config.image_data_format()`.
@@ -196,12 +202,17 @@ class PyramidSepDrop(_BranchRegularizer):
         self,
         drop_rate,
         identity_channels,
+        new_drop_rate=None,
         granularity="batch",
         seed=None,
         data_format=None,
         **kwargs,
     ):
         super().__init__(drop_rate, granularity=granularity, seed=seed, **kwargs)
+        if new_drop_rate is not None:
+            _check_drop_rate(new_drop_rate, "new_drop_rate")
+            new_drop_rate = float(new_drop_rate)
+        self.new_drop_rate = new_drop_rate
         if (
             isinstance(identity_channels, bool)
             or not isinstance(identity_channels, int)
@@ -222,21 +233,34 @@ class PyramidSepDrop(_BranchRegularizer):
                 f"channels of the input. Received: input_shape={input_shape}"
             )
 
+    @property
+    def new_channels_drop_rate(self):
+        """The drop rate of the new channels' gate `b2`."""
+        return self.drop_rate if self.new_drop_rate is None else self.new_drop_rate
+
     def call(self, inputs, training=False):
-        if not training or self.drop_rate == 0.0:
+        if not training or (self.drop_rate == 0.0 and self.new_channels_drop_rate == 0.0):
             return self._inference(inputs)
         return self.apply_gates(inputs, self.draw_gates(_gate_shape(inputs, self.granularity),
                                                         inputs.dtype))
 
+    def _inference(self, inputs):
+        if self.new_channels_drop_rate == self.drop_rate:
+            return super()._inference(inputs)
+        keep = (ops.cast(1.0 - self.drop_rate, inputs.dtype),
+                ops.cast(1.0 - self.new_channels_drop_rate, inputs.dtype))
+        return self.apply_gates(inputs, keep)
+
     def draw_gates(self, shape, dtype):
         """The training gates `(b1, b2)`, drawn apart from their use (see
         `StochasticDepth.draw_gates`)."""
-        keep = 1.0 - self.drop_rate
-        identity_gate = bernoulli_gate(shape, keep, self.seed_generator, dtype)
-        new_gate = bernoulli_gate(shape, keep, self.seed_generator, dtype)
+        identity_gate = bernoulli_gate(shape, 1.0 - self.drop_rate, self.seed_generator, dtype)
+        new_gate = bernoulli_gate(shape, 1.0 - self.new_channels_drop_rate,
+                                  self.seed_generator, dtype)
         return identity_gate, new_gate
 
     def apply_gates(self, inputs, gates):
+        """`inputs * [g1 repeated D_in times, g2 for the rest]` on the channel axis."""
         identity_gate, new_gate = gates
         channel_axis = _channel_axis(self.data_format)
         channels = inputs.shape[channel_axis]
@@ -250,6 +274,7 @@ class PyramidSepDrop(_BranchRegularizer):
         return {
             **super().get_config(),
             "identity_channels": self.identity_channels,
+            "new_drop_rate": self.new_drop_rate,
             "data_format": self.data_format,
         }
 
@@ -464,15 +489,16 @@ def check_regularization(regularization):
 
 
 def make_regularizer(
-    regularization, drop_rate, identity_channels, granularity, seed, name
+    regularization, drop_rate, identity_channels, granularity, seed, name, new_drop_rate=None
 ):
-    """The branch regularizer layer of one unit, or None when there is none."""
+    """The branch regularizer layer of one unit, or None when there is none.
+    `new_drop_rate` is PyramidSepDrop's rate of the new channels (None: `drop_rate`)."""
     check_regularization(regularization)
     common = dict(granularity=granularity, seed=seed, name=name)
     if regularization == "drop":
         return StochasticDepth(drop_rate, **common)
     if regularization == "sepdrop":
-        return PyramidSepDrop(drop_rate, identity_channels, **common)
+        return PyramidSepDrop(drop_rate, identity_channels, new_drop_rate, **common)
     if regularization == "shakedrop":
         return ShakeDrop(drop_rate, **common)
     return None

@@ -1,5 +1,13 @@
-"""The generic PyramidNet builder (CIFAR variant): widths, stages, stem, head."""
+"""The generic PyramidNet builder: a stage plan, a stem, widening, units, a head.
 
+Two variants (SPEC sections 1 and 1b) differ only in what `VARIANTS` holds and
+in the stem: "cifar" (3x3/16 stem, three equal stages, 32x32 images) and
+"imagenet" (7x7/2 stem to 64 and a 3x3/2 max-pool, ResNet's four stages of
+bottleneck units, 224x224 images). Widening is "additive" (the CVPR paper)
+or "multiplicative" (the official Lua code's second family, SPEC 1c).
+"""
+
+import dataclasses
 import math
 import os
 
@@ -8,23 +16,63 @@ import keras
 from keras_pyramid.blocks import batch_norm, conv, pyramidal_unit
 from keras_pyramid.layers import _check_drop_rate, check_regularization
 from keras_pyramid.layers import _check_granularity, linear_drop_rates
+from keras_pyramid.presets import default_name
 
-# Per-channel CIFAR statistics on the 0-255 scale used by the official code
-# (for CIFAR-100 too), so that the model takes raw pixels.
+# Per-channel statistics on the 0-255 scale, so that the models take raw
+# pixels: CIFAR's as the official code uses them (for CIFAR-100 too), and
+# ImageNet's (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) times 255.
 CIFAR_MEAN = (125.3, 123.0, 113.9)
 CIFAR_STD = (63.0, 62.1, 66.7)
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
 
-STEM_WIDTH = 16
-NUM_STAGES = 3
-# Each stage after the first halves the resolution once, so inputs must be
-# divisible by this for the pooled shortcut to match the strided branch.
-DOWNSAMPLING = 2 ** (NUM_STAGES - 1)
+# ResNet's bottleneck unit counts per stage (SPEC 1b), by depth.
+IMAGENET_STAGE_UNITS = {
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+    200: (3, 24, 36, 3),
+}
+WIDENINGS = ("additive", "multiplicative")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """What a variant fixes besides its stem (and its default class count).
+
+    `downsampling` is the factor between the input and the last stage's
+    resolution; inputs must be multiples of it, so that every pooled
+    shortcut matches its strided branch.
+    """
+
+    stem_width: int
+    num_stages: int
+    classes: int
+    design_size: int
+    downsampling: int
+    mean: tuple
+    std: tuple
+
+
+VARIANTS = {
+    # No stem downsampling, then stages 2 and 3 halve: 32 -> 32, 16, 8.
+    "cifar": Variant(16, 3, 10, 32, 4, CIFAR_MEAN, CIFAR_STD),
+    # The stem quarters (conv /2, max-pool /2), stages 2-4 halve: 224 -> 56, 28, 14, 7.
+    "imagenet": Variant(64, 4, 1000, 224, 32, IMAGENET_MEAN, IMAGENET_STD),
+}
+
+
+def _check_choice(argument, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"`{argument}` must be one of {tuple(choices)}. Received: {argument}={value!r}"
+        )
 
 
 def units_per_stage(depth, bottleneck):
-    """`n` of SPEC section 1: `(depth - 2) / 6` basic, `(depth - 2) / 9` bottleneck."""
+    """`n` of SPEC section 1 (CIFAR): `(depth - 2) / 6` basic, `(depth - 2) / 9` bottleneck."""
     layers_per_unit = 3 if bottleneck else 2
-    divisor = NUM_STAGES * layers_per_unit
+    divisor = VARIANTS["cifar"].num_stages * layers_per_unit
     if (
         isinstance(depth, bool)
         or not isinstance(depth, int)
@@ -40,19 +88,52 @@ def units_per_stage(depth, bottleneck):
     return (depth - 2) // divisor
 
 
-def unit_widths(depth, alpha, bottleneck=False):
+def stage_plan(depth, bottleneck=False, variant="cifar"):
+    """The number of units in each stage.
+
+    CIFAR: three stages of `n = units_per_stage(depth, bottleneck)`.
+    ImageNet: bottleneck units only, in ResNet's four stages
+    (`IMAGENET_STAGE_UNITS`, e.g. 101 -> (3, 4, 23, 3)).
+    """
+    _check_choice("variant", variant, VARIANTS)
+    _check_bottleneck(bottleneck)
+    if variant == "cifar":
+        return (units_per_stage(depth, bottleneck),) * VARIANTS["cifar"].num_stages
+    if not bottleneck:
+        raise ValueError(
+            "`bottleneck` must be True for variant='imagenet' (the ImageNet PyramidNets "
+            f"have bottleneck units only). Received: bottleneck={bottleneck!r}"
+        )
+    if isinstance(depth, bool) or depth not in IMAGENET_STAGE_UNITS:
+        raise ValueError(
+            f"`depth` must be one of {tuple(IMAGENET_STAGE_UNITS)} for variant='imagenet' "
+            f"(ResNet's unit counts). Received: depth={depth!r}"
+        )
+    return IMAGENET_STAGE_UNITS[depth]
+
+
+def unit_widths(depth, alpha, bottleneck=False, *, variant="cifar", widening="additive"):
     """Width `D_k` of every unit k = 1 .. N (inner width for bottleneck units).
 
-    `c_0 = 16`, `c_k = c_{k-1} + alpha / N` kept as a float, and
-    `D_k = floor(c_k + 0.5)` (round half up), as all official code does; so
-    the last unit is `16 + alpha` wide (alpha is the total widening).
+    From `c_0` (16 for CIFAR, 64 for ImageNet), kept as a float:
+    additive `c_k = c_{k-1} + alpha / N`, so the last unit is `c_0 + alpha`
+    wide (alpha is the total widening); multiplicative
+    `c_k = c_{k-1} * alpha ** (1 / N)`, so the last is `c_0 * alpha` wide.
+    `D_k = floor(c_k + 0.5)` (round half up), as all official code does.
     """
     _check_alpha(alpha)
-    num_units = NUM_STAGES * units_per_stage(depth, bottleneck)
-    step = alpha / num_units
-    widths, width = [], float(STEM_WIDTH)
+    _check_choice("widening", widening, WIDENINGS)
+    num_units = sum(stage_plan(depth, bottleneck, variant))
+    width = float(VARIANTS[variant].stem_width)
+    if widening == "additive":
+        step = alpha / num_units
+        grow = lambda c: c + step  # noqa: E731
+    else:
+        factor = alpha ** (1.0 / num_units)
+        grow = lambda c: c * factor  # noqa: E731
+    widths = []
     for _ in range(num_units):
-        width += step
+        width = grow(width)
         widths.append(int(math.floor(width + 0.5)))
     return widths
 
@@ -76,9 +157,13 @@ def _check_classes(classes):
         )
 
 
-def _check_input_shape(input_shape, data_format):
+def _check_input_shape(input_shape, data_format, variant):
+    """The input shape, default the variant's design size; any height and
+    width the network can take (multiples of `Variant.downsampling`)."""
+    spec = VARIANTS[variant]
     if input_shape is None:
-        return (32, 32, 3) if data_format == "channels_last" else (3, 32, 32)
+        size = spec.design_size
+        return (size, size, 3) if data_format == "channels_last" else (3, size, size)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(
@@ -95,11 +180,12 @@ def _check_input_shape(input_shape, data_format):
             f"`input_shape` must have 3 (RGB) channels on the {data_format} axis. "
             f"Received: input_shape={input_shape}"
         )
+    factor = spec.downsampling
     for size in spatial:
-        if size is not None and (size < DOWNSAMPLING or size % DOWNSAMPLING):
+        if size is not None and (size < factor or size % factor):
             raise ValueError(
                 f"`input_shape` must have height and width that are multiples of "
-                f"{DOWNSAMPLING} (the network halves them {NUM_STAGES - 1} times). "
+                f"{factor} for variant={variant!r} (the network divides them by {factor}). "
                 f"Received: input_shape={input_shape}"
             )
     return input_shape
@@ -128,9 +214,25 @@ def _check_pooling(pooling):
         )
 
 
-def default_name(depth, alpha, regularization=None):
-    name = f"pyramidnet{depth}_a{alpha:g}"
-    return f"{name}_{regularization}" if regularization else name
+def stem(x, variant, data_format, weight_regularizer=None):
+    """CIFAR: `Conv3x3(16) -> BN` (no ReLU). ImageNet: `Conv7x7/2(64) -> BN
+    -> ReLU -> MaxPool3x3/2`, each padded like PyTorch (3 and 1 pixels on
+    every side; `conv` pads strided convs explicitly)."""
+    channel_axis = -1 if data_format == "channels_last" else 1
+    width = VARIANTS[variant].stem_width
+    if variant == "cifar":
+        x = conv(width, 3, 1, data_format, "stem_conv", weight_regularizer)(x)
+        return batch_norm(channel_axis, "stem_bn", weight_regularizer)(x)
+    x = conv(width, 7, 2, data_format, "stem_conv", weight_regularizer)(x)
+    x = batch_norm(channel_axis, "stem_bn", weight_regularizer)(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    # PyTorch pads the max-pool with -inf. Zeros give the same maximum here
+    # only because the ReLU above makes every value >= 0 and each window
+    # holds at least one real value.
+    x = keras.layers.ZeroPadding2D(1, data_format=data_format, name="stem_pool_pad")(x)
+    return keras.layers.MaxPooling2D(
+        3, 2, padding="valid", data_format=data_format, name="stem_pool"
+    )(x)
 
 
 def torch_linear_initializers(fan_in):
@@ -146,14 +248,17 @@ def PyramidNet(
     alpha,
     bottleneck=False,
     *,
+    variant="cifar",
+    widening="additive",
     regularization=None,
     drop_rate=0.5,
+    new_drop_rate=None,
     include_top=True,
     weights=None,
     input_tensor=None,
     input_shape=None,
     pooling=None,
-    classes=10,
+    classes=None,
     classifier_activation="softmax",
     include_preprocessing=True,
     seed=None,
@@ -161,36 +266,54 @@ def PyramidNet(
     granularity="batch",
     weight_decay=0.0,
     skip_dropped=False,
+    head_dropout=0.0,
 ):
-    """Builds a CIFAR PyramidNet (Han et al. 2017), optionally with stochastic depth.
+    """Builds a PyramidNet (Han et al. 2017), optionally with stochastic depth.
 
-    Stem `Conv3x3(16) -> BN`, three stages of `n` pyramidal units (the first
-    unit of stages 2 and 3 has stride 2), head `BN -> ReLU -> global average
-    pool -> Dense(classes)`. Unit k is `floor(16 + k * alpha / N + 0.5)` wide
-    (see `unit_widths`).
+    A stem (see `stem`), the stages of `stage_plan(depth, bottleneck,
+    variant)` pyramidal units (the first unit of every stage after the first
+    has stride 2), and the head `BN -> ReLU -> global average pool ->
+    [Dropout] -> Dense(classes)`. Unit k of N is `floor(c_k + 0.5)` wide,
+    `c_k` growing from the stem width by `alpha / N` (additive) or by the
+    factor `alpha ** (1 / N)` (multiplicative); see `unit_widths`.
 
     Args:
-        depth: int; `(depth - 2)` divisible by 6 (basic) or 9 (bottleneck).
-        alpha: number > 0, the total widening over all `N = 3n` units.
-        bottleneck: bool, bottleneck units (4x expansion) instead of basic.
+        depth: int. CIFAR: `(depth - 2)` divisible by 6 (basic) or 9
+            (bottleneck). ImageNet: 50, 101, 152 or 200.
+        alpha: number > 0: the total widening over all N units (additive),
+            or the ratio of the last width to the stem's (multiplicative).
+        bottleneck: bool, bottleneck units (4x expansion) instead of basic;
+            must be True for ImageNet.
+        variant: "cifar" (3x3/16 stem, 3 stages, 32x32 default input, CIFAR
+            statistics) or "imagenet" (7x7/2 stem to 64 and 3x3/2 max-pool,
+            4 stages, 224x224 default input, ImageNet statistics).
+        widening: "additive" (the paper) or "multiplicative".
         regularization: None, "drop" (PyramidDrop), "sepdrop" (PyramidSepDrop)
             or "shakedrop". PyramidSepDrop on bottleneck units (the same
             channel split of their `4 * D_k` outputs) is this project's
             extension: the authors released basic units only.
         drop_rate: float in [0, 1), the LAST unit's drop probability; unit l
             of L gets `(l / L) * drop_rate` (linear decay rule).
+        new_drop_rate: float in [0, 1) or None; with "sepdrop", the LAST
+            unit's drop probability of the gate on the new channels, spread
+            over the units by the same linear rule; None ties it to
+            `drop_rate` (the paper). Separate rates are this project's
+            extension.
         include_top: bool, whether to include the classifier.
         weights: None (random init) or the path to a `.weights.h5` file.
         input_tensor: optional Keras tensor to use as the model's input.
-        input_shape: optional shape tuple, default (32, 32, 3) (or
-            (3, 32, 32) for channels_first); height and width multiples of 4.
+        input_shape: optional shape tuple, default the variant's design size,
+            (32, 32, 3) or (224, 224, 3) (channels first for channels_first);
+            height and width multiples of 4 (CIFAR) or 32 (ImageNet).
         pooling: None, "avg" or "max": the pooling of the features when
             `include_top=False`.
-        classes: int, the number of classes when `include_top=True`.
+        classes: int, the number of classes when `include_top=True`; None
+            is the variant's: 10 (CIFAR) or 1000 (ImageNet).
         classifier_activation: the activation of the top layer, or None for
             logits.
         include_preprocessing: bool; when True the model takes raw 0-255 pixels
-            and normalizes them with the CIFAR per-channel mean and std.
+            and normalizes them with the variant's per-channel mean and std
+            (CIFAR's, or ImageNet's).
         seed: int or None; with an int, unit l's regularizer gets `seed + l`,
             so two models built with the same seed draw the same gates.
         name: the model's name, default like "pyramidnet110_a48_sepdrop".
@@ -206,6 +329,8 @@ def PyramidNet(
             weights, in another layer structure (so checkpoints do not load
             across the two). Faster where conds are cheap (see the README's
             speed table); default False, the flat keras.applications layout.
+        head_dropout: float in [0, 1), a Dropout before the classifier (0.5
+            in the ImageNet 200-layer alpha 450 model); 0 adds no layer.
 
     Returns:
         A `keras.Model`.
@@ -217,12 +342,24 @@ def PyramidNet(
         raise ValueError(
             f"`skip_dropped` must be a bool. Received: skip_dropped={skip_dropped!r}"
         )
-    widths = unit_widths(depth, alpha, bottleneck)
+    widths = unit_widths(depth, alpha, bottleneck, variant=variant, widening=widening)
+    stages = stage_plan(depth, bottleneck, variant)
     check_regularization(regularization)
     _check_drop_rate(drop_rate)
+    if new_drop_rate is not None:
+        _check_drop_rate(new_drop_rate, "new_drop_rate")
+        if regularization != "sepdrop":
+            raise ValueError(
+                "`new_drop_rate` needs regularization='sepdrop' (the only regularizer with "
+                f"two gates). Received: new_drop_rate={new_drop_rate!r}, "
+                f"regularization={regularization!r}"
+            )
     _check_granularity(granularity)
     _check_weights(weights)
     _check_pooling(pooling)
+    _check_drop_rate(head_dropout, "head_dropout")
+    if classes is None:
+        classes = VARIANTS[variant].classes
     if include_top:
         _check_classes(classes)
     if isinstance(weight_decay, bool) or not (
@@ -235,7 +372,7 @@ def PyramidNet(
         raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
     if input_tensor is not None and input_shape is None:
         input_shape = tuple(input_tensor.shape[1:])
-    input_shape = _check_input_shape(input_shape, data_format)
+    input_shape = _check_input_shape(input_shape, data_format, variant)
 
     if input_tensor is None:
         inputs = keras.Input(shape=input_shape, name="image")
@@ -250,17 +387,17 @@ def PyramidNet(
     if include_preprocessing:
         x = keras.layers.Normalization(
             axis=channel_axis,
-            mean=CIFAR_MEAN,
-            variance=[s**2 for s in CIFAR_STD],
+            mean=VARIANTS[variant].mean,
+            variance=[s**2 for s in VARIANTS[variant].std],
             name="normalization",
         )(x)
-    x = conv(STEM_WIDTH, 3, 1, data_format, "stem_conv", wr)(x)
-    x = batch_norm(channel_axis, "stem_bn", wr)(x)
+    x = stem(x, variant, data_format, wr)
 
-    per_stage = len(widths) // NUM_STAGES
     drop_rates = linear_drop_rates(len(widths), drop_rate)
-    for index, width in enumerate(widths):
-        stage, unit = divmod(index, per_stage)
+    new_drop_rates = (linear_drop_rates(len(widths), new_drop_rate)
+                      if new_drop_rate is not None else [None] * len(widths))
+    positions = [(stage, unit) for stage, count in enumerate(stages) for unit in range(count)]
+    for index, (width, (stage, unit)) in enumerate(zip(widths, positions)):
         x = pyramidal_unit(
             x,
             width,
@@ -268,6 +405,7 @@ def PyramidNet(
             bottleneck=bottleneck,
             regularization=regularization,
             drop_rate=drop_rates[index],
+            new_drop_rate=new_drop_rates[index],
             granularity=granularity,
             seed=None if seed is None else seed + index + 1,
             data_format=data_format,
@@ -282,6 +420,8 @@ def PyramidNet(
         x = keras.layers.GlobalAveragePooling2D(
             data_format=data_format, name="avg_pool"
         )(x)
+        if head_dropout:
+            x = keras.layers.Dropout(head_dropout, seed=seed, name="head_dropout")(x)
         kernel_init, bias_init = torch_linear_initializers(x.shape[-1])
         x = keras.layers.Dense(
             classes,
@@ -307,7 +447,7 @@ def PyramidNet(
         else inputs
     )
     model = keras.Model(
-        model_inputs, x, name=name or default_name(depth, alpha, regularization)
+        model_inputs, x, name=name or default_name(depth, alpha, regularization, variant, widening)
     )
     if weights is not None:
         model.load_weights(weights)

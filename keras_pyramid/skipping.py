@@ -40,10 +40,13 @@ SKIPPABLE = (StochasticDepth, PyramidSepDrop)
 
 def can_skip(regularizer):
     """Whether a unit with this regularizer gains from skipping."""
+    # A gate that never closes (rate 0) never lets the whole branch go.
+    rates = [regularizer.drop_rate,
+             getattr(regularizer, "new_channels_drop_rate", regularizer.drop_rate)]
     return (
         isinstance(regularizer, SKIPPABLE)
         and regularizer.granularity == "batch"
-        and regularizer.drop_rate > 0.0
+        and min(rates) > 0.0
     )
 
 
@@ -67,7 +70,7 @@ class SkippableBranch(keras.layers.Layer):
         if not can_skip(regularizer):
             raise ValueError(
                 "`regularizer` must be a StochasticDepth or PyramidSepDrop layer with "
-                "granularity='batch' and drop_rate > 0. "
+                "granularity='batch' and drop rates > 0. "
                 f"Received: regularizer={regularizer!r}"
             )
         self.branch = list(branch)

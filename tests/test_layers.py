@@ -57,6 +57,35 @@ def test_sepdrop_four_outcomes_have_the_product_probabilities():
         assert abs(observed - probability) < tolerance, ((b1, b2), observed)
 
 
+def test_sepdrop_with_two_rates_draws_the_four_outcomes_at_their_probabilities():
+    """b1 ~ Bernoulli(0.8) on the input-aligned channels, b2 ~ Bernoulli(0.4)
+    on the new ones (per example, 8,000 examples in one call); each outcome's
+    frequency within 4.5 standard errors of its product probability."""
+    layer = PyramidSepDrop(0.2, identity_channels=2, new_drop_rate=0.6, granularity="sample",
+                           seed=12)
+    draws = 8000
+    masks = ops.convert_to_numpy(layer(np.ones((draws, 1, 1, 4), "float32"), training=True))
+    masks = masks.reshape(draws, 4)
+    assert (masks[:, 0] == masks[:, 1]).all() and (masks[:, 2] == masks[:, 3]).all()
+    keep1, keep2 = 0.8, 0.4
+    expected = {(1, 1): keep1 * keep2, (1, 0): keep1 * (1 - keep2),
+                (0, 1): (1 - keep1) * keep2, (0, 0): (1 - keep1) * (1 - keep2)}
+    for (b1, b2), probability in expected.items():
+        observed = np.mean((masks[:, 0] == b1) & (masks[:, 2] == b2))
+        tolerance = 4.5 * np.sqrt(probability * (1 - probability) / draws)
+        assert abs(observed - probability) < tolerance, ((b1, b2), observed, probability)
+
+
+def test_sepdrop_with_two_rates_scales_each_channel_group_at_inference():
+    layer = PyramidSepDrop(0.2, identity_channels=2, new_drop_rate=0.6)
+    x = np.arange(1, 13, dtype="float32").reshape(1, 1, 3, 4)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x)),
+                               x * np.array([0.8, 0.8, 0.4, 0.4], "float32"), rtol=1e-6)
+    tied = PyramidSepDrop(0.2, identity_channels=2, new_drop_rate=None)
+    assert tied.new_channels_drop_rate == 0.2
+    np.testing.assert_allclose(ops.convert_to_numpy(tied(x)), 0.8 * x, rtol=1e-6)
+
+
 def test_sepdrop_gates_are_independent_of_each_other():
     outcomes = sepdrop_outcomes(PyramidSepDrop(0.5, identity_channels=2, seed=3), 1000)
     correlation = np.corrcoef(outcomes[:, 0], outcomes[:, 1])[0, 1]
@@ -173,10 +202,11 @@ def test_shortcut_channels_first():
     [
         StochasticDepth(0.2, granularity="sample", seed=4),
         PyramidSepDrop(0.3, identity_channels=7, seed=4),
+        PyramidSepDrop(0.3, identity_channels=7, new_drop_rate=0.6, seed=4),
         ShakeDrop(0.1, alpha_range=(-0.5, 0.5), coefficient_granularity="element", seed=4),
         PyramidShortcut(12, 2),
     ],
-    ids=["drop", "sepdrop", "shakedrop", "shortcut"],
+    ids=["drop", "sepdrop", "sepdrop-two-rates", "shakedrop", "shortcut"],
 )
 def test_config_round_trip(layer):
     config = layer.get_config()
@@ -199,6 +229,8 @@ def test_unseeded_layer_still_has_an_int_seed():
         (lambda: StochasticDepth(-0.1), "drop_rate", "-0.1"),
         (lambda: StochasticDepth(0.5, granularity="pixel"), "granularity", "'pixel'"),
         (lambda: PyramidSepDrop(0.5, identity_channels=0), "identity_channels", "0"),
+        (lambda: PyramidSepDrop(0.5, 2, new_drop_rate=1.0), "new_drop_rate", "1.0"),
+        (lambda: PyramidSepDrop(0.5, 2, new_drop_rate=-0.5), "new_drop_rate", "-0.5"),
         (lambda: ShakeDrop(0.5, alpha_range=(1, -1)), "alpha_range", r"\(1, -1\)"),
         (lambda: PyramidShortcut(8, strides=3), "strides", "3"),
     ],

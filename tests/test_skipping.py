@@ -52,6 +52,7 @@ def numpy_values(variables):
 REGULARIZERS = {
     "drop": lambda seed: StochasticDepth(0.5, seed=seed),
     "sepdrop": lambda seed: PyramidSepDrop(0.5, identity_channels=2, seed=seed),
+    "sepdrop-two-rates": lambda seed: PyramidSepDrop(0.3, 2, new_drop_rate=0.7, seed=seed),
 }
 
 

@@ -33,12 +33,17 @@ RUN_DEFINING = (
     "batch_size",
     "lr",
     "drop_rate",
+    "new_drop_rate",
+    "drop_rate_schedule",
     "weight_decay",
     "seed",
     "steps_per_epoch",
     "validation_examples",
     "mixed_precision",
 )
+# Run-defining arguments newer than some run directories, with the value the
+# runs written before them had.
+ADDED_LATER = {"new_drop_rate": None, "drop_rate_schedule": "constant"}
 
 
 def parse_args(argv=None):
@@ -62,6 +67,15 @@ def parse_args(argv=None):
                         help="coupled L2 on every parameter")
     parser.add_argument("--drop-rate", type=cli.drop_probability, default=None,
                         help="the last unit's drop probability (default: the model's, 0.5)")
+    parser.add_argument("--new-drop-rate", type=cli.drop_probability, default=None,
+                        help="sepdrop models: the last unit's drop probability of the gate on "
+                             "the new channels (this project's extension; default: tied to "
+                             "--drop-rate, the paper)")
+    parser.add_argument("--drop-rate-schedule", type=cli.drop_rate_schedule, default="constant",
+                        help="the last unit's rate during training: constant (the paper), or "
+                             "ramp:FRACTION, linear from 0 to the target over that fraction "
+                             "of the steps (this project's extension); inference uses the "
+                             "target")
     parser.add_argument("--seed", type=cli.seed, default=0)
     parser.add_argument("--data-dir", default=None,
                         help="tfds data dir (default: tfds' own, or TFDS_DATA_DIR)")
@@ -111,7 +125,10 @@ def parse_args(argv=None):
         args.lr = values["learning_rate"] if args.lr is None else args.lr
         args.batch_size = args.batch_size or values["batch_size"]
         args.drop_rate = values["drop_rate"] if args.drop_rate is None else args.drop_rate
+        if args.new_drop_rate is None:
+            args.new_drop_rate = values["new_drop_rate"]
     args.model = args.model or "pyramidnet110_a48_sepdrop"
+    check_new_drop_rate(parser, args)
     args.batch_size = args.batch_size or 128
     if args.output_dir is None:
         args.output_dir = os.path.join("runs", f"{args.model}-{args.dataset}")
@@ -158,7 +175,7 @@ def prepare_run_dir(parser, args):
         parser.error(f"--output-dir {args.output_dir} is not writable")
     resolved = vars(args).copy()
     if os.path.exists(args_path):
-        previous = read_json(args_path)
+        previous = {**ADDED_LATER, **read_json(args_path)}
         changed = [k for k in RUN_DEFINING if previous.get(k) != resolved.get(k)]
         if changed:
             details = ", ".join(f"{k}: {previous.get(k)!r} -> {resolved.get(k)!r}" for k in changed)
@@ -169,12 +186,31 @@ def prepare_run_dir(parser, args):
     atomic_write_json(args_path, resolved)
 
 
+def check_new_drop_rate(parser, args):
+    """--new-drop-rate gates the new channels of PyramidSepDrop: other models have none."""
+    from keras_pyramid.applications import PRESETS
+
+    if args.new_drop_rate is None:
+        return
+    if args.architecture:  # --hparams
+        regularization = args.architecture["regularization"]
+    elif args.model in PRESETS:
+        regularization = PRESETS[args.model]["regularization"]
+    else:
+        return  # an unknown --model is refused with the list of names
+    if regularization != "sepdrop":
+        parser.error(f"--new-drop-rate needs a sepdrop model; --model {args.model} has "
+                     f"regularization {regularization}. Received: "
+                     f"--new-drop-rate {args.new_drop_rate}")
+
+
 def main(argv=None):
     parser, args = parse_args(argv)
     import keras
 
     import keras_pyramid
-    from keras_pyramid import data, distribution, hparams, recipe, skipping, training
+    from keras_pyramid import (data, distribution, drop_schedule, hparams, recipe, skipping,
+                               training)
 
     if args.architecture is None and args.model not in keras_pyramid.list_models():
         parser.error(
@@ -244,10 +280,11 @@ def main(argv=None):
               "skip_dropped": skip_dropped}
     with spread.scope():
         if args.architecture:
-            model = hparams.build_model({**args.architecture, "drop_rate": args.drop_rate},
-                                        **common)
+            model = hparams.build_model({**args.architecture, "drop_rate": args.drop_rate,
+                                         "new_drop_rate": args.new_drop_rate}, **common)
         else:
-            model = keras_pyramid.build(args.model, drop_rate=args.drop_rate, **common)
+            model = keras_pyramid.build(args.model, drop_rate=args.drop_rate,
+                                        new_drop_rate=args.new_drop_rate, **common)
         if args.sync_batch_norm and spread.strategy is not None:
             model = distribution.synchronized_batch_norm(model)
         distribution.check_gates(model, spread)
@@ -273,6 +310,8 @@ def main(argv=None):
                 verbose=args.verbose,
                 checkpoint_epochs=args.checkpoint_epochs,
                 checkpoint_steps=args.checkpoint_steps,
+                extra_callbacks=[drop_schedule.DropRateSchedule(drop_schedule.parse_schedule(
+                    args.drop_rate_schedule, plan.epochs * steps_per_epoch))],
             )
     except (training.CheckpointError, training.NonFiniteLoss) as error:
         print(f"error: {error}", file=sys.stderr)

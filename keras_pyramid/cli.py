@@ -51,6 +51,19 @@ non_negative_float = _argument_type(_finite, lambda v: v >= 0, "a finite number 
 drop_probability = _argument_type(_finite, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
+def drop_rate_schedule(text):
+    """An argparse type: "constant" or "ramp:FRACTION", FRACTION in (0, 1]."""
+    from keras_pyramid.drop_schedule import parse_schedule
+
+    try:
+        parse_schedule(text, total_steps=1)  # checks the form; steps come later
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be 'constant' or 'ramp:FRACTION' with FRACTION in (0, 1], got {text!r}"
+        ) from None
+    return text
+
+
 def check_batch_fits(parser, batch_size, examples, split, flag="--batch-size"):
     """A batch (or an example count, with `flag`) larger than its split cannot
     be formed (and would only ask the machine for memory it will not use)."""

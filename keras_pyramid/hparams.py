@@ -2,7 +2,10 @@
 what `applications/train.py --hparams FILE` reads (no KerasTuner needed).
 
     {"depth": 110, "alpha": 48, "regularization": "sepdrop", "drop_rate": 0.5,
-     "learning_rate": 0.1, "batch_size": 128}
+     "new_drop_rate": null, "learning_rate": 0.1, "batch_size": 128}
+
+`new_drop_rate` (PyramidSepDrop's rate for the new channels, this project's
+extension) is optional: null, or absent, ties it to `drop_rate` (the paper).
 """
 
 import json
@@ -10,7 +13,10 @@ import math
 
 from keras_pyramid.models import PyramidNet, default_name
 
-HPARAM_NAMES = ("depth", "alpha", "regularization", "drop_rate", "learning_rate", "batch_size")
+HPARAM_NAMES = ("depth", "alpha", "regularization", "drop_rate", "new_drop_rate",
+                "learning_rate", "batch_size")
+# Names a file or a search may leave out, and what that means: tied rates.
+OPTIONAL_DEFAULTS = {"new_drop_rate": None}
 REGULARIZATIONS = ("none", "drop", "sepdrop", "shakedrop")
 
 
@@ -27,6 +33,7 @@ def build_model(values, classes=10, input_shape=None, weight_decay=0.0, seed=Non
     return PyramidNet(
         values["depth"], values["alpha"], regularization=regularization,
         drop_rate=values["drop_rate"] if regularization else 0.0,
+        new_drop_rate=values.get("new_drop_rate") if regularization == "sepdrop" else None,
         input_shape=input_shape, classes=classes, weight_decay=weight_decay, seed=seed,
         name=model_name(values), skip_dropped=skip_dropped,
     )
@@ -37,7 +44,7 @@ def parse_value(name, text):
     try:
         if name in ("depth", "alpha", "batch_size"):
             value = int(text)
-        elif name in ("drop_rate", "learning_rate"):
+        elif name in ("drop_rate", "new_drop_rate", "learning_rate"):
             value = float(text)
         else:
             value = text
@@ -52,7 +59,7 @@ def parse_value(name, text):
         problem = "an int >= 1"
     elif name == "regularization" and value not in REGULARIZATIONS:
         problem = f"one of {REGULARIZATIONS}"
-    elif name == "drop_rate" and not 0.0 <= value < 1.0:
+    elif name in ("drop_rate", "new_drop_rate") and not 0.0 <= value < 1.0:
         problem = "in [0, 1)"
     elif name == "learning_rate" and not value > 0:
         problem = "> 0"
@@ -72,9 +79,12 @@ def load_hparams(path):
         raise ValueError(f"cannot read the hyperparameters file {path!r}: {error}") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path!r} must hold a JSON object of {HPARAM_NAMES}")
+    values = {**OPTIONAL_DEFAULTS, **values}
     missing = [name for name in HPARAM_NAMES if name not in values]
     unknown = [name for name in values if name not in HPARAM_NAMES]
     if missing or unknown:
-        raise ValueError(f"{path!r} must hold exactly {HPARAM_NAMES}; "
+        raise ValueError(f"{path!r} must hold exactly {HPARAM_NAMES} "
+                         f"({', '.join(OPTIONAL_DEFAULTS)} may be left out); "
                          f"missing {missing}, unknown {unknown}")
-    return {name: parse_value(name, str(values[name])) for name in HPARAM_NAMES}
+    return {name: None if values[name] is None and name in OPTIONAL_DEFAULTS
+            else parse_value(name, str(values[name])) for name in HPARAM_NAMES}

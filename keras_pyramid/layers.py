@@ -88,7 +88,7 @@ def _gate_shape(inputs, granularity):
 def bernoulli_gate(shape, keep_probability, seed, dtype):
     """A {0, 1} tensor of `shape` whose entries are 1 with `keep_probability`."""
     uniform = keras.random.uniform(shape, dtype=dtype, seed=seed)
-    return ops.cast(ops.less(uniform, keep_probability), dtype)
+    return ops.cast(ops.less(uniform, ops.cast(keep_probability, dtype)), dtype)
 
 
 class _BranchRegularizer(keras.layers.Layer):
@@ -103,6 +103,25 @@ class _BranchRegularizer(keras.layers.Layer):
         self.seed = _resolve_seed(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.supports_masking = True
+        # Training drops with `drop_rate * rate_scale`. A drop-rate schedule
+        # (keras_pyramid.drop_schedule) sets the scale between steps: state,
+        # not a Python constant, so the compiled step is never retraced, and
+        # checkpoints carry it. Inference always uses `drop_rate`, the target.
+        # Created here (it depends on no input shape), as the seed generator.
+        self.rate_scale = self.add_weight(
+            shape=(), initializer="ones", trainable=False, name="rate_scale"
+        )
+
+    def training_rate(self, drop_rate):
+        """`drop_rate` (the layer's, or one of its gates') times the schedule's scale."""
+        return ops.cast(drop_rate, self.rate_scale.dtype) * self.rate_scale
+
+    def load_own_variables(self, store):
+        # Files saved before drop-rate schedules existed hold no rate_scale:
+        # they load with the scale at 1 (the constant schedule they trained with).
+        if not len(store.keys()):
+            return
+        super().load_own_variables(store)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -153,7 +172,8 @@ class StochasticDepth(_BranchRegularizer):
     def draw_gates(self, shape, dtype):
         """The training gates `(b,)`, drawn apart from their use so that
         `SkippableBranch` can skip F when they are closed."""
-        return (bernoulli_gate(shape, 1.0 - self.drop_rate, self.seed_generator, dtype),)
+        keep = 1.0 - self.training_rate(self.drop_rate)
+        return (bernoulli_gate(shape, keep, self.seed_generator, dtype),)
 
     def apply_gates(self, inputs, gates):
         return inputs * gates[0]
@@ -254,9 +274,10 @@ class PyramidSepDrop(_BranchRegularizer):
     def draw_gates(self, shape, dtype):
         """The training gates `(b1, b2)`, drawn apart from their use (see
         `StochasticDepth.draw_gates`)."""
-        identity_gate = bernoulli_gate(shape, 1.0 - self.drop_rate, self.seed_generator, dtype)
-        new_gate = bernoulli_gate(shape, 1.0 - self.new_channels_drop_rate,
-                                  self.seed_generator, dtype)
+        identity_keep = 1.0 - self.training_rate(self.drop_rate)
+        new_keep = 1.0 - self.training_rate(self.new_channels_drop_rate)
+        identity_gate = bernoulli_gate(shape, identity_keep, self.seed_generator, dtype)
+        new_gate = bernoulli_gate(shape, new_keep, self.seed_generator, dtype)
         return identity_gate, new_gate
 
     def apply_gates(self, inputs, gates):
@@ -338,7 +359,7 @@ class ShakeDrop(_BranchRegularizer):
         dtype = inputs.dtype
         gate = bernoulli_gate(
             _gate_shape(inputs, self.granularity),
-            1.0 - self.drop_rate,
+            1.0 - self.training_rate(self.drop_rate),
             self.seed_generator,
             dtype,
         )

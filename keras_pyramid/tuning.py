@@ -11,6 +11,9 @@ The search space (every hyperparameter has a default, the papers' setting):
     regularization  choice  none, drop, sepdrop, shakedrop               sepdrop
     drop_rate       float   0 .. 0.9, step 0.05: the LAST unit's rate;  0.5
                             unit l of L gets l / L * drop_rate (unused with none)
+    new_drop_rate   float   0 .. 0.9, step 0.05: sepdrop's rate for     tied to drop_rate
+                            the new channels; searched only when the
+                            space declares it (`--hp new_drop_rate=0:0.9`)
     learning_rate   float   0.01 .. 1, log scale                        the recipe's
     batch_size      choice  64, 128, 256                                 the recipe's
 
@@ -26,7 +29,8 @@ import keras
 import keras_tuner as kt
 
 from keras_pyramid import recipe as recipes
-from keras_pyramid.hparams import HPARAM_NAMES, REGULARIZATIONS, build_model, parse_value
+from keras_pyramid.hparams import (HPARAM_NAMES, OPTIONAL_DEFAULTS, REGULARIZATIONS, build_model,
+                                   parse_value)
 from keras_pyramid.training import atomic_write_json, read_json
 
 DEPTHS = (20, 32, 44, 56, 110)
@@ -71,6 +75,8 @@ class PyramidHyperModel(kt.HyperModel):
             "regularization": hp.Choice("regularization", REGULARIZATIONS, default="sepdrop"),
             "drop_rate": hp.Float("drop_rate", *DROP_RATE_RANGE[:2], step=DROP_RATE_RANGE[2],
                                   default=0.5),
+            # Tied to drop_rate (the paper) unless the search space frees it.
+            "new_drop_rate": hp.get("new_drop_rate") if "new_drop_rate" in hp else None,
             "learning_rate": hp.Float("learning_rate", *LEARNING_RATE_RANGE, sampling="log",
                                       default=self.recipe.learning_rate),
             "batch_size": hp.Choice("batch_size", batch_sizes, default=self.recipe.batch_size),
@@ -122,7 +128,7 @@ def search_space(overrides):
             raise ValueError(f"unknown hyperparameter {name!r}; tunable: {', '.join(HPARAM_NAMES)}")
         spec = str(spec).strip()
         if ":" in spec:
-            if name not in ("alpha", "drop_rate", "learning_rate"):
+            if name not in ("alpha", "drop_rate", "new_drop_rate", "learning_rate"):
                 raise ValueError(f"hyperparameter {name!r} takes a value or a comma list, "
                                  f"not a range. Received: {name}={spec!r}")
             low, high = (parse_value(name, part) for part in spec.split(":", 1))
@@ -131,7 +137,7 @@ def search_space(overrides):
                                  f"Received: {name}={spec!r}")
             if name == "alpha":
                 hp.Int(name, low, high, step=ALPHA_RANGE[2])
-            elif name == "drop_rate":
+            elif name in ("drop_rate", "new_drop_rate"):
                 hp.Float(name, low, high, step=DROP_RATE_RANGE[2])
             else:
                 hp.Float(name, low, high, sampling="log")
@@ -147,7 +153,8 @@ def search_space(overrides):
 def best_hparams(tuner):
     """The best trial's values, in the `--hparams` file format."""
     best = tuner.get_best_hyperparameters(1)[0]
-    return {name: best.get(name) for name in HPARAM_NAMES}
+    return {name: best.get(name) if name in best else OPTIONAL_DEFAULTS[name]
+            for name in HPARAM_NAMES}
 
 
 STARTS_PER_TRIAL = "starts_per_trial.json"

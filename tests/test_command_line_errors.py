@@ -52,6 +52,12 @@ CASES = [
     ("train", ["--drop-rate", "1.0"], "--drop-rate: must be in [0, 1), got 1.0"),
     ("train", ["--drop-rate", "-0.5"], "--drop-rate: must be in [0, 1), got -0.5"),
     ("train", ["--drop-rate", "nan"], "--drop-rate: must be a finite number, got nan"),
+    ("train", ["--new-drop-rate", "1.0"], "--new-drop-rate: must be in [0, 1), got 1.0"),
+    ("train", ["--drop-rate-schedule", "ramp:1.5"],
+     "--drop-rate-schedule: must be 'constant' or 'ramp:FRACTION' with FRACTION in (0, 1], "
+     "got 'ramp:1.5'"),
+    ("train", ["--model", "pyramidnet20_a48_drop", "--new-drop-rate", "0.2"],
+     "--new-drop-rate needs a sepdrop model; --model pyramidnet20_a48_drop has regularization drop"),
     ("train", ["--seed", "-1"], "--seed: must be an int in [0, 2**32 - 1], got -1"),
     ("train", ["--seed", "4294967296"], "--seed: must be an int in [0, 2**32 - 1]"),
     ("train", ["--steps-per-epoch", "0"], "--steps-per-epoch: must be an int >= 1, got 0"),

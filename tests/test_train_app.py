@@ -95,9 +95,11 @@ sys.exit(runpy.run_path({train!r})["main"](sys.argv[1:]))
 def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, cifar10_sample_tfds_dir):
     """Killed right after the checkpoint of global step 8 (epoch 2, step 3 of
     5), a run resumes inside epoch 2 without redoing epoch 1, keeps what it
-    wrote, ends with the weights of a run that was never interrupted, and
-    leaves a run directory a fresh process loads with the defaults."""
-    options = ("--epochs", "2", "--steps-per-epoch", "5", "--checkpoint-steps", "2")
+    wrote, ends with the weights of a run that was never interrupted (the
+    drop-rate ramp over the first 9 of 10 steps continued where it stopped),
+    and leaves a run directory a fresh process loads with the defaults."""
+    options = ("--epochs", "2", "--steps-per-epoch", "5", "--checkpoint-steps", "2",
+               "--drop-rate-schedule", "ramp:0.9")
     straight = run(train_command(tmp_path / "straight", cifar10_sample_tfds_dir, *options))
     assert straight.returncode == 0, straight.stderr[-3000:]
 

@@ -48,8 +48,22 @@ def test_every_hyperparameter_has_the_papers_default():
     hp = kt.HyperParameters()
     values = tuning.PyramidHyperModel().values(hp)
     assert values == {"depth": 110, "alpha": 48, "regularization": "sepdrop",
-                      "drop_rate": 0.5, "learning_rate": 0.1, "batch_size": 128}
-    assert set(hp.values) == set(hparams.HPARAM_NAMES)
+                      "drop_rate": 0.5, "new_drop_rate": None, "learning_rate": 0.1,
+                      "batch_size": 128}
+    # The new channels' rate is tied to drop_rate (the paper) unless freed.
+    assert set(hp.values) == set(hparams.HPARAM_NAMES) - {"new_drop_rate"}
+
+
+def test_a_freed_new_drop_rate_is_searched_and_reaches_the_model():
+    space = tuning.search_space({"new_drop_rate": "0:0.9"})
+    (freed,) = [h for h in space.space if h.name == "new_drop_rate"]
+    assert (freed.min_value, freed.max_value, freed.step) == (0.0, 0.9, 0.05)
+    model = hypermodel().build(fixed({**TINY, "new_drop_rate": 0.6}))
+    layers = regularizers(model)
+    assert [layer.new_drop_rate for layer in layers] == pytest.approx([0.2, 0.4, 0.6])
+    assert [layer.drop_rate for layer in layers] == pytest.approx([0.1, 0.2, 0.3])
+    tied = hypermodel().build(fixed(TINY))
+    assert all(layer.new_drop_rate is None for layer in regularizers(tied))
 
 
 def test_fixed_values_reach_the_built_model():
@@ -108,6 +122,7 @@ def test_search_space_fixes_narrows_and_restricts():
     ({"depth": "20:56"}, "not a range"),
     ({"alpha": "96:24"}, "LOW < HIGH"),
     ({"drop_rate": "1.0"}, "drop_rate='1.0'"),
+    ({"new_drop_rate": "0:1.5"}, "new_drop_rate='1.5'"),
     ({"regularization": "dropout"}, "regularization='dropout'"),
     ({"alpha": "wide"}, "alpha='wide'"),
 ])
@@ -119,7 +134,9 @@ def test_bad_search_space_overrides_name_the_value(overrides, message):
 def test_hparams_files_are_checked(tmp_path):
     path = tmp_path / "best.json"
     path.write_text(json.dumps(TINY))
-    assert hparams.load_hparams(path) == TINY
+    assert hparams.load_hparams(path) == {**TINY, "new_drop_rate": None}  # tied
+    path.write_text(json.dumps({**TINY, "new_drop_rate": 0.7}))
+    assert hparams.load_hparams(path)["new_drop_rate"] == 0.7
     path.write_text(json.dumps({**TINY, "width": 3}))
     with pytest.raises(ValueError, match="unknown \\['width'\\]"):
         hparams.load_hparams(path)

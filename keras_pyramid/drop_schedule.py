@@ -1,0 +1,110 @@
+"""Drop-rate schedules: the last unit's rate changing during training.
+
+This project's extension (SPEC section 2; the papers keep the rate constant).
+A schedule is a function `scale(step) -> [0, 1]` of the global training step;
+every branch regularizer then drops with `scale * d_l`, so the linear rule
+`d_l = (l / L) * scale * d_L` holds at every step. `DropRateSchedule` writes
+the scale into the layers' `rate_scale` state before each step: no rebuild,
+no retrace, and since the scale is a function of the optimizer's step, a
+resumed run continues the schedule exactly. Inference and export always use
+the target rate `d_L`.
+
+    model.fit(..., callbacks=[DropRateSchedule(ramp(0.3, total_steps))])
+"""
+
+import keras
+
+from keras_pyramid.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+
+SCHEDULE_KINDS = ("constant", "ramp")
+# The scale changes in steps of 1 / RESOLUTION: a ramp over thousands of
+# steps then writes the state about RESOLUTION times, not at every step (a
+# write costs a state sync under JAX).
+RESOLUTION = 1000
+
+
+def constant():
+    """The papers' schedule: the target rate from the first step."""
+    return lambda step: 1.0
+
+
+def ramp(fraction, total_steps):
+    """Linear from 0 to the target over the first `fraction` of `total_steps`,
+    then the target (as scheduled drop-path does)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ValueError(f"`fraction` must be in (0, 1]. Received: fraction={fraction!r}")
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(
+            f"`total_steps` must be an int >= 1. Received: total_steps={total_steps!r}"
+        )
+    ramp_steps = max(1, round(fraction * total_steps))
+    return lambda step: min(1.0, step / ramp_steps)
+
+
+def parse_schedule(text, total_steps):
+    """`"constant"` or `"ramp:FRACTION"` (e.g. "ramp:0.3") -> a schedule."""
+    kind, _, argument = str(text).partition(":")
+    if kind == "constant" and not argument:
+        return constant()
+    if kind == "ramp" and argument:
+        try:
+            fraction = float(argument)
+        except ValueError:
+            fraction = None
+        if fraction is not None and 0 < fraction <= 1:
+            return ramp(fraction, total_steps)
+    raise ValueError(
+        "`schedule` must be 'constant' or 'ramp:FRACTION' with FRACTION in (0, 1]. "
+        f"Received: schedule={text!r}"
+    )
+
+
+def branch_regularizers(model):
+    """Every drop-rate-carrying layer of `model`, also inside skippable branches."""
+    kinds = (StochasticDepth, PyramidSepDrop, ShakeDrop)
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, kinds) and layer not in found:
+            found.append(layer)
+    return found
+
+
+class DropRateSchedule(keras.callbacks.Callback):
+    """Sets the regularizers' rate scale to `schedule(step)` before each
+    training step, `step` the optimizer's global step (so a resumed fit goes
+    on where it stopped).
+
+    Args:
+        schedule: a function of the global step (0-based) to a scale in
+            [0, 1], e.g. `ramp(0.3, total_steps)`.
+    """
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = schedule
+        self.scale = None  # the value in the layers' state
+
+    def on_train_begin(self, logs=None):
+        self._layers = branch_regularizers(self.model)
+        # Read once: under JAX the optimizer's variables live in the trainer's
+        # state during an epoch. Counting batches from here is exact.
+        self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.scale = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        scale = min(1.0, max(0.0, float(self.schedule(self.step))))
+        scale = round(scale * RESOLUTION) / RESOLUTION
+        if scale != self.scale:
+            self._write(scale)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+
+    def _write(self, scale):
+        if keras.backend.backend() == "jax":
+            # The trainer holds the step's state; put it back into the
+            # variables first, and the next step reads it again, scale included.
+            self.model.jax_state_sync()
+        for layer in self._layers:
+            layer.rate_scale.assign(scale)
+        self.scale = scale

@@ -8,8 +8,8 @@ tracing or XLA compilation; the second is the steady cost). Under JAX, Keras'
 initializers compile one XLA program per weight shape, which makes a plain
 build of a deep network take minutes; the cheap way, measured instead, builds
 under `keras.StatelessScope(initialize_variables=False)` (shapes only) and
-fills the variables from NumPy (He normal over fan-out for kernels, BN as
-initialized), which is what loading trained weights does anyway.
+fills the variables with `keras_pyramid.models.initialize_with_numpy` (the
+same distributions, drawn by NumPy).
 Results go to a JSON file and a Markdown table on stdout. Not a test.
 """
 
@@ -25,39 +25,20 @@ REPO = os.path.dirname(HERE)
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def numpy_values(variable, rng):
-    """A value for `variable` without running its Keras initializer."""
-    import numpy as np
-
-    name, shape = variable.path.rsplit("/", 1)[-1], tuple(variable.shape)
-    if not str(variable.dtype).startswith("float"):
-        return np.zeros(shape, variable.dtype)  # seed generator states
-    if name in ("gamma", "moving_variance", "rate_scale", "variance"):
-        return np.ones(shape, variable.dtype)
-    if len(shape) == 4:  # conv kernel (kh, kw, in, out): He normal over fan-out
-        fan_out = shape[0] * shape[1] * shape[3]
-        return rng.normal(0, (2.0 / fan_out) ** 0.5, shape).astype(variable.dtype)
-    if len(shape) == 2:
-        return rng.uniform(-(1 / shape[0]) ** 0.5, (1 / shape[0]) ** 0.5, shape).astype(
-            variable.dtype)
-    return np.zeros(shape, variable.dtype)
-
-
 def measure(name, size):
     import keras
     import numpy as np
 
     import keras_pyramid
+    from keras_pyramid.models import initialize_with_numpy
 
     backend = keras.backend.backend()
     start = time.perf_counter()
     if backend == "jax":
         with keras.StatelessScope(initialize_variables=False):
             model = keras_pyramid.build(name, input_shape=(size, size, 3))
-        rng = np.random.default_rng(0)
-        for variable in model.variables:
-            variable.assign(numpy_values(variable, rng))
-        how = "stateless build + NumPy values"
+        initialize_with_numpy(model)
+        how = "stateless build + initialize_with_numpy"
     else:
         model = keras_pyramid.build(name, input_shape=(size, size, 3))
         how = "build with Keras' initializers"

@@ -12,6 +12,7 @@ import math
 import os
 
 import keras
+import numpy as np
 
 from keras_pyramid.blocks import batch_norm, conv, pyramidal_unit
 from keras_pyramid.layers import _check_drop_rate, check_regularization
@@ -241,6 +242,63 @@ def torch_linear_initializers(fan_in):
     bound = 1.0 / math.sqrt(fan_in)
     kernel = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
     return kernel, keras.initializers.RandomUniform(-bound, bound)
+
+
+def initialize_with_numpy(model, seed=0):
+    """Gives every variable of `model` its initial value, random ones drawn with NumPy.
+
+    For a model built under `keras.StatelessScope(initialize_variables=False)`
+    (shapes only). Under JAX each random Keras initializer compiles an XLA
+    program per weight shape, so a deep network takes minutes to build the
+    plain way; this takes seconds. The distributions are the initializers':
+    `VarianceScaling(scale, mode, distribution)` draws with variance
+    `scale / n`, n the fan-in, fan-out or their mean (normal, truncated at two
+    standard deviations, or uniform on `+-sqrt(3 scale / n)`), `RandomUniform`
+    on its range; constant initializers (BN, seed states, rate scales) run as
+    they are. Variables that already hold values are left as they are.
+    Returns the model.
+    """
+    # Keras keeps a variable's pending initializer, and its list of variables
+    # waiting for one, only privately: the draws replace those initializers,
+    # and Keras' own deferred initialization then runs them, once.
+    from keras.src.backend.common.variables import initialize_all_variables
+
+    rng = np.random.default_rng(seed)
+    for variable in model.variables:
+        if variable._value is not None:  # built the plain way: nothing pending
+            continue
+        value = _numpy_draw(variable._initializer, tuple(variable.shape), rng)
+        if value is not None:
+            variable._initializer = lambda shape, dtype, value=value: value.astype(dtype)
+    initialize_all_variables()
+    return model
+
+
+def _numpy_draw(initializer, shape, rng):
+    """A NumPy draw from a random Keras initializer, or None for any other."""
+    if isinstance(initializer, keras.initializers.RandomUniform):
+        return rng.uniform(initializer.minval, initializer.maxval, shape)
+    if not isinstance(initializer, keras.initializers.VarianceScaling):
+        return None
+    receptive = math.prod(shape[:-2]) if len(shape) > 2 else 1
+    fan_in = shape[-2] * receptive if len(shape) > 1 else shape[0]
+    fan_out = shape[-1] * receptive if len(shape) > 1 else shape[0]
+    n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[
+        initializer.mode]
+    variance = initializer.scale / max(1.0, n)
+    if initializer.distribution == "uniform":
+        limit = math.sqrt(3.0 * variance)
+        return rng.uniform(-limit, limit, shape)
+    if initializer.distribution == "untruncated_normal":
+        return rng.normal(0.0, math.sqrt(variance), shape)
+    # Truncated at two standard deviations, rescaled to keep the variance.
+    stddev = math.sqrt(variance) / 0.87962566103423978
+    draw = rng.normal(0.0, stddev, shape)
+    outside = np.abs(draw) > 2 * stddev
+    while outside.any():
+        draw[outside] = rng.normal(0.0, stddev, int(outside.sum()))
+        outside = np.abs(draw) > 2 * stddev
+    return draw
 
 
 def PyramidNet(

@@ -112,6 +112,31 @@ def test_imagenet_stem_and_stage_plan_follow_resnet():
     assert keras_pyramid.models.stage_plan(110) == (18, 18, 18)
 
 
+def test_initialize_with_numpy_follows_the_initializers():
+    from keras_pyramid.models import initialize_with_numpy
+
+    with keras.StatelessScope(initialize_variables=False):
+        model = tiny_model("sepdrop", depth=14, alpha=48, seed=5)
+    initialize_with_numpy(model, seed=0)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("stage3_unit2_conv2").kernel)
+    # He normal over fan-out, untruncated: std sqrt(2 / (3 * 3 * out)).
+    expected = np.sqrt(2.0 / (9 * kernel.shape[-1]))
+    assert abs(kernel.std() / expected - 1) < 0.05 and abs(kernel.mean()) < 0.05 * expected
+    head = keras.ops.convert_to_numpy(model.get_layer("predictions").kernel)
+    bound = 1 / np.sqrt(head.shape[0])  # PyTorch's nn.Linear
+    assert np.abs(head).max() <= bound and np.abs(head).max() > 0.9 * bound
+    bn = model.get_layer("stage1_unit1_bn1")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bn.gamma), 1.0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bn.moving_mean), 0.0)
+    # Seed states as a plain build sets them: the gates draw the same stream.
+    plain = tiny_model("sepdrop", depth=14, alpha=48, seed=5)
+    seeds = [[keras.ops.convert_to_numpy(v) for v in m.variables if "seed" in v.path]
+             for m in (model, plain)]
+    assert len(seeds[0]) == 6
+    for ours, theirs in zip(*seeds):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_multiplicative_widths_follow_the_rule():
     """SPEC 1c: c_k = c_{k-1} * alpha^(1/N) from 16, D_k = floor(c_k + 0.5)."""
     for alpha in (4.75, 8, 27):
@@ -384,12 +409,15 @@ def test_weights_ported_from_pytorch_give_the_same_logits(variant, bottleneck):
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # the benchmark's yardstick
     from torch_pyramidnet import TorchPyramidNet
 
-    from keras_pyramid.models import VARIANTS, stage_plan
+    from keras_pyramid.models import VARIANTS, initialize_with_numpy, stage_plan
 
     depth, alpha, size = {("cifar", False): (8, 6, 16), ("cifar", True): (11, 6, 16),
                           ("imagenet", True): (50, 48, 64)}[variant, bottleneck]
-    model = tiny_model(depth=depth, alpha=alpha, bottleneck=bottleneck, variant=variant,
-                       classes=10, classifier_activation=None, input_shape=(size, size, 3))
+    with keras.StatelessScope(initialize_variables=False):  # cheap under JAX
+        model = tiny_model(depth=depth, alpha=alpha, bottleneck=bottleneck, variant=variant,
+                           classes=10, classifier_activation=None,
+                           input_shape=(size, size, 3))
+    initialize_with_numpy(model)
     reference = TorchPyramidNet(unit_widths(depth, alpha, bottleneck, variant=variant),
                                 bottleneck, classes=10, variant=variant,
                                 stages=stage_plan(depth, bottleneck, variant))

@@ -41,7 +41,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 sys.path.insert(0, REPO)
-from keras_pyramid.presets import ARCHITECTURES  # noqa: E402  (pure data: no keras import)
+# The package's __init__ imports keras (and its default backend) here too;
+# every measuring process sets its own backend and threads before timing.
+from keras_pyramid.presets import ARCHITECTURES  # noqa: E402
 
 # The registry's CIFAR networks with additive widening (what the PyTorch
 # yardstick builds), by registry name.

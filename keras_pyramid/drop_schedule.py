@@ -7,7 +7,9 @@ every branch regularizer then drops with `scale * d_l`, so the linear rule
 the scale into the layers' `rate_scale` state before each step: no rebuild,
 no retrace, and since the scale is a function of the optimizer's step, a
 resumed run continues the schedule exactly. Inference and export always use
-the target rate `d_L`.
+the target rate `d_L` (what the finished network is served with), so an
+evaluation in the middle of a ramp scales the branches by `1 - d_l`, not by
+that step's training keep probability.
 
     model.fit(..., callbacks=[DropRateSchedule(ramp(0.3, total_steps))])
 """
@@ -41,9 +43,9 @@ def ramp(fraction, total_steps):
     return lambda step: min(1.0, step / ramp_steps)
 
 
-def parse_schedule(text, total_steps):
+def parse_schedule(schedule, total_steps):
     """`"constant"` or `"ramp:FRACTION"` (e.g. "ramp:0.3") -> a schedule."""
-    kind, _, argument = str(text).partition(":")
+    kind, _, argument = str(schedule).partition(":")
     if kind == "constant" and not argument:
         return constant()
     if kind == "ramp" and argument:
@@ -55,7 +57,7 @@ def parse_schedule(text, total_steps):
             return ramp(fraction, total_steps)
     raise ValueError(
         "`schedule` must be 'constant' or 'ramp:FRACTION' with FRACTION in (0, 1]. "
-        f"Received: schedule={text!r}"
+        f"Received: schedule={schedule!r}"
     )
 
 
@@ -85,6 +87,13 @@ class DropRateSchedule(keras.callbacks.Callback):
         self.scale = None  # the value in the layers' state
 
     def on_train_begin(self, logs=None):
+        # One on_train_batch_* call per step is what the step count relies on.
+        if getattr(self.model, "steps_per_execution", 1) > 1:
+            raise ValueError(
+                "DropRateSchedule counts steps by batch callbacks, which run once per "
+                "`steps_per_execution` steps: compile with steps_per_execution=1. Received: "
+                f"steps_per_execution={self.model.steps_per_execution!r}"
+            )
         self._layers = branch_regularizers(self.model)
         # Read once: under JAX the optimizer's variables live in the trainer's
         # state during an epoch. Counting batches from here is exact.

@@ -20,6 +20,15 @@ OPTIONAL_DEFAULTS = {"new_drop_rate": None}
 REGULARIZATIONS = ("none", "drop", "sepdrop", "shakedrop")
 
 
+def effective(values):
+    """`values` with `new_drop_rate` None unless the model is "sepdrop": the
+    other regularizers have no new-channels gate, so a value drawn for them
+    means nothing (and is not reported or written)."""
+    if values.get("regularization") != "sepdrop" and values.get("new_drop_rate") is not None:
+        return {**values, "new_drop_rate": None}
+    return values
+
+
 def model_name(values):
     """`pyramidnet{depth}_a{alpha}[_{regularization}]`, as in the registry."""
     regularization = None if values["regularization"] == "none" else values["regularization"]
@@ -86,5 +95,5 @@ def load_hparams(path):
         raise ValueError(f"{path!r} must hold exactly {HPARAM_NAMES} "
                          f"({', '.join(OPTIONAL_DEFAULTS)} may be left out); "
                          f"missing {missing}, unknown {unknown}")
-    return {name: None if values[name] is None and name in OPTIONAL_DEFAULTS
-            else parse_value(name, str(values[name])) for name in HPARAM_NAMES}
+    return effective({name: None if values[name] is None and name in OPTIONAL_DEFAULTS
+                      else parse_value(name, str(values[name])) for name in HPARAM_NAMES})

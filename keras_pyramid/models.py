@@ -105,7 +105,8 @@ def stage_plan(depth, bottleneck=False, variant="cifar"):
             "`bottleneck` must be True for variant='imagenet' (the ImageNet PyramidNets "
             f"have bottleneck units only). Received: bottleneck={bottleneck!r}"
         )
-    if isinstance(depth, bool) or depth not in IMAGENET_STAGE_UNITS:
+    if (isinstance(depth, bool) or not isinstance(depth, int)
+            or depth not in IMAGENET_STAGE_UNITS):
         raise ValueError(
             f"`depth` must be one of {tuple(IMAGENET_STAGE_UNITS)} for variant='imagenet' "
             f"(ResNet's unit counts). Received: depth={depth!r}"
@@ -256,7 +257,8 @@ def initialize_with_numpy(model, seed=0):
     standard deviations, or uniform on `+-sqrt(3 scale / n)`), `RandomUniform`
     on its range; constant initializers (BN, seed states, rate scales) run as
     they are. Variables that already hold values are left as they are.
-    Returns the model.
+    Keras' deferred initialization then also initializes any other model
+    still waiting for it (with its own initializers). Returns the model.
     """
     # Keras keeps a variable's pending initializer, and its list of variables
     # waiting for one, only privately: the draws replace those initializers,

@@ -354,7 +354,7 @@ def fit(
     completed, step, history = restore(model, run_dir)
     if completed or step:
         where = f" and {step} steps of epoch {completed + 1}" if step else ""
-        print(f"Resuming after epoch {completed}{where} of {epochs} from {run_dir}")
+        print(f"Resuming after epoch {completed}{where} of {epochs} from {run_dir}", flush=True)
     checkpoint = Checkpoint(run_dir, steps_per_epoch, epochs, history,
                             every_epochs=checkpoint_epochs, every_steps=checkpoint_steps)
     guard = StopOnNonFiniteLoss(steps_per_epoch)

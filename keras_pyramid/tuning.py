@@ -30,7 +30,7 @@ import keras_tuner as kt
 
 from keras_pyramid import recipe as recipes
 from keras_pyramid.hparams import (HPARAM_NAMES, OPTIONAL_DEFAULTS, REGULARIZATIONS, build_model,
-                                   parse_value)
+                                   effective, parse_value)
 from keras_pyramid.training import atomic_write_json, read_json
 
 DEPTHS = (20, 32, 44, 56, 110)
@@ -69,7 +69,7 @@ class PyramidHyperModel(kt.HyperModel):
         """Declares every hyperparameter (with its default) and returns the
         values of this trial."""
         batch_sizes = sorted({*BATCH_SIZES, self.recipe.batch_size})
-        return {
+        return effective({
             "depth": hp.Choice("depth", DEPTHS, default=110),
             "alpha": hp.Int("alpha", *ALPHA_RANGE[:2], step=ALPHA_RANGE[2], default=48),
             "regularization": hp.Choice("regularization", REGULARIZATIONS, default="sepdrop"),
@@ -80,7 +80,7 @@ class PyramidHyperModel(kt.HyperModel):
             "learning_rate": hp.Float("learning_rate", *LEARNING_RATE_RANGE, sampling="log",
                                       default=self.recipe.learning_rate),
             "batch_size": hp.Choice("batch_size", batch_sizes, default=self.recipe.batch_size),
-        }
+        })
 
     def steps(self, batch_size):
         return self.steps_per_epoch or max(1, self.train_examples // batch_size)
@@ -153,8 +153,8 @@ def search_space(overrides):
 def best_hparams(tuner):
     """The best trial's values, in the `--hparams` file format."""
     best = tuner.get_best_hyperparameters(1)[0]
-    return {name: best.get(name) if name in best else OPTIONAL_DEFAULTS[name]
-            for name in HPARAM_NAMES}
+    return effective({name: best.get(name) if name in best else OPTIONAL_DEFAULTS[name]
+                      for name in HPARAM_NAMES})
 
 
 STARTS_PER_TRIAL = "starts_per_trial.json"

@@ -13,7 +13,7 @@ import io
 import os
 
 from keras_pyramid.training import atomic_write_json, atomic_write_text, temporary_path
-from keras_pyramid.hparams import HPARAM_NAMES
+from keras_pyramid.hparams import HPARAM_NAMES, effective
 
 COLUMNS = ("trial", "status", "score", *HPARAM_NAMES)
 
@@ -27,7 +27,7 @@ def trial_rows(oracle):
             "trial": trial.trial_id,
             "status": str(trial.status),
             "score": None if trial.score is None else float(trial.score),
-            **{name: values.get(name) for name in HPARAM_NAMES},
+            **effective({name: values.get(name) for name in HPARAM_NAMES}),
         })
     return sorted(rows, key=lambda row: (row["score"] is None, -(row["score"] or 0.0),
                                          row["trial"]))

@@ -81,8 +81,11 @@ def keras_inference(model, images):
 
 def trained_tiny_classifier(regularization="sepdrop"):
     """Depth 8 at 32x32, trained 3 steps so that the BatchNorm moving
-    statistics (what inference uses) are no longer their initial values."""
-    model = tiny_model(regularization, input_shape=IMAGE_SHAPE, classes=CLASSES)
+    statistics (what inference uses) are no longer their initial values.
+    SepDrop gets two rates: the served graph must scale each channel group
+    by its own keep probability."""
+    rates = {"new_drop_rate": 0.2} if regularization == "sepdrop" else {}
+    model = tiny_model(regularization, input_shape=IMAGE_SHAPE, classes=CLASSES, **rates)
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (24, *IMAGE_SHAPE)).astype("float32")

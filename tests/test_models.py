@@ -358,6 +358,7 @@ def test_named_builders_carry_the_paper_defaults():
         (dict(head_dropout=1.0), r"head_dropout=1.0"),
         (dict(variant="imagenet", depth=50), r"bottleneck=False"),
         (dict(variant="imagenet", depth=110, bottleneck=True), r"depth=110"),
+        (dict(variant="imagenet", depth=101.0, bottleneck=True), r"depth=101.0"),
         (dict(variant="imagenet", depth=50, bottleneck=True), r"input_shape=\(16, 16, 3\)"),
         (dict(variant="imagenet", depth=50, bottleneck=True, input_shape=(48, 48, 3)),
          r"multiples of 32.*input_shape=\(48, 48, 3\)"),

@@ -22,7 +22,7 @@ print(json.dumps({{"backend": keras.backend.backend(), "name": model.name}}))
 
 
 def save_tiny_sepdrop(tmp_path):
-    model = tiny_model("sepdrop", classifier_activation=None)
+    model = tiny_model("sepdrop", classifier_activation=None, new_drop_rate=0.2)
     x = random_images(3)
     # One training step so BN statistics and weights are not the init values.
     model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(True))
@@ -70,6 +70,7 @@ def test_loaded_model_keeps_its_regularizers(tmp_path):
     layer = loaded.get_layer("stage2_unit1_sepdrop")
     assert isinstance(layer, PyramidSepDrop)
     assert layer.identity_channels == 18 and layer.drop_rate == pytest.approx(1 / 3)
+    assert layer.new_drop_rate == pytest.approx(0.2 * 2 / 3)  # the linear rule, unit 2 of 3
 
 
 def test_mixed_bfloat16_forward_and_backward():

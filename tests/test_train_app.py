@@ -93,11 +93,13 @@ sys.exit(runpy.run_path({train!r})["main"](sys.argv[1:]))
 
 
 def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, cifar10_sample_tfds_dir):
-    """Killed right after the checkpoint of global step 8 (epoch 2, step 3 of
-    5), a run resumes inside epoch 2 without redoing epoch 1, keeps what it
-    wrote, ends with the weights of a run that was never interrupted (the
-    drop-rate ramp over the first 9 of 10 steps continued where it stopped),
-    and leaves a run directory a fresh process loads with the defaults."""
+    """Killed right after the checkpoint that ends epoch 1 (global step 5),
+    a run resumes at epoch 2; killed again after the checkpoint of global step
+    8 (epoch 2, step 3 of 5), it resumes inside epoch 2 without redoing epoch
+    1, keeps what it wrote, ends with the weights of a run that was never
+    interrupted (the drop-rate ramp over the first 9 of 10 steps continued
+    where it stopped), and leaves a run directory a fresh process loads with
+    the defaults."""
     options = ("--epochs", "2", "--steps-per-epoch", "5", "--checkpoint-steps", "2",
                "--drop-rate-schedule", "ramp:0.9")
     straight = run(train_command(tmp_path / "straight", cifar10_sample_tfds_dir, *options))
@@ -105,9 +107,18 @@ def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, ci
 
     run_dir = tmp_path / "interrupted"
     command = train_command(run_dir, cifar10_sample_tfds_dir, *options)
-    killer = KILL_AFTER_CHECKPOINT.format(global_step=8, train=TRAIN)
-    killed = run([sys.executable, "-c", killer, *command[2:]])
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+
+    def killed_after(global_step):
+        killer = KILL_AFTER_CHECKPOINT.format(global_step=global_step, train=TRAIN)
+        killed = run([sys.executable, "-c", killer, *command[2:]])
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        return killed
+
+    killed_after(5)  # right after the checkpoint that ends epoch 1
+    latest = read_json(run_dir / "checkpoint" / "latest.json")
+    assert (latest["epoch"], latest["global_step"], len(latest["history"])) == (1, 5, 1)
+    from_epoch_end = killed_after(8)  # resumes at an epoch's end, then dies mid-epoch 2
+    assert "Resuming after epoch 1 of 2" in from_epoch_end.stdout  # flushed before the kill
     latest = read_json(run_dir / "checkpoint" / "latest.json")
     assert (latest["epoch"], latest["step"], len(latest["history"])) == (1, 3, 1)
     assert not (run_dir / "results.json").exists()

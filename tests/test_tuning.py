@@ -64,6 +64,10 @@ def test_a_freed_new_drop_rate_is_searched_and_reaches_the_model():
     assert [layer.drop_rate for layer in layers] == pytest.approx([0.1, 0.2, 0.3])
     tied = hypermodel().build(fixed(TINY))
     assert all(layer.new_drop_rate is None for layer in regularizers(tied))
+    # A value drawn for a trial without SepDrop means nothing and is not kept.
+    values = tuning.PyramidHyperModel().values(fixed({"regularization": "drop",
+                                                      "new_drop_rate": 0.6}))
+    assert values["new_drop_rate"] is None
 
 
 def test_fixed_values_reach_the_built_model():
@@ -137,6 +141,8 @@ def test_hparams_files_are_checked(tmp_path):
     assert hparams.load_hparams(path) == {**TINY, "new_drop_rate": None}  # tied
     path.write_text(json.dumps({**TINY, "new_drop_rate": 0.7}))
     assert hparams.load_hparams(path)["new_drop_rate"] == 0.7
+    path.write_text(json.dumps({**TINY, "regularization": "drop", "new_drop_rate": 0.7}))
+    assert hparams.load_hparams(path)["new_drop_rate"] is None  # no new-channels gate
     path.write_text(json.dumps({**TINY, "width": 3}))
     with pytest.raises(ValueError, match="unknown \\['width'\\]"):
         hparams.load_hparams(path)

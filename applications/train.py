@@ -188,10 +188,10 @@ def prepare_run_dir(parser, args):
 
 def check_new_drop_rate(parser, args):
     """--new-drop-rate gates the new channels of PyramidSepDrop: other models have none."""
-    from keras_pyramid.applications import PRESETS
-
     if args.new_drop_rate is None:
         return
+    from keras_pyramid.applications import PRESETS
+
     if args.architecture:  # --hparams
         regularization = args.architecture["regularization"]
     elif args.model in PRESETS:
@@ -301,6 +301,10 @@ def main(argv=None):
 
     try:
         with spread.scope():
+            # The constant schedule is the layers' initial scale: nothing to write per step.
+            schedule_callbacks = [] if args.drop_rate_schedule == "constant" else [
+                drop_schedule.DropRateSchedule(drop_schedule.parse_schedule(
+                    args.drop_rate_schedule, plan.epochs * steps_per_epoch))]
             history = training.fit(
                 model, train_data, evaluation_data,
                 epochs=plan.epochs,
@@ -310,8 +314,7 @@ def main(argv=None):
                 verbose=args.verbose,
                 checkpoint_epochs=args.checkpoint_epochs,
                 checkpoint_steps=args.checkpoint_steps,
-                extra_callbacks=[drop_schedule.DropRateSchedule(drop_schedule.parse_schedule(
-                    args.drop_rate_schedule, plan.epochs * steps_per_epoch))],
+                extra_callbacks=schedule_callbacks,
             )
     except (training.CheckpointError, training.NonFiniteLoss) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -112,13 +112,28 @@ class _BranchRegularizer(keras.layers.Layer):
             shape=(), initializer="ones", trainable=False, name="rate_scale"
         )
 
+    @property
+    def gate_drop_rates(self):
+        """The target drop rate of each of the layer's gates, in draw order."""
+        return (self.drop_rate,)
+
     def training_rate(self, drop_rate):
         """`drop_rate` (the layer's, or one of its gates') times the schedule's scale."""
         return ops.cast(drop_rate, self.rate_scale.dtype) * self.rate_scale
 
+    def draw_gates(self, shape, dtype):
+        """One {0, 1} gate per entry of `gate_drop_rates`, open with
+        probability `1 - rate * rate_scale`; drawn apart from their use so
+        that `SkippableBranch` can skip F when they are all closed."""
+        return tuple(
+            bernoulli_gate(shape, 1.0 - self.training_rate(rate), self.seed_generator, dtype)
+            for rate in self.gate_drop_rates
+        )
+
     def load_own_variables(self, store):
         # Files saved before drop-rate schedules existed hold no rate_scale:
-        # they load with the scale at 1 (the constant schedule they trained with).
+        # it keeps its value (1 in a fresh model: the constant schedule those
+        # files trained with).
         if not len(store.keys()):
             return
         super().load_own_variables(store)
@@ -164,16 +179,10 @@ class StochasticDepth(_BranchRegularizer):
     """
 
     def call(self, inputs, training=False):
-        if not training or self.drop_rate == 0.0:
+        if not training or not any(self.gate_drop_rates):
             return self._inference(inputs)
         return self.apply_gates(inputs, self.draw_gates(_gate_shape(inputs, self.granularity),
                                                         inputs.dtype))
-
-    def draw_gates(self, shape, dtype):
-        """The training gates `(b,)`, drawn apart from their use so that
-        `SkippableBranch` can skip F when they are closed."""
-        keep = 1.0 - self.training_rate(self.drop_rate)
-        return (bernoulli_gate(shape, keep, self.seed_generator, dtype),)
 
     def apply_gates(self, inputs, gates):
         return inputs * gates[0]
@@ -254,31 +263,23 @@ class PyramidSepDrop(_BranchRegularizer):
             )
 
     @property
-    def new_channels_drop_rate(self):
-        """The drop rate of the new channels' gate `b2`."""
-        return self.drop_rate if self.new_drop_rate is None else self.new_drop_rate
+    def gate_drop_rates(self):
+        """`(d1, d2)`: the input-aligned channels' rate and the new channels'."""
+        return (self.drop_rate,
+                self.drop_rate if self.new_drop_rate is None else self.new_drop_rate)
 
     def call(self, inputs, training=False):
-        if not training or (self.drop_rate == 0.0 and self.new_channels_drop_rate == 0.0):
+        if not training or not any(self.gate_drop_rates):
             return self._inference(inputs)
         return self.apply_gates(inputs, self.draw_gates(_gate_shape(inputs, self.granularity),
                                                         inputs.dtype))
 
     def _inference(self, inputs):
-        if self.new_channels_drop_rate == self.drop_rate:
+        identity_rate, new_rate = self.gate_drop_rates
+        if new_rate == identity_rate:
             return super()._inference(inputs)
-        keep = (ops.cast(1.0 - self.drop_rate, inputs.dtype),
-                ops.cast(1.0 - self.new_channels_drop_rate, inputs.dtype))
+        keep = tuple(ops.cast(1.0 - rate, inputs.dtype) for rate in self.gate_drop_rates)
         return self.apply_gates(inputs, keep)
-
-    def draw_gates(self, shape, dtype):
-        """The training gates `(b1, b2)`, drawn apart from their use (see
-        `StochasticDepth.draw_gates`)."""
-        identity_keep = 1.0 - self.training_rate(self.drop_rate)
-        new_keep = 1.0 - self.training_rate(self.new_channels_drop_rate)
-        identity_gate = bernoulli_gate(shape, identity_keep, self.seed_generator, dtype)
-        new_gate = bernoulli_gate(shape, new_keep, self.seed_generator, dtype)
-        return identity_gate, new_gate
 
     def apply_gates(self, inputs, gates):
         """`inputs * [g1 repeated D_in times, g2 for the rest]` on the channel axis."""
@@ -357,12 +358,7 @@ class ShakeDrop(_BranchRegularizer):
         if not training:
             return self._inference(inputs)
         dtype = inputs.dtype
-        gate = bernoulli_gate(
-            _gate_shape(inputs, self.granularity),
-            1.0 - self.training_rate(self.drop_rate),
-            self.seed_generator,
-            dtype,
-        )
+        (gate,) = self.draw_gates(_gate_shape(inputs, self.granularity), dtype)
         if self.coefficient_granularity == "element":
             coefficient_shape = ops.shape(inputs)
         else:

@@ -41,12 +41,10 @@ SKIPPABLE = (StochasticDepth, PyramidSepDrop)
 def can_skip(regularizer):
     """Whether a unit with this regularizer gains from skipping."""
     # A gate that never closes (rate 0) never lets the whole branch go.
-    rates = [regularizer.drop_rate,
-             getattr(regularizer, "new_channels_drop_rate", regularizer.drop_rate)]
     return (
         isinstance(regularizer, SKIPPABLE)
         and regularizer.granularity == "batch"
-        and min(rates) > 0.0
+        and min(regularizer.gate_drop_rates) > 0.0
     )
 
 

@@ -82,7 +82,7 @@ def test_sepdrop_with_two_rates_scales_each_channel_group_at_inference():
     np.testing.assert_allclose(ops.convert_to_numpy(layer(x)),
                                x * np.array([0.8, 0.8, 0.4, 0.4], "float32"), rtol=1e-6)
     tied = PyramidSepDrop(0.2, identity_channels=2, new_drop_rate=None)
-    assert tied.new_channels_drop_rate == 0.2
+    assert tied.gate_drop_rates == (0.2, 0.2)
     np.testing.assert_allclose(ops.convert_to_numpy(tied(x)), 0.8 * x, rtol=1e-6)
 
 

@@ -1,12 +1,17 @@
-"""Evaluates a saved model on a CIFAR split: error, per-class accuracy, confusion matrix.
+"""Evaluates a model on a CIFAR or SVHN split: error, per-class accuracy, confusion matrix.
 
     python applications/evaluate.py runs/pyramidnet110_a48_sepdrop-cifar10
     python applications/evaluate.py model.keras --dataset cifar10 --split test --tta flip
+    python applications/evaluate.py --model pyramidnet272_a200 --weights cifar100 \
+        --dataset cifar100
 
-Accepts a run directory (reads its model.keras and dataset) or a `.keras`
-file. Writes `evaluation-SPLIT.json` and `confusion-SPLIT.png` next to the
-model (or into `--output-dir`). `--tta flip` averages the probabilities of
-the image and its mirror.
+Accepts a run directory (reads its model.keras and dataset), a `.keras`
+file, or a registered `--model` with `--weights` (a trained-weights tag such
+as cifar100, fetched and converted once, or a `.weights.h5`/`.keras` file):
+the last measures a published claim, recorded beside the measured error.
+Writes `evaluation-SPLIT.json` and `confusion-SPLIT.png` next to the model
+(or into `--output-dir`; for `--model`, runs/NAME-WEIGHTS by default).
+`--tta flip` averages the probabilities of the image and its mirror.
 """
 
 import argparse
@@ -19,8 +24,14 @@ from keras_pyramid import cli
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a run directory or a .keras file")
-    parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default=None,
+    parser.add_argument("saved", nargs="?", metavar="MODEL",
+                        help="a run directory or a .keras file (or give --model)")
+    parser.add_argument("--model", default=None,
+                        help="a registered name (keras_pyramid.list_models()), with --weights")
+    parser.add_argument("--weights", default=None,
+                        help="with --model: a trained-weights tag (cifar10, cifar100, svhn) "
+                             "or a .weights.h5 / .keras file")
+    parser.add_argument("--dataset", choices=("cifar10", "cifar100", "svhn"), default=None,
                         help="default: the run's dataset")
     parser.add_argument("--split", default="test", help="a tfds split, e.g. test or train[45000:]")
     parser.add_argument("--data-dir", default=None)
@@ -31,6 +42,19 @@ def parse_args(argv=None):
                         help="evaluate only the first N examples (smoke runs)")
     parser.add_argument("--output-dir", default=None)
     args = parser.parse_args(argv)
+    if (args.saved is None) == (args.model is None):
+        parser.error("give a saved MODEL or --model NAME --weights W, one of them")
+    if args.model is not None:
+        if args.weights is None:
+            parser.error(f"--model {args.model} needs --weights (a tag or a file)")
+        if args.dataset is None:
+            parser.error("--dataset is required with --model")
+        tag = os.path.basename(args.weights).split(".")[0]
+        args.output_dir = args.output_dir or os.path.join("runs", f"{args.model}-{tag}")
+        return parser, args
+    if args.weights is not None:
+        parser.error("--weights goes with --model NAME, not with a saved model")
+    args.model = args.saved
     if os.path.isdir(args.model):
         run_args = os.path.join(args.model, "args.json")
         if args.dataset is None and os.path.exists(run_args):
@@ -44,6 +68,27 @@ def parse_args(argv=None):
         parser.error("--dataset is required when the model is not in a run directory")
     args.output_dir = args.output_dir or os.path.dirname(os.path.abspath(args.model))
     return parser, args
+
+
+def registered_model(parser, args):
+    """The registered model with its weights, and the source's claimed error
+    for a weights tag (None otherwise)."""
+    from keras_pyramid import applications, presets
+    from keras_pyramid.weights import ChecksumMismatch, WeightsUnavailable
+
+    if args.model not in applications.PRESETS:
+        parser.error(f"--model {args.model!r} is not a registered name (see "
+                     "keras_pyramid.list_models())")
+    try:
+        model = applications.build(args.model, weights=args.weights)
+    except (ValueError, WeightsUnavailable, ChecksumMismatch, ImportError) as error:
+        parser.error(f"--weights {args.weights}: {error}")
+    claim = None
+    if args.weights in presets.DATASET_TAGS:
+        entry = applications.trained_weights(args.model, args.weights)
+        claim = {"error": entry.error, "metric": entry.metric, "source": entry.source,
+                 "file": entry.file_name}
+    return model, claim
 
 
 def confusion_matrix(labels, predictions, classes):
@@ -95,9 +140,12 @@ def main(argv=None):
     except data.DataNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    # compile=False: a .keras file keeps its jit_compile, which another
-    # backend may not support.
-    model = keras.saving.load_model(args.model, compile=False)
+    if args.saved is None:
+        model, claim = registered_model(parser, args)
+    else:
+        # compile=False: a .keras file keeps its jit_compile, which another
+        # backend may not support.
+        model, claim = keras.saving.load_model(args.model, compile=False), None
     data_format = keras.config.image_data_format()
     image_shape = tuple(builder.info.features["image"].shape)
     if data_format == "channels_first":
@@ -145,6 +193,8 @@ def main(argv=None):
         "tta": args.tta,
         "examples": int(len(labels)),
         "error": float(np.mean(labels != predictions)),
+        "weights": args.weights,
+        "source_claim": claim,
         "per_class_accuracy": per_class,
         "confusion_matrix": matrix,
     }
@@ -153,6 +203,9 @@ def main(argv=None):
     plot_confusion(matrix, names, os.path.join(args.output_dir, f"confusion-{split_tag}.png"))
     print(f"{args.dataset} {args.split}: error {100 * report['error']:.2f}% "
           f"on {report['examples']} images (tta {args.tta})")
+    if claim:
+        print(f"  the source claims {claim['error']:.2f}% ({claim['metric']}, "
+              f"{claim['source']}); measured here: the line above")
     for name, accuracy in per_class.items():
         print(f"  {name:>12s} {100 * accuracy:6.2f}%" if accuracy is not None else f"  {name}: -")
     return 0

@@ -9,7 +9,7 @@ configurations: each is registered plain and with every regularizer, under
     >>> model = PyramidNet272SepDrop(classes=100)   # the same network
 """
 
-from keras_pyramid.models import VARIANTS, PyramidNet
+from keras_pyramid.models import VARIANTS, PyramidNet, trained_weights_entry
 from keras_pyramid.presets import ARCHITECTURES, REGULARIZED, default_name
 
 
@@ -22,6 +22,8 @@ def _presets():
                 "regularization": regularization,
                 "params": architecture.parameters,
                 "paper_error": architecture.paper_errors.get(regularization),
+                # Regularizers have no weights: every variant takes the plain ones.
+                "weights": tuple(entry.dataset for entry in architecture.weights),
             }
     return presets
 
@@ -31,9 +33,11 @@ ARCHITECTURE_KEYS = ("depth", "alpha", "bottleneck", "variant", "widening", "hea
                      "regularization")
 
 
-def list_models(variant=None):
+def list_models(variant=None, pretrained=False):
     """The registered model names, sorted; only those of `variant` ("cifar"
-    or "imagenet") when given."""
+    or "imagenet") when given, and only those with trained weights (for
+    `weights=TAG`; `PRESETS[name]["weights"]` lists the tags) when
+    `pretrained`."""
     variants = {preset["variant"] for preset in PRESETS.values()}
     if variant is not None and variant not in variants:
         raise ValueError(
@@ -41,7 +45,8 @@ def list_models(variant=None):
             f"Received: variant={variant!r}"
         )
     return sorted(name for name, preset in PRESETS.items()
-                  if variant is None or preset["variant"] == variant)
+                  if (variant is None or preset["variant"] == variant)
+                  and (preset["weights"] or not pretrained))
 
 
 def build(name, **overrides):
@@ -64,6 +69,17 @@ def build(name, **overrides):
     return PyramidNet(depth, alpha, bottleneck, **arguments)
 
 
+def trained_weights(name, tag):
+    """The `presets.TrainedWeights` of registered model `name` (any
+    regularization) for dataset `tag`; a ValueError lists those that exist."""
+    if name not in PRESETS:
+        build(name)  # its ValueError lists the valid names
+    preset = PRESETS[name]
+    _, entry = trained_weights_entry(preset["depth"], preset["alpha"], preset["bottleneck"],
+                                     preset["variant"], preset["widening"], tag)
+    return entry
+
+
 BASE_DOCSTRING = """Instantiates the {title} architecture{extra}.
 
 Reference: Han, Kim, Kim, "Deep Pyramidal Residual Networks" (CVPR 2017){reference}.
@@ -73,11 +89,12 @@ default ({alpha_meaning}).
 Args:
     alpha: number > 0 (default {alpha}).
     include_top: whether to include the classifier.
-    weights: None (random init) or the path to a `.weights.h5` file.
+    weights: None (random init), a dataset tag of the trained weights
+        ({tags}), or the path to a `.weights.h5` or `.keras` file.
     input_tensor: optional Keras tensor to use as the model's input.
     input_shape: optional shape tuple, default ({size}, {size}, 3).
     pooling: None, "avg" or "max" when `include_top=False`.
-    classes: number of classes (default {classes}).
+    classes: number of classes; None: the weights' (with a tag), else {classes}.
     classifier_activation: activation of the top layer; None for logits.
     name: the model's name.
     **kwargs: any other keyword of `keras_pyramid.models.PyramidNet`
@@ -122,7 +139,7 @@ def _named_builder(architecture, regularization):
         input_tensor=None,
         input_shape=None,
         pooling=None,
-        classes=default_classes,
+        classes=None,
         classifier_activation="softmax",
         name=None,
         **kwargs,
@@ -160,6 +177,8 @@ def _named_builder(architecture, regularization):
                        else "the last width over the stem's"),
         size=VARIANTS[variant].design_size,
         classes=default_classes,
+        tags=", ".join(repr(w.dataset) for w in architecture.weights) or "none for this "
+        "configuration's default alpha",
     )
     return builder
 

@@ -1,4 +1,4 @@
-"""CIFAR-10/100 through tensorflow-datasets, as `tf.data` pipelines for `fit`.
+"""CIFAR-10/100 and SVHN through tensorflow-datasets, as `tf.data` pipelines for `fit`.
 
 The pipelines feed raw 0-255 pixels (as float32): normalization lives inside
 the model (`include_preprocessing=True`), so a served model takes raw images.
@@ -12,10 +12,14 @@ import dataclasses
 import os
 import socket
 
-DATASETS = ("cifar10", "cifar100")
-# Where tfds downloads CIFAR from: probed before a download so that a machine
+# Our dataset names -> tfds names (SVHN's 32x32 digits are tfds' svhn_cropped).
+TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "svhn": "svhn_cropped"}
+DATASETS = tuple(TFDS_NAMES)
+# Where tfds downloads each from: probed before a download so that a machine
 # without network fails in seconds instead of hanging in tfds for minutes.
-DOWNLOAD_HOST = ("www.cs.toronto.edu", 443)
+DOWNLOAD_HOSTS = {"cifar10": ("www.cs.toronto.edu", 443),
+                  "cifar100": ("www.cs.toronto.edu", 443),
+                  "svhn": ("ufldl.stanford.edu", 80)}
 PAD = 4
 
 
@@ -50,25 +54,27 @@ def dataset_builder(dataset, data_dir=None, download=False):
     if dataset not in DATASETS:
         raise ValueError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
     tfds = _tfds()
-    builder = tfds.builder(dataset, data_dir=data_dir)
+    name = TFDS_NAMES[dataset]
+    builder = tfds.builder(name, data_dir=data_dir)
     if builder.is_prepared():
         return builder
     looked_in = os.path.dirname(os.path.dirname(str(builder.data_dir)))
     howto = (
         f"Provide it with `--data-dir DIR` (or TFDS_DATA_DIR) pointing at a tfds data dir "
-        f"that holds {dataset}/: prepare one on a machine with network "
+        f"that holds {name}/: prepare one on a machine with network "
         f"(`python -c \"import tensorflow_datasets as tfds; "
-        f"tfds.builder('{dataset}', data_dir='DIR').download_and_prepare()\"`), copy "
-        f"DIR/{dataset}/ to this machine and pass --data-dir with the folder that holds it."
+        f"tfds.builder('{name}', data_dir='DIR').download_and_prepare()\"`), copy "
+        f"DIR/{name}/ to this machine and pass --data-dir with the folder that holds it."
     )
     if not download:
         raise DataNotFoundError(
             f"{dataset} is not prepared in {looked_in} and downloading is off "
             f"(--no-download). {howto}"
         )
-    if not _reachable(*DOWNLOAD_HOST):
+    host = DOWNLOAD_HOSTS[dataset]
+    if not _reachable(*host):
         raise DataNotFoundError(
-            f"{dataset} is not prepared in {looked_in} and {DOWNLOAD_HOST[0]} is not "
+            f"{dataset} is not prepared in {looked_in} and {host[0]} is not "
             f"reachable, so it cannot be downloaded. {howto}"
         )
     builder.download_and_prepare()

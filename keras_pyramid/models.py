@@ -193,20 +193,63 @@ def _check_input_shape(input_shape, data_format, variant):
     return input_shape
 
 
-def _check_weights(weights):
+def _weights_kind(weights):
+    """None, "tag" (a dataset of the trained weights), "weights.h5" or "keras"."""
+    from keras_pyramid.presets import DATASET_TAGS
+
     if weights is None:
-        return
-    if not isinstance(weights, (str, os.PathLike)) or not str(weights).endswith(
-        ".weights.h5"
-    ):
-        raise ValueError(
-            "`weights` must be None or the path to a `.weights.h5` file. "
-            f"Received: weights={weights!r}"
-        )
-    if not os.path.isfile(weights):
-        raise ValueError(
-            f"`weights` file does not exist. Received: weights={weights!r}"
-        )
+        return None
+    if isinstance(weights, str) and weights in DATASET_TAGS:
+        return "tag"
+    if isinstance(weights, (str, os.PathLike)):
+        path = os.fspath(weights)
+        for suffix in (".weights.h5", ".keras"):
+            if path.endswith(suffix):
+                if not os.path.isfile(path):
+                    raise ValueError(f"`weights` file does not exist. Received: weights={path!r}")
+                return suffix.lstrip(".")
+    raise ValueError(
+        f"`weights` must be None, a dataset tag {tuple(DATASET_TAGS)}, or the path to a "
+        f"`.weights.h5` or `.keras` file. Received: weights={weights!r}"
+    )
+
+
+def trained_weights_entry(depth, alpha, bottleneck, variant, widening, tag):
+    """The configuration and its `TrainedWeights` for `tag`, or a ValueError
+    saying which configurations and tags have weights."""
+    from keras_pyramid.presets import ARCHITECTURES
+
+    name = default_name(depth, alpha, None, variant, widening)
+    for architecture in ARCHITECTURES:
+        if architecture.name() == name and architecture.bottleneck == bottleneck:
+            return architecture, architecture.weights_for(tag)
+    with_weights = sorted(a.name() for a in ARCHITECTURES if a.weights)
+    raise ValueError(
+        f"No trained weights for {name}{' (bottleneck)' if bottleneck else ''}; these "
+        f"configurations have some: {', '.join(with_weights)}. Received: weights={tag!r}"
+    )
+
+
+def _check_statistics(argument, values, positive=False):
+    """Three finite numbers (per RGB channel), > 0 with `positive`."""
+    try:
+        numbers = tuple(float(v) for v in np.ravel(values))
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) != 3 or not all(math.isfinite(v) and (v > 0 or not positive)
+                                    for v in numbers):
+        requirement = "3 finite numbers > 0" if positive else "3 finite numbers"
+        raise ValueError(f"`{argument}` must be {requirement}. Received: {argument}={values!r}")
+    return numbers
+
+
+def source_statistics(model):
+    """The (mean, std) of a model's input normalization, or (None, None)."""
+    try:
+        config = model.get_layer("normalization").get_config()
+    except ValueError:
+        return None, None
+    return config["mean"], [math.sqrt(v) for v in np.ravel(config["variance"])]
 
 
 def _check_pooling(pooling):
@@ -321,6 +364,8 @@ def PyramidNet(
     classes=None,
     classifier_activation="softmax",
     include_preprocessing=True,
+    mean=None,
+    std=None,
     seed=None,
     name=None,
     granularity="batch",
@@ -360,7 +405,15 @@ def PyramidNet(
             `drop_rate` (the paper). Separate rates are this project's
             extension.
         include_top: bool, whether to include the classifier.
-        weights: None (random init) or the path to a `.weights.h5` file.
+        weights: None (random init); a dataset tag ("cifar10", "cifar100",
+            "svhn", "imagenet") for the configuration's trained weights (see
+            `presets`; fetched and converted once, then cached under
+            KERAS_HOME), which also set `classes` and the preprocessing they
+            were trained with; the path to a `.weights.h5` file (Keras'
+            `load_weights`, same layer structure); or the path to a `.keras`
+            file, whose conv, BatchNorm and dense weights are copied by layer
+            name (e.g. from another regularization; the classifier only with
+            `include_top=True`).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: optional shape tuple, default the variant's design size,
             (32, 32, 3) or (224, 224, 3) (channels first for channels_first);
@@ -368,12 +421,16 @@ def PyramidNet(
         pooling: None, "avg" or "max": the pooling of the features when
             `include_top=False`.
         classes: int, the number of classes when `include_top=True`; None
-            is the variant's: 10 (CIFAR) or 1000 (ImageNet).
+            is the trained weights' or else the variant's: 10 (CIFAR) or 1000
+            (ImageNet). With a weights tag and `include_top=True`, another
+            value is a ValueError (as in keras.applications).
         classifier_activation: the activation of the top layer, or None for
             logits.
         include_preprocessing: bool; when True the model takes raw 0-255 pixels
-            and normalizes them with the variant's per-channel mean and std
-            (CIFAR's, or ImageNet's).
+            and normalizes them, `(x - mean) / std` per channel.
+        mean, std: 3 numbers each (0-255 scale) or None: the statistics of
+            that normalization. None is the trained weights' (with a tag),
+            else the variant's (CIFAR's, or ImageNet's).
         seed: int or None; with an int, unit l's regularizer gets `seed + l`,
             so two models built with the same seed draw the same gates.
         name: the model's name, default like "pyramidnet110_a48_sepdrop".
@@ -415,11 +472,37 @@ def PyramidNet(
                 f"regularization={regularization!r}"
             )
     _check_granularity(granularity)
-    _check_weights(weights)
+    weights_kind = _weights_kind(weights)
     _check_pooling(pooling)
     _check_drop_rate(head_dropout, "head_dropout")
+    trained = None
+    if weights_kind == "tag":
+        architecture, trained = trained_weights_entry(
+            depth, alpha, bottleneck, variant, widening, weights)
+        if include_top and classes is not None and classes != trained.classes:
+            raise ValueError(
+                f"With `weights={weights!r}` and `include_top=True`, `classes` must be "
+                f"{trained.classes} (or None); use include_top=False for a new head. "
+                f"Received: classes={classes!r}"
+            )
+        classes = trained.classes
+        mean = trained.mean if mean is None else mean
+        std = trained.std if std is None else std
+    source_model = None
+    if weights_kind == "keras":
+        # Weights mean what they mean only with the preprocessing they were
+        # trained with: it comes along unless given.
+        source_model = keras.saving.load_model(weights, compile=False)
+        source_mean, source_std = source_statistics(source_model)
+        mean = source_mean if mean is None else mean
+        std = source_std if std is None else std
+        if classes is None and "predictions" in [l.name for l in source_model.layers]:
+            classes = source_model.get_layer("predictions").units
     if classes is None:
         classes = VARIANTS[variant].classes
+    mean = _check_statistics("mean", VARIANTS[variant].mean if mean is None else mean)
+    std = _check_statistics("std", VARIANTS[variant].std if std is None else std,
+                            positive=True)
     if include_top:
         _check_classes(classes)
     if isinstance(weight_decay, bool) or not (
@@ -447,8 +530,8 @@ def PyramidNet(
     if include_preprocessing:
         x = keras.layers.Normalization(
             axis=channel_axis,
-            mean=VARIANTS[variant].mean,
-            variance=[s**2 for s in VARIANTS[variant].std],
+            mean=mean,
+            variance=[s**2 for s in std],
             name="normalization",
         )(x)
     x = stem(x, variant, data_format, wr)
@@ -509,6 +592,14 @@ def PyramidNet(
     model = keras.Model(
         model_inputs, x, name=name or default_name(depth, alpha, regularization, variant, widening)
     )
-    if weights is not None:
+    if weights_kind == "tag":
+        from keras_pyramid.weights import load_trained
+
+        load_trained(model, architecture, trained)
+    elif weights_kind == "weights.h5":
         model.load_weights(weights)
+    elif weights_kind == "keras":
+        from keras_pyramid.weights import copy_weights
+
+        copy_weights(source_model, model)
     return model

@@ -2,12 +2,19 @@
 
 An `Architecture` is what `PyramidNet` needs beyond its defaults, with what
 the papers say of it: the exact trainable parameter counts of SPEC sections
-1 and 1b, and the published errors. The registry (`applications.build`,
-`list_models`) and the named builders are generated from `ARCHITECTURES`;
-every architecture is registered plain and with each regularizer.
+1 and 1b, the published errors, and the trained weights that exist for it
+(`TrainedWeights`, one per dataset; SPEC section 6). The registry
+(`applications.build`, `list_models`) and the named builders are generated
+from `ARCHITECTURES`; every architecture is registered plain and with each
+regularizer, and the regularized ones take the plain weights (regularizers
+have no weights).
 """
 
 import dataclasses
+
+# Dataset tags of `weights=`: the class count and the fixed input size.
+DATASET_TAGS = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32),
+                "imagenet": (1000, 224)}
 
 REGULARIZED = ("drop", "sepdrop", "shakedrop")
 
@@ -23,6 +30,82 @@ def default_name(depth, alpha, regularization=None, variant="cifar", widening="a
     if regularization:
         parts.append(regularization)
     return "_".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedWeights:
+    """One published set of trained weights and what it needs to mean the same here.
+
+    `mean` and `std` are the per-channel statistics (0-255 scale) the
+    weights were trained with: a model built with them normalizes raw
+    pixels as the source's training did. `sha1` is the SHA-1 of the `.pth`
+    file inside the published zip (the source's own checksum), `error` the
+    source's CLAIMED test error in % (`metric` says which), never measured
+    here. `evaluation` says how the test images were fed.
+    """
+
+    dataset: str
+    source: str
+    source_name: str
+    url: str
+    sha1: str
+    classes: int
+    input_size: int
+    mean: tuple
+    std: tuple
+    error: float
+    metric: str
+    licence: str
+    parameters: int
+    evaluation: str = "the full image"
+
+    @property
+    def file_name(self):
+        """The `.pth` file inside the published zip."""
+        return self.url.rsplit("/", 1)[-1].removesuffix(".zip")
+
+
+# imgclsmob's transforms (its `cifar10_cls_dataset.py`, inherited by the
+# CIFAR-100 and SVHN ones; `imagenet1k_cls_dataset.py`), on the 0-255 scale.
+IMGCLSMOB_CIFAR_MEAN = tuple(255 * m for m in (0.4914, 0.4822, 0.4465))
+IMGCLSMOB_CIFAR_STD = tuple(255 * s for s in (0.2023, 0.1994, 0.2010))
+IMGCLSMOB_IMAGENET_MEAN = tuple(255 * m for m in (0.485, 0.456, 0.406))
+IMGCLSMOB_IMAGENET_STD = tuple(255 * s for s in (0.229, 0.224, 0.225))
+IMGCLSMOB_RELEASES = "https://github.com/osmr/imgclsmob/releases/download"
+
+
+def _imgclsmob(source_name, dataset, parameters, error, sha1, release):
+    """An osmr/imgclsmob (pytorchcv) release asset: `NAME-ERROR-SHA1[:8].pth.zip`
+    with ERROR the test error x 100 on four digits (its model store)."""
+    classes, size = DATASET_TAGS[dataset]
+    imagenet = dataset == "imagenet"
+    file_name = f"{source_name}-{round(error * 100):04d}-{sha1[:8]}.pth"
+    return TrainedWeights(
+        dataset=dataset,
+        source="pytorchcv",
+        source_name=source_name,
+        url=f"{IMGCLSMOB_RELEASES}/{release}/{file_name}.zip",
+        sha1=sha1,
+        classes=classes,
+        input_size=size,
+        mean=IMGCLSMOB_IMAGENET_MEAN if imagenet else IMGCLSMOB_CIFAR_MEAN,
+        std=IMGCLSMOB_IMAGENET_STD if imagenet else IMGCLSMOB_CIFAR_STD,
+        error=error,
+        # The store records top-5 for its ImageNet models.
+        metric="top-5 error %, single 224 crop" if imagenet else "top-1 error %",
+        licence="MIT (osmr/imgclsmob)",
+        parameters=parameters,
+        evaluation=("resized to 256 (224 / 0.875), centre crop 224" if imagenet
+                    else "the full image"),
+    )
+
+
+def _cifar_weights(source_name, c10, c100, svhn):
+    """The three imgclsmob sets of one CIFAR configuration; each argument is
+    (parameters, error %, sha1, release)."""
+    return tuple(_imgclsmob(f"{source_name}_{dataset}", dataset, *entry)
+                 for dataset, entry in (("cifar10", c10), ("cifar100", c100),
+                                        ("svhn", svhn)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +129,18 @@ class Architecture:
     parameters: dict = dataclasses.field(default_factory=dict)
     paper_errors: dict = dataclasses.field(default_factory=dict)
     builder_default: tuple = ()  # ("plain",), ("regularized",) or both
+    weights: tuple = ()  # TrainedWeights, one per dataset
+
+    def weights_for(self, dataset):
+        """The `TrainedWeights` of `dataset`, or a ValueError listing those that exist."""
+        for entry in self.weights:
+            if entry.dataset == dataset:
+                return entry
+        tags = tuple(entry.dataset for entry in self.weights)
+        raise ValueError(
+            f"No trained weights {dataset!r} for {self.name()}; it has "
+            f"{tags if tags else 'none'}. Received: weights={dataset!r}"
+        )
 
     def arguments(self):
         """The `PyramidNet` arguments of this configuration."""
@@ -81,25 +176,61 @@ ARCHITECTURES = (
     # not in the papers' tables: they run every code path in seconds, for
     # smoke tests and quick experiments (as timm registers its test_* models).
     _cifar(8, 24, False),
+    _cifar(11, 24, True),  # the bottleneck twin of pyramidnet8_a24
     _cifar(20, 48, False),
     _cifar(110, 48, False, 1_772_706, 1_778_556, {None: (4.62, 23.31)},
-           builder_default=("plain",)),
-    _cifar(110, 84, False, 3_904_446, 3_913_536, {None: (4.27, 20.21)}),
+           builder_default=("plain",),
+           weights=_cifar_weights(
+               "pyramidnet110_a48",
+               (1_772_706, 3.72, "eb185645cda89e0c3c47b11c4b2d14ff18fa0ae1", "v0.0.184"),
+               (1_778_556, 20.95, "95da1a209916b3cf4af7e8dc44374345a88c60f4", "v0.0.186"),
+               (1_772_706, 2.47, "d48bafbebaabe9a68e5924571752b3d7cd95d311", "v0.0.281"))),
+    _cifar(110, 84, False, 3_904_446, 3_913_536, {None: (4.27, 20.21)},
+           weights=_cifar_weights(
+               "pyramidnet110_a84",
+               (3_904_446, 2.98, "7b835a3cf19794478d478aced63ca9e855c3ffeb", "v0.0.185"),
+               (3_913_536, 18.87, "ff711084381f217f84646c676e4dcc90269dc516", "v0.0.199"),
+               (3_904_446, 2.43, "971576c61cf30e02f13da616afc9848b2a609e0e", "v0.0.392"))),
     # The network behind the SepDrop and ShakeDrop papers' CIFAR-100 figures:
     # the regularized 110-layer builders default to it.
     _cifar(110, 270, False, 28_485_477, 28_511_307,
            {None: (3.73, 18.25), "sepdrop": (None, 16.18), "shakedrop": (None, 15.78)},
-           builder_default=("regularized",)),
+           builder_default=("regularized",),
+           weights=_cifar_weights(
+               "pyramidnet110_a270",
+               (28_485_477, 2.51, "31bdd9d51ec01388cbb2adfb9f822c942de3c4ff", "v0.0.194"),
+               (28_511_307, 17.10, "7417dd99069d6c8775454475968ae226b9d5ac83", "v0.0.319"),
+               (28_485_477, 2.38, "3047a9bb7c92a09adf31590e3fe6c9bcd36c7a67", "v0.0.393"))),
     _cifar(164, 48, True, 1_715_442, 1_738_572),
     _cifar(164, 84, True, 3_757_494, 3_793_584),
     _cifar(164, 270, True, 27_216_021, 27_319_071, {None: (3.48, 17.01)},
-           builder_default=BOTH),
+           builder_default=BOTH,
+           weights=_cifar_weights(
+               "pyramidnet164_a270_bn",
+               (27_216_021, 2.42, "daa2a402c1081323b8f2239f2201246953774e84", "v0.0.264"),
+               (27_319_071, 16.70, "54d99c834bee0ed7402ba46e749e48182ad1599a", "v0.0.312"),
+               (27_216_021, 2.33, "42d4c03374f32645924fc091d599ef7b913e2d32", "v0.0.396"))),
     _cifar(200, 240, True, 26_752_702, 26_844_952, {None: (3.44, 16.51)},
-           builder_default=BOTH),
+           builder_default=BOTH,
+           weights=_cifar_weights(
+               "pyramidnet200_a240_bn",
+               (26_752_702, 2.44, "44433afdd2bc32c55dfb1e8347bc44d1c2bf82c7", "v0.0.268"),
+               (26_844_952, 16.09, "087c02d6882e274054f44482060f193b9fc208bb", "v0.0.317"),
+               (26_752_702, 2.32, "f9660c25f1bcff9d361aeca8fb3efaccdc0546e7", "v0.0.397"))),
     _cifar(236, 220, True, 26_969_046, 27_054_096, {None: (3.40, 16.37)},
-           builder_default=BOTH),
+           builder_default=BOTH,
+           weights=_cifar_weights(
+               "pyramidnet236_a220_bn",
+               (26_969_046, 2.47, "daa91d74979c451ecdd8b59e4350382966f25831", "v0.0.285"),
+               (27_054_096, 16.34, "a45816ebe1d6a67468b78b7a93334a41aca1c64b", "v0.0.312"),
+               (26_969_046, 2.35, "f74fe248b6189699174c90bc21e7949d3cca8130", "v0.0.398"))),
     _cifar(272, 200, True, 26_210_842, 26_288_692, {None: (3.31, 16.35)},
-           builder_default=BOTH),
+           builder_default=BOTH,
+           weights=_cifar_weights(
+               "pyramidnet272_a200_bn",
+               (26_210_842, 2.39, "586b1ecdc8b34b69dcae4ba57f71c24583cca9b1", "v0.0.284"),
+               (26_288_692, 16.19, "98bc2f48da0f2c68bc5376c17b0aefc734a64881", "v0.0.312"),
+               (26_210_842, 2.40, "96f6e740dcdc917d776f6df855e3437c93d0da4f", "v0.0.404"))),
     # CIFAR, multiplicative (SPEC 1c, the official Lua code): no published counts.
     _cifar(110, 4.75, False, widening="multiplicative", errors={None: (4.62, 23.16)},
            builder_default=BOTH),
@@ -107,7 +238,9 @@ ARCHITECTURES = (
     _cifar(110, 27, False, widening="multiplicative", errors={None: (4.06, 18.79)}),
     # ImageNet (SPEC 1b), bottleneck units, 1000 classes.
     _imagenet(101, 250, 24_956_608, 23.24, 6.59, builder_default=BOTH),
-    _imagenet(101, 360, 42_455_070, 21.98, 6.20),
+    _imagenet(101, 360, 42_455_070, 21.98, 6.20,
+              weights=(_imgclsmob("pyramidnet101_a360", "imagenet", 42_455_070, 5.43,
+                                  "7f1747f84b83b504ece3eb2bc3924d36343358ad", "v0.0.507"),)),
     _imagenet(152, 200, 27_341_608, 22.44, 6.14, builder_default=BOTH),
     _imagenet(200, 300, 62_368_168, 20.47, 5.29, builder_default=BOTH),
     _imagenet(200, 450, 116_775_213, 20.11, 5.43, head_dropout=0.5),

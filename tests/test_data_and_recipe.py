@@ -105,7 +105,8 @@ def test_missing_data_without_download_fails_fast_and_says_where(tmp_path):
 
 
 def test_unreachable_download_fails_fast(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DOWNLOAD_HOST", ("127.0.0.1", 9))  # discard port: refused
+    # The discard port: refused.
+    monkeypatch.setitem(data.DOWNLOAD_HOSTS, "cifar10", ("127.0.0.1", 9))
     with pytest.raises(data.DataNotFoundError, match="not reachable"):
         data.dataset_builder("cifar10", data_dir=str(tmp_path), download=True)
 

@@ -1,0 +1,74 @@
+"""Converts a PyTorch PyramidNet checkpoint into a self-contained Keras file.
+
+    python applications/convert_weights.py CHECKPOINT --source pytorchcv \
+        --model pyramidnet272_a200 --dataset cifar100 --output pyramidnet272.keras
+    python applications/convert_weights.py model_best.pth.tar --source official \
+        --model pyramidnet101_a360_imagenet --dataset imagenet --output out.weights.h5
+
+CHECKPOINT: a `.pth`, `.pth.tar` or published `.pth.zip`; a bare state dict
+or a dict with `state_dict` (the official train.py), `module.` prefixes
+allowed; loaded with `weights_only=True`. `--source pytorchcv` is
+osmr/imgclsmob's layout, `official` dyhan0920/PyramidNet-PyTorch's. The
+`.keras` output holds the architecture, the weights and the preprocessing
+the weights were trained with (it takes raw 0-255 pixels), and loads after
+`import keras_pyramid` on any backend; `.weights.h5` holds the weights only.
+Any regularization of the configuration may be named (`_sepdrop`, ...):
+regularizers have no weights. Needs torch.
+"""
+
+import argparse
+import math
+import os
+import sys
+
+SOURCES = ("pytorchcv", "official")
+DATASETS = ("cifar10", "cifar100", "svhn", "imagenet")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="a .pth, .pth.tar or .pth.zip PyTorch file")
+    parser.add_argument("--source", choices=SOURCES, required=True)
+    parser.add_argument("--model", required=True, help="a registered name, e.g. pyramidnet110_a48")
+    parser.add_argument("--dataset", choices=DATASETS, required=True,
+                        help="what the checkpoint was trained on: its classes and statistics")
+    parser.add_argument("--output", required=True, help="OUT.keras or OUT.weights.h5")
+    args = parser.parse_args(argv)
+    if not os.path.isfile(args.checkpoint):
+        parser.error(f"checkpoint {args.checkpoint!r} is not a file")
+    if not args.output.endswith((".keras", ".weights.h5")):
+        parser.error(f"--output must end in .keras or .weights.h5, got {args.output!r}")
+    return parser, args
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    from keras_pyramid.applications import PRESETS
+
+    if args.model not in PRESETS:
+        parser.error(f"--model {args.model!r} is not a registered name (see "
+                     "keras_pyramid.list_models())")
+    from keras_pyramid import convert
+    from keras_pyramid.training import temporary_path
+
+    try:
+        model = convert.converted_model(args.checkpoint, args.model, args.source,
+                                        args.dataset)
+    except (ValueError, ImportError) as error:  # CheckpointMismatch is a ValueError
+        parser.error(f"checkpoint {args.checkpoint}: {error}")
+    folder = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(folder, exist_ok=True)
+    temporary = temporary_path(args.output)
+    if args.output.endswith(".keras"):
+        model.save(temporary)
+    else:
+        model.save_weights(temporary)
+    os.replace(temporary, args.output)
+    trainable = sum(math.prod(weight.shape) for weight in model.trainable_weights)
+    print(f"{args.model}: {trainable:,} trainable parameters from {args.checkpoint} "
+          f"({args.source}, {args.dataset}) -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

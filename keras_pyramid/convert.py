@@ -153,7 +153,7 @@ def convert_into(model, state_dict, source, bottleneck):
     """
     if source not in SOURCES:
         raise ValueError(f"`source` must be one of {SOURCES}. Received: source={source!r}")
-    unused = set(state_dict)
+    unused = {key for key in state_dict if not key.endswith("num_batches_tracked")}
     has_top = False
     for layer in weighted_layers(model):
         has_top = has_top or layer.name == "predictions"
@@ -182,7 +182,8 @@ def convert_into(model, state_dict, source, bottleneck):
         unused -= {f"{top}.weight", f"{top}.bias"}
     if unused:
         raise CheckpointMismatch(
-            f"the checkpoint has {len(unused)} tensors {model.name} has no place for, "
+            f"the checkpoint has {len(unused)} tensor{'s' if len(unused) > 1 else ''} "
+            f"{model.name} has no place for, "
             f"e.g. {sorted(unused)[0]!r}: it is of a deeper or other configuration"
         )
     return model

@@ -221,7 +221,8 @@ def trained_weights_entry(depth, alpha, bottleneck, variant, widening, tag):
 
     name = default_name(depth, alpha, None, variant, widening)
     for architecture in ARCHITECTURES:
-        if architecture.name() == name and architecture.bottleneck == bottleneck:
+        if (architecture.name() == name and architecture.bottleneck == bottleneck
+                and architecture.weights):
             return architecture, architecture.weights_for(tag)
     with_weights = sorted(a.name() for a in ARCHITECTURES if a.weights)
     raise ValueError(

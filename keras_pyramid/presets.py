@@ -47,6 +47,7 @@ class TrainedWeights:
     dataset: str
     source: str
     source_name: str
+    file_name: str  # the `.pth` (inside the published zip); its cache name here
     url: str
     sha1: str
     classes: int
@@ -58,11 +59,6 @@ class TrainedWeights:
     licence: str
     parameters: int
     evaluation: str = "the full image"
-
-    @property
-    def file_name(self):
-        """The `.pth` file inside the published zip."""
-        return self.url.rsplit("/", 1)[-1].removesuffix(".zip")
 
 
 # imgclsmob's transforms (its `cifar10_cls_dataset.py`, inherited by the
@@ -84,6 +80,7 @@ def _imgclsmob(source_name, dataset, parameters, error, sha1, release):
         dataset=dataset,
         source="pytorchcv",
         source_name=source_name,
+        file_name=file_name,
         url=f"{IMGCLSMOB_RELEASES}/{release}/{file_name}.zip",
         sha1=sha1,
         classes=classes,

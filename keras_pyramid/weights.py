@@ -98,18 +98,25 @@ def _unzip(zip_path, member, destination):
     os.replace(temporary, destination)
 
 
+def _intact(path, sha1):
+    """Whether `path` exists with this SHA-1; a file without it is deleted."""
+    if not os.path.isfile(path):
+        return False
+    if file_digest(path, "sha1") == sha1:
+        return True
+    os.remove(path)  # corrupt, truncated or foreign: never loaded
+    return False
+
+
 def fetch_checkpoint(entry, directory=None):
     """The published `.pth` of `entry`, SHA-1 checked, fetched if need be."""
-    paths = cached_paths(entry, directory)
-    checkpoint = paths["checkpoint"]
+    checkpoint = cached_paths(entry, directory)["checkpoint"]
+    if _intact(checkpoint, entry.sha1):
+        return checkpoint
     # get_file falls back to /tmp for a folder that does not exist yet.
     os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
     zip_name = entry.file_name + ".zip"
     for attempt in range(2):
-        if os.path.isfile(checkpoint):
-            if file_digest(checkpoint, "sha1") == entry.sha1:
-                return checkpoint
-            os.remove(checkpoint)  # corrupt or truncated: never loaded
         try:
             zip_path = keras.utils.get_file(
                 zip_name, entry.url, cache_dir=os.path.dirname(checkpoint),
@@ -127,6 +134,8 @@ def fetch_checkpoint(entry, directory=None):
         except (zipfile.BadZipFile, KeyError):
             pass  # a truncated or foreign zip: fetched again, or refused below
         os.remove(zip_path)
+        if _intact(checkpoint, entry.sha1):
+            return checkpoint
     raise ChecksumMismatch(
         f"{entry.file_name} fetched from {entry.url} does not have its SHA-1 {entry.sha1} "
         "(twice): refused"

@@ -98,16 +98,19 @@ def subprocess_environment(backend=None, **extra):
     return env
 
 
-def run_command(command, timeout=900, backend=None, **kwargs):
-    """Runs a command (argument list) as a child process; returns the CompletedProcess."""
-    return subprocess.run(command, env=subprocess_environment(backend), capture_output=True,
-                          text=True, timeout=timeout, check=False, **kwargs)
+def run_command(command, timeout=900, backend=None, environment=None, **kwargs):
+    """Runs a command (argument list) as a child process, with `environment`'s
+    variables added; returns the CompletedProcess."""
+    return subprocess.run(command, env=subprocess_environment(backend, **(environment or {})),
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          **kwargs)
 
 
-def run_python(code, backend=None, timeout=600):
+def run_python(code, backend=None, timeout=600, environment=None):
     """Runs `code` in a fresh Python process (optionally under another backend)
     and returns its stdout; a non-zero exit (a segfault is -11) fails the test."""
-    result = run_command([sys.executable, "-c", code], timeout=timeout, backend=backend)
+    result = run_command([sys.executable, "-c", code], timeout=timeout, backend=backend,
+                         environment=environment)
     assert result.returncode == 0, (
         f"exit status {result.returncode}\n{result.stderr[-4000:]}")
     return result.stdout

@@ -1,0 +1,318 @@
+"""Trained weights by name (`weights=TAG`): fetch, check, convert once, cache.
+
+No test downloads. A pytorchcv PyramidNet-8 alpha 24 with random weights is
+"published" as a `.pth.zip` in a local folder, and a `TrainedWeights` entry
+for it (a `file://` URL and the `.pth`'s SHA-1) replaces the registry's
+entries of that configuration: the same `keras.utils.get_file` code fetches
+it as it would the release asset. The cache is a fresh folder per test.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+import keras_pyramid
+from conftest import SAMPLE_TEST_EXAMPLES, load_cifar10_npz, run_python
+from keras_pyramid import convert, presets, weights
+
+torch = pytest.importorskip("torch")
+pyramidnet_cifar = pytest.importorskip("pytorchcv.models.pyramidnet_cifar")
+from test_convert import (  # noqa: E402  (after the importorskips)
+    CIFAR_STATISTICS, TOLERANCE, calibrate_head, load_program, pytorchcv_probabilities,
+    randomize_batchnorm)
+
+BACKEND = keras.backend.backend()
+NAME = "pyramidnet8_a24"
+EVALUATED = 64  # test images evaluate.py sees
+
+
+def sha1(path):
+    return hashlib.sha1(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """The served zip, its entry, and pytorchcv's probabilities on real images."""
+    folder = tmp_path_factory.mktemp("server")
+    torch.manual_seed(5)
+    net = randomize_batchnorm(pyramidnet_cifar.get_pyramidnet_cifar(10, 8, 24, False))
+    images = load_cifar10_npz()[2][:16]
+    calibrate_head(net, images, CIFAR_STATISTICS)
+    probabilities = pytorchcv_probabilities(net, images, CIFAR_STATISTICS)
+    pth = folder / "pyramidnet8_a24_cifar10-0000-00000000.pth"
+    torch.save(net.state_dict(), pth)
+    with zipfile.ZipFile(str(pth) + ".zip", "w") as archive:
+        archive.write(pth, pth.name)
+    entry = presets.TrainedWeights(
+        dataset="cifar10", source="pytorchcv", source_name="pyramidnet8_a24_cifar10",
+        file_name=pth.name, url=f"file://{pth}.zip", sha1=sha1(pth), classes=10, input_size=32,
+        mean=presets.IMGCLSMOB_CIFAR_MEAN, std=presets.IMGCLSMOB_CIFAR_STD, error=0.0,
+        metric="top-1 error %", licence="test", parameters=0)
+    os.remove(pth)  # only the zip is served
+    return {"entry": entry, "net": net, "images": images.astype("float32"),
+            "probabilities": probabilities, "zip": str(pth) + ".zip"}
+
+
+def with_entry(entry):
+    return tuple(dataclasses.replace(a, weights=(entry,)) if a.name() == NAME else a
+                 for a in presets.ARCHITECTURES)
+
+
+@pytest.fixture
+def served(published, tmp_path, monkeypatch):
+    """The registry serves the test entry; the cache is empty."""
+    cache = tmp_path / "keras_home" / weights.CACHE_SUBDIR
+    monkeypatch.setattr(presets, "ARCHITECTURES", with_entry(published["entry"]))
+    monkeypatch.setattr(weights, "cache_dir", lambda: str(cache))
+    return dict(published, cache=cache, paths=weights.cached_paths(published["entry"],
+                                                                   str(cache)))
+
+
+def predictions(model, images):
+    return model.predict(images, verbose=0)
+
+
+def assert_source_probabilities(model, served, count=16):
+    difference = np.abs(predictions(model, served["images"][:count])
+                        - served["probabilities"][:count]).max()
+    assert difference < TOLERANCE, difference
+
+
+def test_first_load_fetches_converts_and_gives_the_source_probabilities(served):
+    model = keras_pyramid.build(NAME, weights="cifar10")
+    assert_source_probabilities(model, served)
+    paths = served["paths"]
+    assert sha1(paths["checkpoint"]) == served["entry"].sha1
+    record = json.load(open(paths["record"]))
+    assert record["sha256"] == hashlib.sha256(open(paths["converted"], "rb").read()).hexdigest()
+    assert record["source_sha1"] == served["entry"].sha1
+    assert sorted(os.listdir(served["cache"])) == sorted(
+        os.path.basename(p) for p in paths.values())  # the zip is gone, nothing torn
+
+
+SECOND_LOAD = """
+import dataclasses, json, sys
+class BlockTorch:  # `import torch` raises ImportError
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError("torch is blocked in this process")
+if BLOCK_TORCH:
+    sys.meta_path.insert(0, BlockTorch())
+import keras, numpy as np
+import keras_pyramid
+from keras_pyramid import presets
+entry = presets.TrainedWeights(**ENTRY)
+presets.ARCHITECTURES = tuple(
+    dataclasses.replace(a, weights=(entry,)) if a.name() == "NAME" else a
+    for a in presets.ARCHITECTURES)
+plain = keras_pyramid.build("NAME", weights="cifar10")
+sepdrop = keras_pyramid.build("NAME_sepdrop", weights="cifar10")
+backbone = keras_pyramid.build("NAME", weights="cifar10", include_top=False, pooling="avg")
+converted = "keras_pyramid.convert" in sys.modules  # nothing tried to convert
+from keras_pyramid.convert import weighted_layers
+def weight_difference(model):
+    reference = {layer.name: layer.get_weights() for layer in weighted_layers(plain)}
+    return max(float(np.abs(a - b).max()) for layer in weighted_layers(model)
+               for a, b in zip(layer.get_weights(), reference[layer.name]))
+images = np.load("IMAGES")
+print(json.dumps({
+    "torch_imported": "torch" in sys.modules,
+    "converted": converted,
+    "probabilities": plain.predict(images, verbose=0).tolist(),
+    "sepdrop_weight_difference": weight_difference(sepdrop),
+    "backbone_weight_difference": weight_difference(backbone),
+    "backbone_has_top": "predictions" in [layer.name for layer in backbone.layers],
+}))
+"""
+
+
+def test_second_load_is_offline_needs_no_torch_and_fits_every_variant(served, tmp_path):
+    """In a fresh process, with the URL pointing nowhere: the converted file
+    in the cache serves the plain model, its `_sepdrop` variant and the
+    backbone; torch is not imported (blocked, except under the torch
+    backend, where the check is that nothing converted)."""
+    keras_pyramid.build(NAME, weights="cifar10")  # the first load fills the cache
+    offline = dataclasses.asdict(served["entry"])
+    offline["url"] = f"file://{tmp_path}/nowhere.pth.zip"
+    np.save(tmp_path / "images.npy", served["images"][:16])
+    code = (SECOND_LOAD.replace("BLOCK_TORCH", str(BACKEND != "torch"))
+            .replace("ENTRY", repr(offline)).replace("NAME", NAME)
+            .replace("IMAGES", str(tmp_path / "images.npy")))
+    keras_home = str(served["cache"]).removesuffix(os.sep + weights.CACHE_SUBDIR)
+    report = json.loads(run_python(code, environment={"KERAS_HOME": keras_home})
+                        .strip().splitlines()[-1])
+    assert not report["converted"]
+    assert report["torch_imported"] == (BACKEND == "torch")
+    difference = np.abs(np.array(report["probabilities"]) - served["probabilities"][:16]).max()
+    assert difference < TOLERANCE
+    assert report["sepdrop_weight_difference"] == 0.0  # regularizers have no weights
+    assert report["backbone_weight_difference"] == 0.0 and not report["backbone_has_top"]
+
+
+def test_corrupt_cached_files_are_refused_and_replaced(served):
+    keras_pyramid.build(NAME, weights="cifar10")
+    paths = served["paths"]
+    with open(paths["checkpoint"], "r+b") as f:  # truncated
+        f.truncate(1000)
+    with open(paths["converted"], "r+b") as f:  # one byte changed
+        f.seek(os.path.getsize(paths["converted"]) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    model = keras_pyramid.build(NAME, weights="cifar10")
+    assert_source_probabilities(model, served)
+    assert sha1(paths["checkpoint"]) == served["entry"].sha1  # fetched again
+    record = json.load(open(paths["record"]))
+    assert record["sha256"] == hashlib.sha256(open(paths["converted"], "rb").read()).hexdigest()
+
+
+def test_a_download_with_the_wrong_checksum_is_refused(served, tmp_path, monkeypatch):
+    wrong = tmp_path / "wrong.pth.zip"
+    with zipfile.ZipFile(wrong, "w") as archive:
+        archive.writestr(served["entry"].file_name, b"not the published file")
+    entry = dataclasses.replace(served["entry"], url=f"file://{wrong}")
+    monkeypatch.setattr(presets, "ARCHITECTURES", with_entry(entry))
+    with pytest.raises(weights.ChecksumMismatch, match="does not have its SHA-1"):
+        keras_pyramid.build(NAME, weights="cifar10")
+    assert os.listdir(served["cache"]) == []  # nothing kept, nothing loaded
+
+
+def test_without_network_or_cache_the_error_says_what_to_put_where(served, tmp_path,
+                                                                  monkeypatch):
+    entry = dataclasses.replace(served["entry"], url=f"file://{tmp_path}/missing.pth.zip")
+    monkeypatch.setattr(presets, "ARCHITECTURES", with_entry(entry))
+    with pytest.raises(weights.WeightsUnavailable) as caught:
+        keras_pyramid.build(NAME, weights="cifar10")
+    message = str(caught.value)
+    assert "\n" not in message
+    for part in (entry.file_name, entry.sha1, str(served["cache"]), entry.url):
+        assert part in message
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(weights="cifar1000"), "`weights` must be None, a dataset tag"),
+    (dict(weights="imagenet"), "No trained weights 'imagenet' for pyramidnet8_a24; it has "
+                               "('cifar10',)"),
+    (dict(weights="cifar10", classes=100), "`classes` must be 10 (or None)"),
+    (dict(weights="cifar10", depth=20, alpha=48), "No trained weights for pyramidnet20_a48; "
+                                                  "these configurations have some: "),
+    (dict(weights="missing.keras"), "`weights` file does not exist"),
+])
+def test_bad_weights_arguments_are_value_errors(served, arguments, message):
+    arguments = {"depth": 8, "alpha": 24, **arguments}
+    with pytest.raises(ValueError) as caught:
+        keras_pyramid.PyramidNet(arguments.pop("depth"), arguments.pop("alpha"), **arguments)
+    assert message in str(caught.value)
+    assert not os.path.exists(served["cache"])  # refused before anything was fetched
+
+
+def test_the_registry_knows_which_models_have_weights():
+    pretrained = keras_pyramid.list_models(pretrained=True)
+    assert "pyramidnet272_a200_sepdrop" in pretrained and "pyramidnet20_a48" not in pretrained
+    assert len([n for n in pretrained if "drop" not in n]) == 8  # configurations
+    assert keras_pyramid.applications.trained_weights(
+        "pyramidnet272_a200_shakedrop", "cifar100").sha1.startswith("98bc2f48")
+    with pytest.raises(ValueError, match=r"it has \('imagenet',\)"):
+        keras_pyramid.applications.trained_weights("pyramidnet101_a360_imagenet", "cifar10")
+
+
+def test_the_weights_table_is_the_sources_model_store():
+    """Every entry against pytorchcv's own model store (its
+    model_metainfos.csv): file name, SHA-1, release, parameter count; and a
+    pytorchcv constructor of that name exists."""
+    import csv
+
+    import pytorchcv.models.common.model_store as store
+    import pytorchcv.models.pyramidnet as pyramidnet_imagenet
+
+    rows = {row[0]: row for row in csv.reader(open(store.get_model_metainfos_file_path()))}
+    entries = [e for a in presets.ARCHITECTURES for e in a.weights]
+    assert len(entries) == 22
+    for entry in entries:
+        name, parameters, error, sha, release = rows[entry.source_name][:5]
+        assert entry.file_name == f"{name}-{error}-{sha[:8]}.pth"
+        assert entry.sha1 == sha and f"/{release}/" in entry.url
+        assert entry.parameters == int(parameters)
+        module = pyramidnet_imagenet if entry.dataset == "imagenet" else pyramidnet_cifar
+        assert callable(getattr(module, entry.source_name))
+        classes = 100 if entry.dataset == "cifar100" else 1000 if entry.dataset == "imagenet" \
+            else 10
+        assert entry.classes == classes
+
+
+def test_a_checkpoint_of_another_configuration_names_the_first_misfit(published, tmp_path,
+                                                                     capsys):
+    torch.manual_seed(0)
+    wider = pyramidnet_cifar.get_pyramidnet_cifar(10, 8, 30, False)
+    model = keras_pyramid.build(NAME)
+    with pytest.raises(convert.CheckpointMismatch) as caught:
+        convert.convert_into(model, {k: v.numpy() for k, v in wider.state_dict().items()},
+                             "pytorchcv", bottleneck=False)
+    assert "layer 'stage1_unit1_conv1' does not fit: (3, 3, 16, 24)" in str(caught.value)
+    assert "(3, 3, 16, 26) in the checkpoint" in str(caught.value)
+    # Its own tensors plus a second unit's: one too many.
+    extra = {k: v.numpy() for k, v in
+             pyramidnet_cifar.get_pyramidnet_cifar(10, 8, 24, False).state_dict().items()}
+    extra["features.stage1.unit2.bn.weight"] = np.ones(24, "float32")
+    with pytest.raises(convert.CheckpointMismatch,
+                       match="1 tensor pyramidnet8_a24 has no place for, e.g. "
+                             "'features.stage1.unit2.bn.weight'"):
+        convert.convert_into(model, extra, "pytorchcv", False)
+    checkpoint = tmp_path / "wider.pth"
+    torch.save(wider.state_dict(), checkpoint)
+    with pytest.raises(SystemExit) as exit_status:
+        load_program("convert_weights").main([
+            str(checkpoint), "--source", "pytorchcv", "--model", NAME, "--dataset", "cifar10",
+            "--output", str(tmp_path / "out.keras")])
+    assert exit_status.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "does not fit" in error and "Traceback" not in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "out.keras")
+
+
+def test_a_keras_file_initialises_another_regularization_and_a_new_head(served, tmp_path):
+    """Fine-tuning: a converted `.keras` file gives its weights and its
+    preprocessing to a `_sepdrop` model, with a 5-class head."""
+    source_path = str(tmp_path / "converted.keras")
+    keras_pyramid.build(NAME, weights="cifar10").save(source_path)
+    tuned = keras_pyramid.build(NAME + "_sepdrop", weights=source_path, include_top=False,
+                                pooling="avg")
+    plain = keras_pyramid.build(NAME, weights="cifar10", include_top=False, pooling="avg")
+    np.testing.assert_allclose(
+        predictions(keras_pyramid.build(NAME + "_sepdrop", weights=source_path,
+                                        drop_rate=0.0), served["images"][:8]),
+        served["probabilities"][:8], atol=TOLERANCE)  # rate 0: the plain network
+    for layer in convert.weighted_layers(tuned):
+        for a, b in zip(layer.get_weights(), plain.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="layer 'predictions' does not fit"):
+        keras_pyramid.build(NAME, weights=source_path, classes=5)
+
+
+def test_evaluate_measures_a_preset_and_records_the_claim(served, cifar10_sample_tfds_dir,
+                                                         tmp_path):
+    assert EVALUATED <= SAMPLE_TEST_EXAMPLES
+    output = tmp_path / "evaluation"
+    status = load_program("evaluate").main([
+        "--model", NAME, "--weights", "cifar10", "--dataset", "cifar10",
+        "--data-dir", cifar10_sample_tfds_dir, "--max-examples", str(EVALUATED),
+        "--batch-size", "32", "--output-dir", str(output)])
+    assert status == 0
+    report = json.load(open(output / "evaluation-test.json"))
+    import tensorflow_datasets as tfds
+
+    images, labels = next(iter(tfds.as_numpy(tfds.builder(
+        "cifar10", data_dir=cifar10_sample_tfds_dir).as_dataset(
+        split=f"test[:{EVALUATED}]", batch_size=EVALUATED, as_supervised=True,
+        shuffle_files=False))))
+    source = pytorchcv_probabilities(served["net"], images, CIFAR_STATISTICS)
+    expected = float(np.mean(source.argmax(-1) != labels))
+    assert report["examples"] == EVALUATED and report["error"] == pytest.approx(expected)
+    assert report["source_claim"]["file"] == served["entry"].file_name

@@ -518,81 +518,93 @@ def PyramidNet(
         input_shape = tuple(input_tensor.shape[1:])
     input_shape = _check_input_shape(input_shape, data_format, variant)
 
-    if input_tensor is None:
-        inputs = keras.Input(shape=input_shape, name="image")
-    elif keras.backend.is_keras_tensor(input_tensor):
-        inputs = input_tensor
-    else:
-        inputs = keras.Input(tensor=input_tensor, shape=input_shape, name="image")
+    def assemble():
+        if input_tensor is None:
+            inputs = keras.Input(shape=input_shape, name="image")
+        elif keras.backend.is_keras_tensor(input_tensor):
+            inputs = input_tensor
+        else:
+            inputs = keras.Input(tensor=input_tensor, shape=input_shape, name="image")
 
-    # Coupled weight decay = the gradient of lambda / 2 * w^2 (SPEC section 4).
-    wr = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
-    x = inputs
-    if include_preprocessing:
-        x = keras.layers.Normalization(
-            axis=channel_axis,
-            mean=mean,
-            variance=[s**2 for s in std],
-            name="normalization",
-        )(x)
-    x = stem(x, variant, data_format, wr)
+        # Coupled weight decay = the gradient of lambda / 2 * w^2 (SPEC section 4).
+        wr = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+        x = inputs
+        if include_preprocessing:
+            x = keras.layers.Normalization(
+                axis=channel_axis,
+                mean=mean,
+                variance=[s**2 for s in std],
+                name="normalization",
+            )(x)
+        x = stem(x, variant, data_format, wr)
 
-    drop_rates = linear_drop_rates(len(widths), drop_rate)
-    new_drop_rates = (linear_drop_rates(len(widths), new_drop_rate)
-                      if new_drop_rate is not None else [None] * len(widths))
-    positions = [(stage, unit) for stage, count in enumerate(stages) for unit in range(count)]
-    for index, (width, (stage, unit)) in enumerate(zip(widths, positions)):
-        x = pyramidal_unit(
-            x,
-            width,
-            strides=2 if stage > 0 and unit == 0 else 1,
-            bottleneck=bottleneck,
-            regularization=regularization,
-            drop_rate=drop_rates[index],
-            new_drop_rate=new_drop_rates[index],
-            granularity=granularity,
-            seed=None if seed is None else seed + index + 1,
-            data_format=data_format,
-            weight_regularizer=wr,
-            skip_dropped=skip_dropped,
-            name=f"stage{stage + 1}_unit{unit + 1}",
+        drop_rates = linear_drop_rates(len(widths), drop_rate)
+        new_drop_rates = (linear_drop_rates(len(widths), new_drop_rate)
+                          if new_drop_rate is not None else [None] * len(widths))
+        positions = [(stage, unit) for stage, count in enumerate(stages) for unit in range(count)]
+        for index, (width, (stage, unit)) in enumerate(zip(widths, positions)):
+            x = pyramidal_unit(
+                x,
+                width,
+                strides=2 if stage > 0 and unit == 0 else 1,
+                bottleneck=bottleneck,
+                regularization=regularization,
+                drop_rate=drop_rates[index],
+                new_drop_rate=new_drop_rates[index],
+                granularity=granularity,
+                seed=None if seed is None else seed + index + 1,
+                data_format=data_format,
+                weight_regularizer=wr,
+                skip_dropped=skip_dropped,
+                name=f"stage{stage + 1}_unit{unit + 1}",
+            )
+
+        x = batch_norm(channel_axis, "head_bn", wr)(x)
+        x = keras.layers.ReLU(name="head_relu")(x)
+        if include_top:
+            x = keras.layers.GlobalAveragePooling2D(
+                data_format=data_format, name="avg_pool"
+            )(x)
+            if head_dropout:
+                x = keras.layers.Dropout(head_dropout, seed=seed, name="head_dropout")(x)
+            kernel_init, bias_init = torch_linear_initializers(x.shape[-1])
+            x = keras.layers.Dense(
+                classes,
+                activation=classifier_activation,
+                kernel_initializer=kernel_init,
+                bias_initializer=bias_init,
+                kernel_regularizer=wr,
+                bias_regularizer=wr,
+                # Mixed precision: keep the logits and softmax in float32.
+                dtype="float32",
+                name="predictions",
+            )(x)
+        elif pooling == "avg":
+            x = keras.layers.GlobalAveragePooling2D(
+                data_format=data_format, name="avg_pool"
+            )(x)
+        elif pooling == "max":
+            x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
+
+        model_inputs = (
+            keras.utils.get_source_inputs(input_tensor)
+            if input_tensor is not None
+            else inputs
         )
+        model = keras.Model(
+            model_inputs, x, name=name or default_name(depth, alpha, regularization, variant, widening)
+        )
+        return model
 
-    x = batch_norm(channel_axis, "head_bn", wr)(x)
-    x = keras.layers.ReLU(name="head_relu")(x)
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(
-            data_format=data_format, name="avg_pool"
-        )(x)
-        if head_dropout:
-            x = keras.layers.Dropout(head_dropout, seed=seed, name="head_dropout")(x)
-        kernel_init, bias_init = torch_linear_initializers(x.shape[-1])
-        x = keras.layers.Dense(
-            classes,
-            activation=classifier_activation,
-            kernel_initializer=kernel_init,
-            bias_initializer=bias_init,
-            kernel_regularizer=wr,
-            bias_regularizer=wr,
-            # Mixed precision: keep the logits and softmax in float32.
-            dtype="float32",
-            name="predictions",
-        )(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(
-            data_format=data_format, name="avg_pool"
-        )(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
-
-    model_inputs = (
-        keras.utils.get_source_inputs(input_tensor)
-        if input_tensor is not None
-        else inputs
-    )
-    model = keras.Model(
-        model_inputs, x, name=name or default_name(depth, alpha, regularization, variant, widening)
-    )
+    if weights_kind is None:
+        model = assemble()
+    else:
+        # The weights overwrite the initial values: build the shapes, fill them
+        # by NumPy (seconds; under JAX each random Keras initializer compiles
+        # an XLA program per weight shape, minutes for a deep network), load.
+        with keras.StatelessScope(initialize_variables=False):
+            model = assemble()
+        initialize_with_numpy(model)
     if weights_kind == "tag":
         from keras_pyramid.weights import load_trained
 

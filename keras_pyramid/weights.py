@@ -182,7 +182,16 @@ def converted_weights(architecture, entry, directory=None):
 def load_trained(model, architecture, entry, directory=None):
     """Loads `entry`'s weights into `model` (its configuration's plain,
     regularized or backbone-only network). Returns the model."""
-    model.load_weights(converted_weights(architecture, entry, directory))
+    from keras_pyramid.skipping import SkippableBranch
+
+    path = converted_weights(architecture, entry, directory)
+    if any(isinstance(layer, SkippableBranch) for layer in model.layers):
+        # Its branches hold their layers inside one layer, which a weights
+        # file of the flat network does not match: through the plain model, by name.
+        plain = plain_model(architecture, entry)
+        plain.load_weights(path)
+        return copy_weights(plain, model)
+    model.load_weights(path)
     return model
 
 

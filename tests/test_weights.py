@@ -156,6 +156,17 @@ def test_second_load_is_offline_needs_no_torch_and_fits_every_variant(served, tm
     assert report["backbone_weight_difference"] == 0.0 and not report["backbone_has_top"]
 
 
+def test_a_skipping_network_gets_the_same_weights(served):
+    """skip_dropped nests each branch's layers in one layer: loaded by name."""
+    plain = keras_pyramid.build(NAME, weights="cifar10")
+    skipping = keras_pyramid.build(NAME + "_sepdrop", weights="cifar10", skip_dropped=True)
+    layers = convert.weighted_layers(skipping)
+    assert len(layers) == len(convert.weighted_layers(plain))
+    for layer in layers:
+        for a, b in zip(layer.get_weights(), plain.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_corrupt_cached_files_are_refused_and_replaced(served):
     keras_pyramid.build(NAME, weights="cifar10")
     paths = served["paths"]

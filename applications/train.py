@@ -58,7 +58,10 @@ def parse_args(argv=None):
                         help="a search's best_hparams.json: the model (depth, alpha, "
                              "regularization, drop rate), --lr and --batch-size; "
                              "explicit flags win")
-    parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
+    parser.add_argument("--dataset", type=dataset_argument, default="cifar10",
+                        help="cifar10, cifar100 (tfds), or npz:PATH (arrays x_train, y_train, "
+                             "x_test, y_test kept on the device and augmented inside the "
+                             "training step: no TensorFlow needed)")
     parser.add_argument("--epochs", type=cli.positive_int, default=300)
     parser.add_argument("--batch-size", type=cli.positive_int, default=None, help="default: 128")
     parser.add_argument("--lr", type=cli.positive_float, default=None,
@@ -89,9 +92,10 @@ def parse_args(argv=None):
                         help="limit each evaluation to this many batches (smoke runs)")
     parser.add_argument("--validation-examples", type=cli.non_negative_int, default=0,
                         help="evaluate on the last N TRAINING images instead of the test set")
-    parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", default="off",
-                        choices=("off", "bfloat16", "float16"),
-                        help="bare flag: bfloat16 (CPUs, TPUs); float16 for GPUs")
+    parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", default="auto",
+                        choices=("auto", "off", "bfloat16", "float16"),
+                        help="auto: bfloat16 on GPUs that have it, else off "
+                             "(keras_pyramid/device.py); bare flag: bfloat16")
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
     parser.add_argument("--skip-dropped", choices=("auto", "on", "off"), default="auto",
                         help="do not compute a dropped unit's branch (same training, less "
@@ -128,23 +132,43 @@ def parse_args(argv=None):
         if args.new_drop_rate is None:
             args.new_drop_rate = values["new_drop_rate"]
     args.model = args.model or "pyramidnet110_a48_sepdrop"
+    if args.dataset.startswith("npz:") and args.validation_examples:
+        parser.error("--validation-examples takes tfds datasets only; put a validation "
+                     "split into the .npz's x_test/y_test instead")
     check_new_drop_rate(parser, args)
     args.batch_size = args.batch_size or 128
     if args.output_dir is None:
-        args.output_dir = os.path.join("runs", f"{args.model}-{args.dataset}")
+        tag = args.dataset if not args.dataset.startswith("npz:") else \
+            os.path.basename(args.dataset[4:]).removesuffix(".npz")
+        args.output_dir = os.path.join("runs", f"{args.model}-{tag}")
     return parser, args
+
+
+def dataset_argument(text):
+    """An argparse type: cifar10, cifar100, or npz:PATH of an existing file."""
+    if text in ("cifar10", "cifar100"):
+        return text
+    if text.startswith("npz:") and os.path.isfile(text[4:]):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"must be cifar10, cifar100 or npz:PATH of an existing .npz file, got {text!r}")
 
 
 def versions():
     import keras
     import numpy
-    import tensorflow as tf
 
+    try:
+        import tensorflow as tf
+
+        tensorflow = tf.__version__
+    except ImportError:
+        tensorflow = None  # the npz path trains without it
     found = {
         "python": platform.python_version(),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
-        "tensorflow": tf.__version__,
+        "tensorflow": tensorflow,
         "numpy": numpy.__version__,
     }
     if found["backend"] == "jax":
@@ -209,8 +233,8 @@ def main(argv=None):
     import keras
 
     import keras_pyramid
-    from keras_pyramid import (data, distribution, drop_schedule, hparams, recipe, skipping,
-                               training)
+    from keras_pyramid import (data, device, distribution, drop_schedule, hparams, recipe,
+                               resident, skipping, training)
 
     if args.architecture is None and args.model not in keras_pyramid.list_models():
         parser.error(
@@ -231,24 +255,37 @@ def main(argv=None):
     found = versions()
     print("keras-pyramid " + keras_pyramid.__version__ + ", " +
           ", ".join(f"{k} {v}" for k, v in found.items()))
-    try:
-        builder = data.dataset_builder(args.dataset, args.data_dir, args.download)
-    except data.DataNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    # Refused before the run directory is touched: a bad flag writes nothing.
-    try:
-        split = data.splits(builder, args.validation_examples)
-    except ValueError as error:
-        parser.error(f"--validation-examples: {error}")
+    arrays = None
+    if args.dataset.startswith("npz:"):
+        try:
+            arrays = resident.load_npz(args.dataset[4:])
+        except (OSError, ValueError) as error:
+            parser.error(f"--dataset {args.dataset}: {error}")
+        x_train, y_train, x_test, y_test, names = arrays
+        split = data.Splits("x_train", "x_test", len(x_train), len(x_test), len(names), names)
+    else:
+        try:
+            builder = data.dataset_builder(args.dataset, args.data_dir, args.download)
+        except data.DataNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        # Refused before the run directory is touched: a bad flag writes nothing.
+        try:
+            split = data.splits(builder, args.validation_examples)
+        except ValueError as error:
+            parser.error(f"--validation-examples: {error}")
     cli.check_batch_fits(parser, args.batch_size, split.train_examples, split.train)
+    # Resolved before it is recorded: a resumed run must compute as it began.
+    args.mixed_precision = device.resolve_mixed_precision(args.mixed_precision)
     prepare_run_dir(parser, args)
 
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision != "off":
         keras.config.set_dtype_policy(f"mixed_{args.mixed_precision}")
     plan = recipe.paper_recipe(
-        args.dataset,
+        # An .npz gets the paper's rate for its class count (0.1 for 10, 0.5 for 100).
+        args.dataset if arrays is None else ("cifar10" if split.num_classes <= 10
+                                             else "cifar100"),
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -257,17 +294,29 @@ def main(argv=None):
     steps_per_epoch = args.steps_per_epoch or split.train_examples // plan.batch_size
     data_format = keras.config.image_data_format()
 
-    def train_data(start_step):
-        # The stream from a global step on: a resumed run gets the batches it
-        # would have got without the interruption.
-        return spread.shard(data.pipeline(builder, split.train, plan.batch_size,
-                                          training=True, seed=args.seed,
-                                          data_format=data_format, repeat=True,
-                                          start_step=start_step))
+    if arrays is not None:
+        if spread.replicas > 1:
+            parser.error("--dataset npz: trains on one device; use --distribute none")
+        resident_train = resident.ResidentData(x_train, y_train, plan.batch_size, args.seed,
+                                               data_format)
+        resident_test = resident.ResidentData(x_test, y_test, plan.batch_size, args.seed,
+                                              data_format)
+        train_data = resident_train.training_stream
+        evaluation_data = resident_test.evaluation_stream()
+        args.eval_steps = min(args.eval_steps or resident_test.evaluation_steps,
+                              resident_test.evaluation_steps)  # one pass at most
+    else:
+        def train_data(start_step):
+            # The stream from a global step on: a resumed run gets the batches it
+            # would have got without the interruption.
+            return spread.shard(data.pipeline(builder, split.train, plan.batch_size,
+                                              training=True, seed=args.seed,
+                                              data_format=data_format, repeat=True,
+                                              start_step=start_step))
 
-    evaluation_data = spread.shard(data.pipeline(builder, split.evaluation, plan.batch_size,
-                                                 training=False, data_format=data_format,
-                                                 full_batches=spread.processes > 1))
+        evaluation_data = spread.shard(data.pipeline(
+            builder, split.evaluation, plan.batch_size, training=False,
+            data_format=data_format, full_batches=spread.processes > 1))
 
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     skip_dropped = {"on": True, "off": False}.get(args.skip_dropped)
@@ -288,13 +337,16 @@ def main(argv=None):
         if args.sync_batch_norm and spread.strategy is not None:
             model = distribution.synchronized_batch_norm(model)
         distribution.check_gates(model, spread)
-        model.compile(
+        # The .npz path augments on the device, in the step; model.keras stays the bare model.
+        trainer = model if arrays is None else resident.with_augmentation(model, args.seed)
+        trainer.compile(
             optimizer=recipe.make_optimizer(plan, steps_per_epoch),
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy"],
             jit_compile=jit,
         )
-    spread.prepare(model, lambda: train_data(0))
+    if arrays is None:
+        spread.prepare(model, lambda: train_data(0))
     print(f"{model.name}: {model.count_params():,} parameters; {plan}; "
           f"{steps_per_epoch} steps per epoch; evaluating on {split.evaluation}; "
           f"{spread.engine}; skipping dropped branches: {'on' if skip_dropped else 'off'}")
@@ -306,7 +358,7 @@ def main(argv=None):
                 drop_schedule.DropRateSchedule(drop_schedule.parse_schedule(
                     args.drop_rate_schedule, plan.epochs * steps_per_epoch))]
             history = training.fit(
-                model, train_data, evaluation_data,
+                trainer, train_data, evaluation_data,
                 epochs=plan.epochs,
                 steps_per_epoch=steps_per_epoch,
                 run_dir=args.output_dir,
@@ -340,6 +392,8 @@ def main(argv=None):
         "final_train_error": 1.0 - final["accuracy"],
         "train_images_per_second": images / trained_seconds,
         "skip_dropped": skip_dropped,
+        "mixed_precision": args.mixed_precision,
+        "data": "tf.data" if arrays is None else "device-resident",
         "versions": found,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -363,8 +363,7 @@ def fit(
         checkpoint,
         HistoryFiles(run_dir, checkpoint),
         *([RunProgress(epochs)] if verbose else []),
-        # No graph: it is TensorFlow-only, and the run must work on every backend.
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
+        *_tensorboard(run_dir),
         *extra_callbacks,
     ]
 
@@ -415,6 +414,18 @@ def fit(
             "data, and run again to resume from it."
         )
     return checkpoint.history
+
+
+def _tensorboard(run_dir):
+    """TensorBoard logs, where TensorFlow (their writer) can be imported: a
+    JAX or torch run from device-resident arrays may have none."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return []
+    # No graph: it is TensorFlow-only, and the run must work on every backend.
+    return [keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"),
+                                        write_graph=False)]
 
 
 def _describe(record):

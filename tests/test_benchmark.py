@@ -71,3 +71,37 @@ def test_the_jax_step_profile_compares_the_gated_steps(tmp_path):
     for gated in ("drop", "sepdrop"):
         assert 1.0 < steps[gated]["flops"] / steps["none"]["flops"] < 1.01
     assert all((tmp_path / f"trace_{name}").is_dir() for name in steps)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="gpu_check starts the jax and torch backends itself: tested once, "
+                           "in the jax run")
+def test_the_gpu_check_smoke_run_writes_its_report_without_tensorflow(tmp_path):
+    """`gpu_check.py --smoke`: both backends and the PyTorch yardstick, a short
+    training run on real CIFAR-10 images, with TensorFlow unimportable."""
+    from test_resident import blocked_tensorflow_path
+
+    data = tmp_path / "smoke.npz"
+    made = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "gpu_subset.py"),
+                           str(data), "--train", "128", "--test", "32"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert made.returncode == 0, made.stderr[-2000:]
+    output = tmp_path / "gpu_check.json"
+    env = dict(os.environ, PYTHONPATH=blocked_tensorflow_path(tmp_path / "blocked")
+               + os.pathsep + REPO)
+    finished = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "gpu_check.py"), "--smoke",
+         "--data", str(data), "--output", str(output)],
+        env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-3000:]
+    report = json.loads(output.read_text())
+    assert report["smoke"] and report["environment"]["keras"] == keras.__version__
+    assert [run["backend"] for run in report["backends"]] == ["jax", "torch"]
+    for run in report["backends"] + [report["yardstick"]]:
+        assert [(r["model"], r["precision"]) for r in run["networks"]] == [
+            ("pyramidnet8_a24", "float32"), ("pyramidnet8_a24", "bfloat16")]
+        assert all(r["train_images_per_s"]["median"] > 0 for r in run["networks"])
+    for run in report["backends"]:
+        assert run["training"]["epochs"] >= 1 and 0 <= run["training"]["test_accuracy"] <= 1
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "| jax | pyramidnet8_a24 | 8 | bfloat16 |" in table and "SMOKE" in table

@@ -23,6 +23,7 @@ PROGRAMS = {
     "evaluate": os.path.join(REPO, "applications", "evaluate.py"),
     "export": os.path.join(REPO, "applications", "export.py"),
     "search": os.path.join(REPO, "tuning", "search.py"),
+    "convert_weights": os.path.join(REPO, "applications", "convert_weights.py"),
 }
 
 # (program, arguments, text the error must contain). DATA is the real tfds
@@ -98,6 +99,37 @@ CASES = [
      "--hp batch_size 100000 exceeds the 45,000 images of the train[:45000] split"),
     ("search", ["--directory", "FILE/x"], "cannot be created"),
     ("search", ["--data-dir", "EMPTY"], "cifar10 is not prepared in EMPTY"),
+]
+CASES += [
+    ("train", ["--dataset", "npz:EMPTY/none.npz"],
+     "--dataset: must be cifar10, cifar100 or npz:PATH of an existing .npz file"),
+    ("train", ["--dataset", "npz:FILE"], "--dataset npz:FILE: "),
+    ("train", ["--dataset", "npz:FILE", "--validation-examples", "10"],
+     "--validation-examples takes tfds datasets only"),
+    ("train", ["--mixed-precision", "half"], "--mixed-precision: invalid choice: 'half'"),
+    ("evaluate", ["--weights", "cifar10"], "or --model NAME --weights W, one of them"),
+    ("evaluate", ["--model", "pyramidnet8_a24", "--dataset", "cifar10"], "needs --weights"),
+    ("evaluate", ["--model", "pyramidnet7", "--weights", "cifar10", "--dataset", "cifar10"],
+     "--model 'pyramidnet7' is not a registered name"),
+    ("evaluate", ["--model", "pyramidnet20_a48", "--weights", "cifar10", "--dataset", "cifar10"],
+     "--weights cifar10: No trained weights for pyramidnet20_a48; these configurations"),
+    ("evaluate", ["--model", "pyramidnet110_a48", "--weights", "imagenet", "--dataset",
+                  "cifar10"], "it has ('cifar10', 'cifar100', 'svhn')"),
+    ("convert_weights", ["EMPTY/none.pth", "--source", "pytorchcv", "--model", "pyramidnet8_a24",
+                         "--dataset", "cifar10", "--output", "out.keras"],
+     "checkpoint 'EMPTY/none.pth' is not a file"),
+    ("convert_weights", ["FILE", "--source", "pytorchcv", "--model", "pyramidnet8_a24",
+                         "--dataset", "cifar10", "--output", "out.txt"],
+     "--output must end in .keras or .weights.h5, got 'out.txt'"),
+    ("convert_weights", ["FILE", "--source", "caffe", "--model", "pyramidnet8_a24",
+                         "--dataset", "cifar10", "--output", "out.keras"],
+     "--source: invalid choice: 'caffe'"),
+    ("convert_weights", ["FILE", "--source", "official", "--model", "pyramidnet7",
+                         "--dataset", "cifar10", "--output", "out.keras"],
+     "--model 'pyramidnet7' is not a registered name"),
+    ("convert_weights", ["FILE", "--source", "official", "--model", "pyramidnet8_a24",
+                         "--dataset", "cifar10", "--output", "out.keras"],
+     "is not a loadable PyTorch file"),
 ]
 # The cases that load a model (tensors): they run on every backend.
 TOUCHES_TENSORS = {"TINY", "MODEL"}

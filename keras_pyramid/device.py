@@ -1,0 +1,79 @@
+"""Defaults chosen per backend and device kind; each one overridable by its flag.
+
+| setting | CPU | GPU | why |
+|---|---|---|---|
+| mixed precision (`auto`) | off | bfloat16 where the GPU has it (compute capability >= 8.0) | bf16 has float32's range (no loss scaling); the logits and loss stay float32 (the head is a float32 layer) |
+| XLA (`--jit-compile auto`) | Keras': on for JAX, off for TF on CPU | Keras': on for JAX and TF | measured on CPU (README speed table); not measured on a GPU |
+| torch data format | channels_last | channels_first | cuDNN's native layout: Keras' torch convolutions transpose channels_last inputs; not measured here (no GPU) |
+| skipping dropped branches (`--skip-dropped auto`) | `skipping.skip_by_default` | the same rule | conds inside XLA measured slow on CPU; not measured on a GPU |
+
+Nothing here is measured on a GPU in this repository (none was available):
+`benchmarks/gpu_check.py` measures the GPU rows in one run.
+"""
+
+import keras
+
+MIXED_PRECISION = ("auto", "off", "bfloat16", "float16")
+
+
+def accelerator_kind():
+    """"gpu", "tpu" or "cpu": the device the current backend computes on."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.devices()[0].platform
+    if backend == "torch":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    return "cpu"
+
+
+def gpu_has_bfloat16():
+    """Whether the first GPU computes in bfloat16 natively (Ampere or newer)."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if backend == "jax":
+        import jax
+
+        capability = getattr(jax.devices()[0], "compute_capability", "0")
+        return float(capability) >= 8.0
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        details = tf.config.experimental.get_device_details(gpus[0]) if gpus else {}
+        return details.get("compute_capability", (0, 0)) >= (8, 0)
+    return False
+
+
+def resolve_mixed_precision(value, kind=None, has_bfloat16=None):
+    """`value` with "auto" resolved: "bfloat16" on a GPU that has it (and on
+    a TPU), else "off". `kind` and `has_bfloat16` default to this machine's."""
+    if value not in MIXED_PRECISION:
+        raise ValueError(f"`mixed_precision` must be one of {MIXED_PRECISION}. "
+                         f"Received: mixed_precision={value!r}")
+    if value != "auto":
+        return value
+    kind = accelerator_kind() if kind is None else kind
+    if kind == "tpu":
+        return "bfloat16"
+    if kind != "gpu":
+        return "off"
+    has_bfloat16 = gpu_has_bfloat16() if has_bfloat16 is None else has_bfloat16
+    return "bfloat16" if has_bfloat16 else "off"
+
+
+def default_data_format(backend=None, kind=None):
+    """channels_first for torch on a GPU (see the table), else channels_last."""
+    backend = backend or keras.backend.backend()
+    kind = accelerator_kind() if kind is None else kind
+    return "channels_first" if backend == "torch" and kind == "gpu" else "channels_last"

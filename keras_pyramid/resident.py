@@ -7,9 +7,13 @@ augmentation is a layer in front of the network, so it runs inside the
 compiled training step, drawn from a `keras.random.SeedGenerator` whose
 state is checkpointed with the gates' (`training.random_state`).
 
-    stream = ResidentData(x_train, y_train, batch_size=128, seed=0)
-    trainer = with_augmentation(model, seed=0)   # model.keras stays the bare model
-    trainer.compile(...); training.fit(trainer, stream.training_stream, stream_eval, ...)
+    train = ResidentData(x_train, y_train, batch_size=128, seed=0)
+    test = ResidentData(x_test, y_test, batch_size=128)
+    trainer = with_augmentation(model, seed=0)   # save `model`, the bare network
+    trainer.compile(...)
+    training.fit(trainer, train.training_stream, test.evaluation_stream(),
+                 steps_per_epoch=train.steps_per_epoch,
+                 evaluation_steps=test.evaluation_steps, ...)
 
 Order: epoch e's permutation is NumPy's `default_rng([seed, e]).permutation`,
 so the stream from any global step is known without replaying the ones

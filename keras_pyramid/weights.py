@@ -1,7 +1,7 @@
 """Trained weights by name: fetch once, convert once, offline after that.
 
-`load_trained(model, entry)` gives a model the weights of a
-`presets.TrainedWeights` entry. Everything lives in Keras' cache,
+`load_trained(model, architecture, entry)` gives a model the weights of a
+`presets.TrainedWeights` entry of its `presets.Architecture`. Everything lives in Keras' cache,
 `$KERAS_HOME/models/keras_pyramid/` (`~/.keras` without KERAS_HOME):
 
     NAME-ERROR-SHA1.pth               the published PyTorch file, SHA-1 checked

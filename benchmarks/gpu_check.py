@@ -15,7 +15,8 @@ subset in `--data` (device-resident, augmented in the step) for
 `--train-seconds`, and reports images/s, the test accuracy reached, and the
 projected wall time of the full 300-epoch CIFAR-10 run and of one
 PyramidNet-272 epoch. Timings are medians of `--repeats` timed steps after
-warm-up (compilation excluded), with min and max. Writes one JSON and a
+warm-up (compilation excluded), with min and max, taken by speed.py's own
+measurements (the README speed table's). Writes one JSON and a
 Markdown table (`--output`, and the same name with .md).
 
 The data subset travels with the repository (README "GPU check"): 10,000
@@ -33,13 +34,14 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)  # speed.py: the timing and the yardstick
 FULL = {"networks": [("pyramidnet110_a48", 128), ("pyramidnet272_a200", 64)],
-        "train": ("pyramidnet110_a48", 128), "size": 32, "warmup": 3}
+        "train": ("pyramidnet110_a48", 128), "warmup": 3}
 # The same code paths at a size a 2-core CPU runs in seconds.
 # The same code paths at a size a 2-core CPU runs in seconds (one network:
 # the second would take the same paths again).
 SMOKE = {"networks": [("pyramidnet8_a24", 8)],
-         "train": ("pyramidnet8_a24", 16), "size": 32, "warmup": 1}
+         "train": ("pyramidnet8_a24", 16), "warmup": 1}
 CIFAR10_TRAIN, EPOCHS = 50_000, 300
 
 
@@ -48,63 +50,43 @@ def spread(values):
             "runs": len(values)}
 
 
-def timed(step, images, repeats, warmup, synchronize):
-    """images/s of `step()` per call: `warmup` untimed calls, then `repeats` timed ones."""
-    for _ in range(warmup):
-        step()
-    synchronize()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        synchronize()
-        rates.append(images / (time.perf_counter() - start))
-    return spread(rates)
+def measured(networks, backend, repeats, warmup, measure):
+    """Each network in float32 and bfloat16, timed by speed.py's `measure`
+    (its Keras or its plain-PyTorch measurement): one step per timing."""
+    import speed
+
+    settings = {"threads": os.cpu_count(),
+                "timing": {"steps": 1, "warmup": warmup, "repeats": repeats}}
+    rows = []
+    for name, batch in networks:
+        for precision in ("float32", "bfloat16"):
+            case = {"backend": backend, "model": name, "precision": precision,
+                    "data_format": "channels_last", "regularization": None,
+                    "skip_dropped": False, "jit": "auto"}
+            result = measure(case, settings, batch)
+            rows.append({"model": name, "batch": batch, "precision": precision,
+                         "train_images_per_s": spread(result["train"][1]),
+                         "inference_images_per_s": spread(result["infer"][1])})
+    return rows
 
 
 def keras_worker(settings, repeats, data_path, train_seconds):
     """Runs in a child process whose KERAS_BACKEND is set: Keras' figures."""
     import keras
-    import numpy as np
 
-    import keras_pyramid
+    import speed
     from keras_pyramid import device
 
+    def measure_keras(case, timing, batch):
+        try:
+            return speed.measure_keras([case], timing, batch)[0]
+        finally:
+            keras.config.set_dtype_policy("float32")  # it sets the case's policy
+
     backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        def synchronize():
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-    else:
-        import jax
-
-        def synchronize():
-            jax.effects_barrier()
-
-    report = {"backend": backend, "device": device.accelerator_kind(), "networks": []}
-    size = settings["size"]
-    rng = np.random.default_rng(0)
-    for name, batch in settings["networks"]:
-        for precision in ("float32", "bfloat16"):
-            keras.config.set_dtype_policy("float32" if precision == "float32"
-                                          else "mixed_bfloat16")
-            model = keras_pyramid.build(name, classes=10)
-            model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
-                          loss=keras.losses.SparseCategoricalCrossentropy())
-            x = keras.ops.convert_to_tensor(
-                rng.integers(0, 256, (batch, size, size, 3)).astype("float32"))
-            y = keras.ops.convert_to_tensor(rng.integers(0, 10, batch).astype("int32"))
-            train = timed(lambda: model.train_on_batch(x, y), batch, repeats,
-                          settings["warmup"], synchronize)
-            infer = timed(lambda: model.predict_on_batch(x), batch, repeats,
-                          settings["warmup"], synchronize)
-            report["networks"].append({"model": name, "batch": batch, "precision": precision,
-                                       "train_images_per_s": train,
-                                       "inference_images_per_s": infer})
-            del model
-    keras.config.set_dtype_policy("float32")
+    report = {"backend": backend, "device": device.accelerator_kind(),
+              "networks": measured(settings["networks"], backend, repeats,
+                                   settings["warmup"], measure_keras)}
     if data_path:
         report["training"] = train_for(settings, data_path, train_seconds)
     return report
@@ -145,52 +127,15 @@ def train_for(settings, data_path, seconds):
 
 
 def yardstick(settings, repeats):
-    """Plain PyTorch, the same networks, on the same device."""
+    """Plain PyTorch, the same networks, on the same device (speed.py's)."""
     import torch
 
-    sys.path.insert(0, HERE)
-    from torch_pyramidnet import TorchPyramidNet
+    import speed
 
-    from keras_pyramid import applications
-    from keras_pyramid.models import unit_widths
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-
-    def synchronize():
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    size, rows = settings["size"], []
-    for name, batch in settings["networks"]:
-        preset = applications.PRESETS[name]
-        widths = unit_widths(preset["depth"], preset["alpha"], preset["bottleneck"])
-        net = TorchPyramidNet(widths, preset["bottleneck"], classes=10).to(device)
-        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True)
-        x = torch.rand(batch, 3, size, size, device=device)
-        y = torch.randint(0, 10, (batch,), device=device)
-        for precision in ("float32", "bfloat16"):
-            autocast = torch.autocast(device, dtype=torch.bfloat16,
-                                      enabled=precision == "bfloat16")
-
-            def train_step():
-                with autocast:
-                    loss = torch.nn.functional.cross_entropy(net(x).float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-
-            def infer():
-                with torch.no_grad(), autocast:
-                    net.eval()
-                    net(x)
-                    net.train()
-
-            rows.append({"model": name, "batch": batch, "precision": precision,
-                         "train_images_per_s": timed(train_step, batch, repeats,
-                                                     settings["warmup"], synchronize),
-                         "inference_images_per_s": timed(infer, batch, repeats,
-                                                         settings["warmup"], synchronize)})
-    return {"backend": "pytorch (plain)", "device": device, "networks": rows}
+    return {"backend": "pytorch (plain)", "device": "cuda" if torch.cuda.is_available()
+            else "cpu", "networks": measured(settings["networks"], "torch", repeats,
+                                             settings["warmup"],
+                                             speed.measure_plain_pytorch)}
 
 
 def environment():

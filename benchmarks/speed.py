@@ -226,14 +226,20 @@ def measure_plain_pytorch(case, settings, batch):
         if device == "cuda":
             torch.cuda.synchronize()
 
+    # bfloat16 as PyTorch users run it: autocast, the loss in float32.
+    autocast = torch.autocast(device, dtype=torch.bfloat16,
+                              enabled=case.get("precision") == "bfloat16")
+
     def train_step():
         optimizer.zero_grad(set_to_none=True)
-        functional.cross_entropy(network(x), y).backward()
+        with autocast:
+            logits = network(x)
+        functional.cross_entropy(logits.float(), y).backward()
         optimizer.step()
         finish()
 
     def infer():
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             network(x)
         finish()
 

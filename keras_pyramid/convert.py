@@ -39,6 +39,13 @@ import numpy as np
 SOURCES = ("pytorchcv", "official")
 _UNIT = re.compile(r"stage(\d+)_unit(\d+)_(conv|bn)(\d)$")
 _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+# The layers outside the units, by source (the module doc's table).
+_OUTSIDE_UNITS = {
+    "pytorchcv": {"stem_conv": "features.init_block.conv", "stem_bn": "features.init_block.bn",
+                  "head_bn": "features.post_activ.bn", "predictions": "output"},
+    "official": {"stem_conv": "conv1", "stem_bn": "bn1", "head_bn": "bn_final",
+                 "predictions": "fc"},
+}
 
 
 class CheckpointMismatch(ValueError):
@@ -98,13 +105,7 @@ def read_state_dict(path):
 
 def source_prefix(layer_name, source, bottleneck):
     """The checkpoint key prefix of one of our layers (the module doc's table)."""
-    fixed = {
-        "pytorchcv": {"stem_conv": "features.init_block.conv",
-                      "stem_bn": "features.init_block.bn",
-                      "head_bn": "features.post_activ.bn", "predictions": "output"},
-        "official": {"stem_conv": "conv1", "stem_bn": "bn1", "head_bn": "bn_final",
-                     "predictions": "fc"},
-    }[source]
+    fixed = _OUTSIDE_UNITS[source]
     if layer_name in fixed:
         return fixed[layer_name]
     match = _UNIT.match(layer_name)
@@ -210,7 +211,7 @@ def converted_model(checkpoint, name, source, dataset):
     0-255 pixels. Any regularization of the configuration works (the
     regularizers have no weights)."""
     from keras_pyramid.applications import PRESETS, build
-    from keras_pyramid.models import initialize_with_numpy
+    from keras_pyramid.models import built_shapes_first
     from keras_pyramid.presets import DATASET_TAGS
 
     if source not in SOURCES:
@@ -223,8 +224,6 @@ def converted_model(checkpoint, name, source, dataset):
     state_dict = read_state_dict(checkpoint)
     preset = PRESETS[name]
     mean, std = source_statistics(source, dataset, preset["variant"])
-    # Shapes first, NumPy fills, the checkpoint overwrites: seconds under JAX too.
-    with keras.StatelessScope(initialize_variables=False):
-        model = build(name, classes=DATASET_TAGS[dataset][0], mean=mean, std=std)
-    initialize_with_numpy(model)
+    model = built_shapes_first(build, name, classes=DATASET_TAGS[dataset][0], mean=mean,
+                               std=std)
     return convert_into(model, state_dict, source, preset["bottleneck"])

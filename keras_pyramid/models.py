@@ -244,7 +244,7 @@ def _check_statistics(argument, values, positive=False):
     return numbers
 
 
-def source_statistics(model):
+def normalization_statistics(model):
     """The (mean, std) of a model's input normalization, or (None, None)."""
     try:
         config = model.get_layer("normalization").get_config()
@@ -318,6 +318,15 @@ def initialize_with_numpy(model, seed=0):
             variable._initializer = lambda shape, dtype, value=value: value.astype(dtype)
     initialize_all_variables()
     return model
+
+
+def built_shapes_first(build, *args, **kwargs):
+    """`build(*args, **kwargs)` with its variables' shapes only, then filled
+    by `initialize_with_numpy`: for a model whose weights are about to be
+    overwritten (seconds instead of minutes under JAX for a deep network)."""
+    with keras.StatelessScope(initialize_variables=False):
+        model = build(*args, **kwargs)
+    return initialize_with_numpy(model)
 
 
 def _numpy_draw(initializer, shape, rng):
@@ -494,7 +503,7 @@ def PyramidNet(
         # Weights mean what they mean only with the preprocessing they were
         # trained with: it comes along unless given.
         source_model = keras.saving.load_model(weights, compile=False)
-        source_mean, source_std = source_statistics(source_model)
+        source_mean, source_std = normalization_statistics(source_model)
         mean = source_mean if mean is None else mean
         std = source_std if std is None else std
         if classes is None and "predictions" in [l.name for l in source_model.layers]:
@@ -596,15 +605,9 @@ def PyramidNet(
         )
         return model
 
-    if weights_kind is None:
-        model = assemble()
-    else:
-        # The weights overwrite the initial values: build the shapes, fill them
-        # by NumPy (seconds; under JAX each random Keras initializer compiles
-        # an XLA program per weight shape, minutes for a deep network), load.
-        with keras.StatelessScope(initialize_variables=False):
-            model = assemble()
-        initialize_with_numpy(model)
+    # With weights the initial values are overwritten: no Keras initializer
+    # needs to run (under JAX each compiles an XLA program per weight shape).
+    model = assemble() if weights_kind is None else built_shapes_first(assemble)
     if weights_kind == "tag":
         from keras_pyramid.weights import load_trained
 

@@ -145,13 +145,10 @@ def fetch_checkpoint(entry, directory=None):
 def plain_model(architecture, entry):
     """The plain network these weights were trained as, with their
     preprocessing, its variables filled by NumPy (seconds under JAX, too)."""
-    from keras_pyramid.models import PyramidNet, initialize_with_numpy
+    from keras_pyramid.models import PyramidNet, built_shapes_first
 
-    with keras.StatelessScope(initialize_variables=False):
-        model = PyramidNet(**architecture.arguments(), classes=entry.classes,
-                           mean=entry.mean, std=entry.std,
-                           classifier_activation="softmax")
-    return initialize_with_numpy(model)
+    return built_shapes_first(PyramidNet, **architecture.arguments(), classes=entry.classes,
+                              mean=entry.mean, std=entry.std)
 
 
 def converted_weights(architecture, entry, directory=None):

@@ -7,7 +7,7 @@ import sys
 
 import keras
 import pytest
-from conftest import REPO
+from conftest import REPO, blocked_tensorflow_path
 
 SPEED = os.path.join(REPO, "benchmarks", "speed.py")
 
@@ -79,8 +79,6 @@ def test_the_jax_step_profile_compares_the_gated_steps(tmp_path):
 def test_the_gpu_check_smoke_run_writes_its_report_without_tensorflow(tmp_path):
     """`gpu_check.py --smoke`: both backends and the PyTorch yardstick, a short
     training run on real CIFAR-10 images, with TensorFlow unimportable."""
-    from test_resident import blocked_tensorflow_path
-
     data = tmp_path / "smoke.npz"
     made = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "gpu_subset.py"),
                            str(data), "--train", "128", "--test", "32"],

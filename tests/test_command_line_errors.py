@@ -9,14 +9,13 @@ cases that load a model touch tensors and run on every backend; the others
 are argument parsing and tfds metadata, pure Python, and run once.
 """
 
-import importlib.util
 import json
 import os
 
 import keras
 import pytest
 
-from conftest import REPO, tiny_model
+from conftest import REPO, load_program, tiny_model
 
 PROGRAMS = {
     "train": os.path.join(REPO, "applications", "train.py"),
@@ -145,13 +144,6 @@ CASES += [
 ]
 
 
-def load_program(name):
-    spec = importlib.util.spec_from_file_location(f"program_{name}", PROGRAMS[name])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def places(tmp_path_factory, cifar10_tfds_dir):
     root = tmp_path_factory.mktemp("cli")
@@ -194,7 +186,7 @@ def test_bad_input_gets_a_one_line_error(places, program, arguments, expected, c
     }.get(program, [])
     monkeypatch.chdir(places["ROOT"])
     try:
-        status = load_program(program).main([*defaults, *arguments])
+        status = load_program(PROGRAMS[program]).main([*defaults, *arguments])
     except SystemExit as exit:
         status = exit.code
     stderr = capsys.readouterr().err

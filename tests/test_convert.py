@@ -16,7 +16,6 @@ builds them fastest (benchmarks/build_cost.py); elsewhere they are reported
 as skipped, with that reason.
 """
 
-import importlib.util
 import json
 import os
 import sys
@@ -26,7 +25,8 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import REPO, load_cifar10_npz, run_python
+from conftest import (CIFAR_STATISTICS, REPO, calibrate_head, load_cifar10_npz, load_program,
+                      pytorchcv_probabilities, randomize_batchnorm, run_python)
 
 torch = pytest.importorskip("torch")
 pyramidnet_cifar = pytest.importorskip("pytorchcv.models.pyramidnet_cifar")
@@ -35,55 +35,7 @@ pyramidnet_imagenet = pytest.importorskip("pytorchcv.models.pyramidnet")
 BACKEND = keras.backend.backend()
 IMAGES = 16  # real CIFAR-10 test images per case
 TOLERANCE = 1e-4  # on the class probabilities
-CIFAR_STATISTICS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 IMAGENET_STATISTICS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-def load_program(name):
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(REPO, "applications", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def randomize_batchnorm(net, seed=0, size=32):
-    """Drawn BN affine terms, and running statistics moved away from 0 and 1
-    by training-mode passes; then eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            with torch.no_grad():
-                module.weight.uniform_(0.5, 1.5, generator=generator)
-                module.bias.uniform_(-0.2, 0.2, generator=generator)
-    net.train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(torch.randn(8, 3, size, size, generator=generator) * 1.5 + 0.3)
-    return net.eval()
-
-
-def normalized(images, statistics):
-    mean, std = (torch.tensor(v)[:, None, None] for v in statistics)
-    return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - mean) / std
-
-
-def calibrate_head(net, images, statistics):
-    """Scales the head so that the logits have a standard deviation of 2: a
-    deep random network's logits are huge, and one-hot probabilities would
-    hide a wrong mapping."""
-    head = net.output if hasattr(net, "output") else net.layers["predictions"]
-    with torch.no_grad():
-        scale = 2.0 / net(normalized(images, statistics)).std()
-        head.weight.mul_(scale)
-        head.bias.mul_(scale)
-    return net
-
-
-def pytorchcv_probabilities(net, images, statistics):
-    """The source's probabilities: its own normalization in."""
-    with torch.no_grad():
-        return torch.softmax(net(normalized(images, statistics)), dim=-1).numpy()
 
 
 def official_state_dict(reference):
@@ -178,7 +130,7 @@ def conversions(tmp_path_factory):
     (here) and from the `.keras` files (a fresh process)."""
     folder = tmp_path_factory.mktemp("conversions")
     images = load_cifar10_npz()[2][:IMAGES]
-    program = load_program("convert_weights")
+    program = load_program(os.path.join(REPO, "applications", "convert_weights.py"))
     expected, loads = {}, []
     for index, (case, name, dataset, source, make, statistics, size, how) in enumerate(
             case_networks()):

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import REPO, random_images, run_command, tiny_model
+from conftest import REPO, blocked_tensorflow_path, random_images, run_command, tiny_model
 from keras_pyramid import recipe, resident, training
 
 BACKEND = keras.backend.backend()
@@ -119,15 +119,6 @@ def test_training_on_resident_data_resumes_exactly(tmp_path):
     assert len(history) == 2
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
-def blocked_tensorflow_path(folder):
-    """A folder whose `tensorflow` and `tensorflow_datasets` raise ImportError."""
-    for name in ("tensorflow", "tensorflow_datasets"):
-        os.makedirs(os.path.join(folder, name), exist_ok=True)
-        with open(os.path.join(folder, name, "__init__.py"), "w") as f:
-            f.write("raise ImportError('blocked: this run must not need TensorFlow')\n")
-    return str(folder)
 
 
 @pytest.mark.skipif(BACKEND == "tensorflow",

@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 
 import keras_pyramid
-from conftest import SAMPLE_TEST_EXAMPLES, load_cifar10_npz, run_python
+from conftest import (CIFAR_STATISTICS, REPO, SAMPLE_TEST_EXAMPLES, calibrate_head,
+                      load_cifar10_npz, load_program, pytorchcv_probabilities,
+                      randomize_batchnorm, run_python)
 from keras_pyramid import convert, presets, weights
 
 torch = pytest.importorskip("torch")
 pyramidnet_cifar = pytest.importorskip("pytorchcv.models.pyramidnet_cifar")
-from test_convert import (  # noqa: E402  (after the importorskips)
-    CIFAR_STATISTICS, TOLERANCE, calibrate_head, load_program, pytorchcv_probabilities,
-    randomize_batchnorm)
+from test_convert import TOLERANCE  # noqa: E402  (after the importorskips)
 
 BACKEND = keras.backend.backend()
 NAME = "pyramidnet8_a24"
@@ -279,7 +279,7 @@ def test_a_checkpoint_of_another_configuration_names_the_first_misfit(published,
     checkpoint = tmp_path / "wider.pth"
     torch.save(wider.state_dict(), checkpoint)
     with pytest.raises(SystemExit) as exit_status:
-        load_program("convert_weights").main([
+        load_program(os.path.join(REPO, "applications", "convert_weights.py")).main([
             str(checkpoint), "--source", "pytorchcv", "--model", NAME, "--dataset", "cifar10",
             "--output", str(tmp_path / "out.keras")])
     assert exit_status.value.code == 2
@@ -311,7 +311,7 @@ def test_evaluate_measures_a_preset_and_records_the_claim(served, cifar10_sample
                                                          tmp_path):
     assert EVALUATED <= SAMPLE_TEST_EXAMPLES
     output = tmp_path / "evaluation"
-    status = load_program("evaluate").main([
+    status = load_program(os.path.join(REPO, "applications", "evaluate.py")).main([
         "--model", NAME, "--weights", "cifar10", "--dataset", "cifar10",
         "--data-dir", cifar10_sample_tfds_dir, "--max-examples", str(EVALUATED),
         "--batch-size", "32", "--output-dir", str(output)])

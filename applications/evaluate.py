@@ -1,12 +1,14 @@
-"""Evaluates a model on a CIFAR or SVHN split: error, per-class accuracy, confusion matrix.
+"""Evaluates a model on a dataset split: error, per-class accuracy, confusion matrix.
 
     python applications/evaluate.py runs/pyramidnet110_a48_sepdrop-cifar10
-    python applications/evaluate.py model.keras --dataset cifar10 --split test --tta flip
+    python applications/evaluate.py model.keras --dataset folder:photos --tta flip
     python applications/evaluate.py --model pyramidnet272_a200 --weights cifar100 \
         --dataset cifar100
 
-Accepts a run directory (reads its model.keras and dataset), a `.keras`
-file, or a registered `--model` with `--weights` (a trained-weights tag such
+Accepts a run directory (reads its model.keras and its data.json: the
+source, the split, the image size and the preprocessing of the run, so it
+needs nothing more), a `.keras` file with `--dataset` (any dataset train.py
+takes; images are resized or centre-cropped to the model's size), or a registered `--model` with `--weights` (a trained-weights tag such
 as cifar100, fetched and converted once, or a `.weights.h5`/`.keras` file):
 the last measures a published claim, recorded beside the measured error.
 Writes `evaluation-SPLIT.json` and `confusion-SPLIT.png` next to the model
@@ -15,6 +17,7 @@ Writes `evaluation-SPLIT.json` and `confusion-SPLIT.png` next to the model
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -31,9 +34,13 @@ def parse_args(argv=None):
     parser.add_argument("--weights", default=None,
                         help="with --model: a trained-weights tag (cifar10, cifar100, svhn) "
                              "or a .weights.h5 / .keras file")
-    parser.add_argument("--dataset", choices=("cifar10", "cifar100", "svhn"), default=None,
-                        help="default: the run's dataset")
-    parser.add_argument("--split", default="test", help="a tfds split, e.g. test or train[45000:]")
+    parser.add_argument("--dataset", type=cli.dataset, default=None,
+                        help="cifar10, cifar100, svhn, tfds:NAME[:VERSION] or a folder; "
+                             "default: the run's dataset")
+    parser.add_argument("--split", choices=("final", "test", "validation", "train"),
+                        default="final",
+                        help="final: the run's final evaluation (the test split, or the "
+                             "hold-out when there is none); validation: the run's hold-out")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--batch-size", type=cli.positive_int, default=256)
@@ -55,7 +62,9 @@ def parse_args(argv=None):
     if args.weights is not None:
         parser.error("--weights goes with --model NAME, not with a saved model")
     args.model = args.saved
+    args.run_dir = None
     if os.path.isdir(args.model):
+        args.run_dir = args.model
         run_args = os.path.join(args.model, "args.json")
         if args.dataset is None and os.path.exists(run_args):
             with open(run_args) as f:
@@ -126,6 +135,46 @@ def plot_confusion(matrix, class_names, path):
     os.replace(temporary, path)
 
 
+def open_split(parser, args, run_config):
+    """(source, subset, record) of the split to evaluate. A run directory's
+    split is rebuilt from its args.json and data.json as the run had it."""
+    from keras_pyramid import experiment
+
+    record = experiment.read_data_record(args.run_dir) if args.run_dir else None
+    try:
+        source, splits = experiment.open_data(run_config, record)
+    except experiment.DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except experiment.ConfigError as error:
+        parser.error(f"--dataset {args.dataset}: {error}")
+    subset = {"final": splits.final, "test": splits.test, "validation": splits.validation,
+              "train": splits.train}[args.split]
+    if subset is None:
+        parser.error(f"--split {args.split}: {args.dataset} has no such split here "
+                     f"(try final or train)")
+    return source, subset, record
+
+
+def run_config_of(args):
+    """The RunConfig whose data this evaluation reads: the run's own, or the flags'."""
+    from keras_pyramid import experiment
+
+    values = {"dataset": args.dataset, "data_dir": args.data_dir, "download": args.download}
+    if args.run_dir and os.path.exists(os.path.join(args.run_dir, "args.json")):
+        with open(os.path.join(args.run_dir, "args.json")) as f:
+            recorded = json.load(f)
+        fields = {f.name for f in dataclasses.fields(experiment.RunConfig)}
+        for key in ("validation", "seed", "skip_bad_images", "data_dir", "validation_examples"):
+            if key in recorded:
+                values[experiment.RENAMED.get(key, key)] = recorded[key] or None
+        values = {k: v for k, v in values.items() if k in fields}
+        values["dataset"] = args.dataset
+        if args.data_dir is not None:
+            values["data_dir"] = args.data_dir
+    return experiment.RunConfig(**values)
+
+
 def main(argv=None):
     parser, args = parse_args(argv)
     import keras
@@ -135,11 +184,7 @@ def main(argv=None):
     from keras_pyramid import data
     from keras_pyramid.training import atomic_write_json
 
-    try:
-        builder = data.dataset_builder(args.dataset, args.data_dir, args.download)
-    except data.DataNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    source, subset, record = open_split(parser, args, run_config_of(args))
     if args.saved is None:
         model, claim = registered_model(parser, args)
     else:
@@ -147,27 +192,25 @@ def main(argv=None):
         # backend may not support.
         model, claim = keras.saving.load_model(args.model, compile=False), None
     data_format = keras.config.image_data_format()
-    image_shape = tuple(builder.info.features["image"].shape)
-    if data_format == "channels_first":
-        image_shape = (image_shape[2], *image_shape[:2])
-    if tuple(model.inputs[0].shape[1:]) != image_shape:
-        parser.error(f"the model takes {tuple(model.inputs[0].shape[1:])} images, "
-                     f"{args.dataset} has {image_shape}")
+    shape = tuple(model.inputs[0].shape[1:])
+    size = shape[:2] if data_format == "channels_last" else shape[1:]
+    if None in size:
+        parser.error(f"the model takes images of any size {shape}: evaluate needs a fixed one")
+    regime = record["augment"] if record else data.default_regime(size)
+    preprocessing = data.Preprocessing(tuple(size), regime)
+    if model.outputs[0].shape[-1] != source.num_classes:
+        parser.error(f"the model has {model.outputs[0].shape[-1]} classes, {args.dataset} "
+                     f"has {source.num_classes}")
     try:
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as error:
         parser.error(f"--output-dir {args.output_dir} cannot be created: {error.strerror}")
-    try:
-        examples = builder.info.splits[args.split].num_examples
-    except (KeyError, ValueError) as error:
-        parser.error(f"--split {args.split!r} is not a split of {args.dataset}: {error}")
+    examples = len(subset)
     cli.check_batch_fits(parser, args.batch_size, examples, args.split)
     if args.max_examples:
         cli.check_batch_fits(parser, args.max_examples, examples, args.split, "--max-examples")
-    ds = data.pipeline(builder, args.split, args.batch_size, training=False,
-                       data_format=data_format)
-    if args.max_examples:
-        ds = ds.unbatch().take(args.max_examples).batch(args.batch_size)
+    ds = data.evaluation_stream(source, subset, preprocessing, args.batch_size, data_format,
+                                limit=args.max_examples)
     width_axis = 2 if data_format == "channels_last" else 3
     labels, predictions = [], []
     for images, batch_labels in ds.as_numpy_iterator():
@@ -179,17 +222,20 @@ def main(argv=None):
         labels.append(batch_labels)
         predictions.append(np.argmax(probabilities, axis=-1))
     labels, predictions = np.concatenate(labels), np.concatenate(predictions)
-    names = builder.info.features["label"].names
+    names = list(source.class_names)
     matrix = confusion_matrix(labels, predictions, len(names))
     per_class = {
         name: (matrix[i][i] / sum(matrix[i]) if sum(matrix[i]) else None)
         for i, name in enumerate(names)
     }
-    split_tag = args.split.replace("[", "_").replace("]", "").replace(":", "-")
+    split_tag = args.split
     report = {
         "model": args.model,
         "dataset": args.dataset,
         "split": args.split,
+        "split_description": subset.description,
+        "image_size": list(preprocessing.image_size),
+        "preprocessing": preprocessing.augment,
         "tta": args.tta,
         "examples": int(len(labels)),
         "error": float(np.mean(labels != predictions)),

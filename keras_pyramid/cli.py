@@ -51,6 +51,41 @@ non_negative_float = _argument_type(_finite, lambda v: v >= 0, "a finite number 
 drop_probability = _argument_type(_finite, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
+# A hold-out fraction: 0 (none) up to, not including, the whole training split.
+holdout_fraction = _argument_type(_finite, lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+def image_size(text):
+    """An argparse type: N (square) or H,W; ints >= 1."""
+    parts = text.split(",")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(parts) == 1 and size:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"must be N or H,W (ints >= 1), got {text!r}")
+    return size
+
+
+def dataset(text):
+    """An argparse type: a dataset spec (checked for form here, for existence
+    when opened): cifar10, cifar100, svhn, tfds:NAME[:VERSION], folder:PATH,
+    an existing directory, or npz:PATH of an existing file."""
+    import os
+
+    if text in ("cifar10", "cifar100", "svhn") or (text.startswith("tfds:") and len(text) > 5):
+        return text
+    if text.startswith("npz:") and os.path.isfile(text[4:]):
+        return text
+    if text.startswith("folder:") or os.path.isdir(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"must be cifar10, cifar100, svhn, tfds:NAME[:VERSION], a folder (PATH or "
+        f"folder:PATH) or npz:PATH of an existing .npz file, got {text!r}")
+
+
 def drop_rate_schedule(text):
     """An argparse type: "constant" or "ramp:FRACTION", FRACTION in (0, 1]."""
     from keras_pyramid.drop_schedule import parse_schedule

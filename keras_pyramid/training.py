@@ -201,6 +201,12 @@ class Checkpoint(keras.callbacks.Callback):
                 os.remove(os.path.join(self.directory, stale))
 
 
+def completed_epochs(run_dir):
+    """The epochs the last checkpoint of `run_dir` completed (0 without one)."""
+    latest = os.path.join(run_dir, CHECKPOINT_DIR, LATEST)
+    return int(read_json(latest)["epoch"]) if os.path.exists(latest) else 0
+
+
 def restore(model, run_dir):
     """Loads the last checkpoint into a compiled `model`.
 

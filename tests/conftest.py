@@ -280,3 +280,48 @@ def pytorchcv_probabilities(net, images, statistics):
 
     with torch.no_grad():
         return torch.softmax(net(normalized(images, statistics)), dim=-1).numpy()
+
+
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                 "ship", "truck")
+
+
+def write_image_folder(root, classes, per_class, offset=0, odd=True):
+    """Real CIFAR-10 test images of `classes` as root/NAME/*.png|jpg: JPEG and
+    PNG alternate and, with `odd`, some are grayscale, palette or RGBA, and
+    some are resized to odd non-square sizes (what a user's folder holds)."""
+    from PIL import Image
+
+    test = np.load(os.path.join(SHARED_DATA, "cifar10_test.npz"))
+    images, labels = test["x_test"], test["y_test"].ravel()
+    for label in classes:
+        folder = os.path.join(root, CIFAR10_NAMES[label])
+        os.makedirs(folder, exist_ok=True)
+        for j, index in enumerate(np.flatnonzero(labels == label)[offset:offset + per_class]):
+            image = Image.fromarray(images[index])
+            if odd and j % 6 == 1:
+                image = image.convert("L")
+            elif odd and j % 6 == 3:
+                image = image.convert("P")
+            elif odd and j % 6 == 5:
+                image = image.convert("RGBA")
+            if odd and j % 4 == 2:
+                image = image.resize((45, 29))
+            suffix = "jpg" if j % 2 == 0 and image.mode in ("RGB", "L") else "png"
+            image.save(os.path.join(folder, f"{index:05d}.{suffix}"))
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """5 classes (CIFAR-10's dog..truck) x 24 real images, mixed formats, modes and sizes."""
+    return write_image_folder(tmp_path_factory.mktemp("folder"), range(5, 10), 24)
+
+
+@pytest.fixture(scope="session")
+def image_folder_with_test(tmp_path_factory):
+    """train/ (3 classes x 16) and test/ (3 x 6) trees of real images."""
+    root = tmp_path_factory.mktemp("folder-splits")
+    write_image_folder(root / "train", range(3), 16)
+    write_image_folder(root / "test", range(3), 6, offset=100)
+    return str(root)

@@ -52,7 +52,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps-per-epoch", type=cli.positive_int, default=None,
                         help="limit each epoch (short trials); default: one pass")
     parser.add_argument("--validation-examples", type=cli.positive_int, default=5000,
-                        help="the last N training images form the validation split")
+                        help="a seeded, stratified hold-out of N training images is the "
+                             "validation split")
     parser.add_argument("--validation-steps", type=cli.positive_int, default=None,
                         help="limit each validation to this many batches")
     parser.add_argument("--hp", type=hp_override, action="append", default=[],
@@ -63,7 +64,9 @@ def parse_args(argv=None):
     parser.add_argument("--project-name", default=None, help="default: pyramidnet-DATASET")
     parser.add_argument("--overwrite", action="store_true",
                         help="discard an existing search of the same project")
-    parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
+    parser.add_argument("--dataset", type=cli.dataset, default="cifar10",
+                        help="cifar10, cifar100, svhn, tfds:NAME[:VERSION] or a folder "
+                             "(as train.py)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--seed", type=cli.seed, default=0)
@@ -75,7 +78,13 @@ def parse_args(argv=None):
                         help="default: the paper's 300")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
     args = parser.parse_args(argv)
-    args.project_name = args.project_name or f"pyramidnet-{args.dataset}"
+    if args.dataset.startswith("npz:"):
+        parser.error(f"--dataset {args.dataset}: a search reads tfds datasets and folders")
+    if args.project_name is None:
+        from keras_pyramid.experiment import RunConfig, default_run_dir
+
+        tag = default_run_dir(RunConfig(model="x", dataset=args.dataset)).split("x-", 1)[1]
+        args.project_name = f"pyramidnet-{tag}"
     return parser, args
 
 
@@ -126,33 +135,26 @@ def make_tuner(args, hypermodel, space):
     return guarded(kt.Hyperband)(hypermodel, max_epochs=args.epochs, factor=3, **common)
 
 
-def retrain(args, best, builder, project_dir):
-    """The best configuration on the whole training set; the test set once."""
-    import keras
+def retrain(args, best, project_dir, has_test=True):
+    """The best configuration on the whole training set; the test set once
+    (a source without one: trained without the hold-out, evaluated on it).
 
-    from keras_pyramid import data, hparams, recipe, training
+    Through `experiment.run`, as train.py: the same checkpoints, exact
+    resume and run directory (PROJECT/retrain/), with results.json there.
+    """
+    from keras_pyramid import experiment, training
 
-    plan = recipe.paper_recipe(args.dataset, epochs=args.retrain_epochs,
-                               learning_rate=best["learning_rate"],
-                               batch_size=best["batch_size"])
-    split = data.splits(builder)  # train = the whole training set, evaluation = test
-    steps = args.steps_per_epoch or split.train_examples // plan.batch_size
-    data_format = keras.config.image_data_format()
-    train_data = data.pipeline(builder, split.train, plan.batch_size, training=True,
-                               seed=args.seed, data_format=data_format, repeat=True)
-    test_data = data.pipeline(builder, split.evaluation, plan.batch_size, training=False,
-                              data_format=data_format)
-    model = hparams.build_model(best, classes=split.num_classes,
-                                weight_decay=plan.weight_decay, seed=args.seed)
-    model.compile(optimizer=recipe.make_optimizer(plan, steps),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    run_dir = os.path.join(project_dir, "retrain")
-    history = training.fit(model, train_data, None, epochs=plan.epochs, steps_per_epoch=steps,
-                           run_dir=run_dir, verbose=args.verbose)
-    loss, accuracy = model.evaluate(test_data, verbose=0)
-    training.save_model(model, run_dir)
-    result = {"hparams": best, "epochs": history[-1]["epoch"], "test_error": 1.0 - accuracy,
-              "test_loss": loss, "test_examples": split.evaluation_examples}
+    config = experiment.RunConfig(
+        architecture={k: best[k] for k in ("depth", "alpha", "regularization")},
+        model=None, dataset=args.dataset, data_dir=args.data_dir, download=args.download,
+        validation=0 if has_test else args.validation_examples, epochs=args.retrain_epochs, learning_rate=best["learning_rate"],
+        batch_size=best["batch_size"], drop_rate=best["drop_rate"],
+        new_drop_rate=best.get("new_drop_rate"), seed=args.seed,
+        steps_per_epoch=args.steps_per_epoch, verbose=args.verbose, distribute="none")
+    results = experiment.run(config, os.path.join(project_dir, "retrain"))
+    result = {"hparams": best, "epochs": results["epochs"], "test_error": results["final_error"],
+              "test_loss": results["final_loss"], "test_examples": results["evaluated_examples"],
+              "evaluation_split": results["evaluation_split"]}
     training.atomic_write_json(os.path.join(project_dir, "retrain.json"), result)
     return result
 
@@ -161,25 +163,30 @@ def main(argv=None):
     parser, args = parse_args(argv)
     import keras
 
-    from keras_pyramid import data, recipe, tuning, tuning_report
+    from keras_pyramid import data, experiment, recipe, tuning, tuning_report
 
     try:
         space = tuning.search_space(dict(args.hp))
     except ValueError as error:
         parser.error(f"--hp: {error}")
+    data_config = experiment.RunConfig(dataset=args.dataset, data_dir=args.data_dir,
+                                       download=args.download,
+                                       validation=args.validation_examples, seed=args.seed)
     try:
-        builder = data.dataset_builder(args.dataset, args.data_dir, args.download)
-        split = data.splits(builder, args.validation_examples)
-    except data.DataNotFoundError as error:
+        source, splits = experiment.open_data(data_config)
+    except experiment.DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except ValueError as error:
-        parser.error(f"--validation-examples: {error}")
+    except experiment.ConfigError as error:
+        flag = "--validation-examples" if error.argument == "validation" else "--dataset"
+        parser.error(f"{flag}: {error}")
+    image_size = experiment.image_size_of(data_config, source, "cifar")
+    preprocessing = data.Preprocessing(image_size, data.default_regime(image_size))
 
     for hyperparameter in space.space:
         if hyperparameter.name == "batch_size":
             largest = max(getattr(hyperparameter, "values", None) or [hyperparameter.value])
-            cli.check_batch_fits(parser, largest, split.train_examples, split.train,
+            cli.check_batch_fits(parser, largest, len(splits.train), "training",
                                  flag="--hp batch_size")
     project_dir = os.path.join(args.directory, args.project_name)
     settings = {k: v for k, v in vars(args).items() if k in SEARCH_DEFINING}
@@ -188,8 +195,10 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     plan = recipe.paper_recipe(args.dataset, epochs=args.epochs)
+    data_format = keras.config.image_data_format()
     hypermodel = tuning.PyramidHyperModel(
-        classes=split.num_classes, recipe=plan, train_examples=split.train_examples,
+        classes=source.num_classes, recipe=plan, train_examples=len(splits.train),
+        input_shape=(*image_size, 3) if data_format == "channels_last" else (3, *image_size),
         steps_per_epoch=args.steps_per_epoch, seed=args.seed)
     tuner = make_tuner(args, hypermodel, space)
 
@@ -197,15 +206,14 @@ def main(argv=None):
         finished = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
         if finished:
             print(f"Resuming {project_dir}: {len(finished)} finished trials kept")
-    data_format = keras.config.image_data_format()
 
     def train_data(batch_size):
-        return data.pipeline(builder, split.train, batch_size, training=True, seed=args.seed,
-                             data_format=data_format, repeat=True)
+        return data.training_stream(source, splits.train, preprocessing, batch_size,
+                                    args.seed, data_format)
 
     def validation_data(batch_size):
-        return data.pipeline(builder, split.evaluation, batch_size, training=False,
-                             data_format=data_format)
+        return data.evaluation_stream(source, splits.validation, preprocessing, batch_size,
+                                      data_format)
 
     tuner.search(train_data, validation_data=validation_data, epochs=args.epochs,
                  validation_steps=args.validation_steps, verbose=args.verbose)
@@ -219,7 +227,7 @@ def main(argv=None):
     print(f"best: {json.dumps(best)}")
     print("report: " + ", ".join(paths.values()))
     if args.retrain:
-        result = retrain(args, best, builder, project_dir)
+        result = retrain(args, best, project_dir, splits.test is not None)
         print(f"retrained {result['epochs']} epochs on the whole training set: "
               f"test error {result['test_error']:.4f} on {result['test_examples']} images")
     return 0

@@ -43,12 +43,14 @@ def parse_args(argv=None):
                              "hold-out when there is none); validation: the run's hold-out")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
-    parser.add_argument("--batch-size", type=cli.positive_int, default=256)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=None,
+                        help="default: 256, or the split's size when smaller")
     parser.add_argument("--tta", choices=("none", "flip"), default="none")
     parser.add_argument("--max-examples", type=cli.positive_int, default=None,
                         help="evaluate only the first N examples (smoke runs)")
     parser.add_argument("--output-dir", default=None)
     args = parser.parse_args(argv)
+    args.run_dir = None
     if (args.saved is None) == (args.model is None):
         parser.error("give a saved MODEL or --model NAME --weights W, one of them")
     if args.model is not None:
@@ -62,7 +64,6 @@ def parse_args(argv=None):
     if args.weights is not None:
         parser.error("--weights goes with --model NAME, not with a saved model")
     args.model = args.saved
-    args.run_dir = None
     if os.path.isdir(args.model):
         args.run_dir = args.model
         run_args = os.path.join(args.model, "args.json")
@@ -165,9 +166,9 @@ def run_config_of(args):
         with open(os.path.join(args.run_dir, "args.json")) as f:
             recorded = json.load(f)
         fields = {f.name for f in dataclasses.fields(experiment.RunConfig)}
-        for key in ("validation", "seed", "skip_bad_images", "data_dir", "validation_examples"):
-            if key in recorded:
-                values[experiment.RENAMED.get(key, key)] = recorded[key] or None
+        for key in ("validation_examples", "validation", "seed", "skip_bad_images", "data_dir"):
+            if key in recorded:  # runs before 0.2 recorded validation_examples (0: none)
+                values[experiment.RENAMED.get(key, key)] = recorded[key]
         values = {k: v for k, v in values.items() if k in fields}
         values["dataset"] = args.dataset
         if args.data_dir is not None:
@@ -206,6 +207,8 @@ def main(argv=None):
     except OSError as error:
         parser.error(f"--output-dir {args.output_dir} cannot be created: {error.strerror}")
     examples = len(subset)
+    if args.batch_size is None:
+        args.batch_size = min(256, examples)
     cli.check_batch_fits(parser, args.batch_size, examples, args.split)
     if args.max_examples:
         cli.check_batch_fits(parser, args.max_examples, examples, args.split, "--max-examples")

@@ -185,7 +185,9 @@ def main(argv=None):
         results = experiment.run(config, run_dir, restart=args.restart,
                                  print_function=lambda text: print(text, flush=True))
     except experiment.ConfigError as error:
-        flag = FLAGS.get(error.argument, "--" + error.argument.replace("_", "-"))
+        flags = {**FLAGS, **({"validation": "--validation-examples"}
+                             if args.validation_examples is not None else {})}
+        flag = flags.get(error.argument, "--" + error.argument.replace("_", "-"))
         parser.error(f"{flag}: {error}")
     except (experiment.DataError, training.CheckpointError, training.NonFiniteLoss) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -259,8 +259,9 @@ def measure_pipeline(case, settings, batch):
     from keras_pyramid import data
 
     tf.config.threading.set_inter_op_parallelism_threads(settings["threads"])
-    builder = data.dataset_builder("cifar10", settings["data_dir"], download=False)
-    stream = iter(data.pipeline(builder, "train", batch, training=True, repeat=True))
+    source = data.open_source("cifar10", settings["data_dir"], download=False)
+    stream = iter(data.training_stream(source, data.whole(source.parts["train"]),
+                                       data.Preprocessing((32, 32), "cifar"), batch))
     first, rates = timed(lambda: next(stream), batch, **settings["timing"])
     return {"build_seconds": 0.0, "train": (first, rates), "infer": None, "parameters": 0,
             "threads": settings["threads"]}

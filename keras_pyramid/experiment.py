@@ -246,6 +246,18 @@ def image_size_of(config, source, variant):
     return size, size
 
 
+def check_image_size(config, image_size, variant):
+    """The network divides its input by its variant's downsampling factor."""
+    from keras_pyramid.models import VARIANTS
+
+    factor = VARIANTS[variant].downsampling
+    if any(side < factor or side % factor for side in image_size):
+        name = config.model if config.architecture is None else _architecture_name(config)
+        raise ConfigError("image_size", f"{image_size[0]}x{image_size[1]} cannot enter {name}: "
+                                        f"its height and width must be multiples of {factor}. "
+                                        f"Received: image_size={tuple(image_size)}")
+
+
 def data_record(config, source, splits, preprocessing, statistics, noise):
     """data.json: what an evaluation or an export of the run needs to know."""
     def size(subset):
@@ -391,6 +403,7 @@ def run(config, run_dir, restart=False, print_function=print):
         source, splits = open_data(config, previous)
         class_names, train_examples = source.class_names, len(splits.train)
         image_size = image_size_of(config, source, variant)
+        check_image_size(config, image_size, variant)
         try:
             preprocessing = data.Preprocessing(
                 image_size, config.augment or data.default_regime(image_size))
@@ -464,8 +477,14 @@ def run(config, run_dir, restart=False, print_function=print):
         raise ConfigError("skip_dropped", f"on is not supported with data-parallel training "
                                           f"({spread.engine}); use auto or off")
     with spread.scope():
-        model, loaded = build_model(config, len(class_names), input_shape, record["statistics"],
-                                    skip_dropped, plan.weight_decay)
+        try:
+            model, loaded = build_model(config, len(class_names), input_shape,
+                                        record["statistics"], skip_dropped, plan.weight_decay)
+        except ConfigError:
+            if not training.completed_epochs(run_dir):  # nothing trained: no run to keep
+                for name in ("args.json", DATA_RECORD):
+                    os.remove(os.path.join(run_dir, name))
+            raise
         if config.sync_batch_norm and spread.strategy is not None:
             model = distribution.synchronized_batch_norm(model)
         distribution.check_gates(model, spread)

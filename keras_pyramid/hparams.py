@@ -36,15 +36,16 @@ def model_name(values):
 
 
 def build_model(values, classes=10, input_shape=None, weight_decay=0.0, seed=None,
-                skip_dropped=False):
-    """The PyramidNet that a set of hyperparameter values describes."""
+                skip_dropped=False, **arguments):
+    """The PyramidNet that a set of hyperparameter values describes; other
+    `arguments` (mean, std, ...) go to `PyramidNet`."""
     regularization = None if values["regularization"] == "none" else values["regularization"]
     return PyramidNet(
         values["depth"], values["alpha"], regularization=regularization,
         drop_rate=values["drop_rate"] if regularization else 0.0,
         new_drop_rate=values.get("new_drop_rate") if regularization == "sepdrop" else None,
         input_shape=input_shape, classes=classes, weight_decay=weight_decay, seed=seed,
-        name=model_name(values), skip_dropped=skip_dropped,
+        name=model_name(values), skip_dropped=skip_dropped, **arguments,
     )
 
 

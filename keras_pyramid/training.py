@@ -347,7 +347,7 @@ def fit(
 
     `train_data` is a repeated training dataset or, for exact resumption, a
     function of the global step returning the stream from that step on
-    (`data.pipeline(..., start_step=)`). Checkpoints are written every
+    (`data.training_stream(..., start_step=)`). Checkpoints are written every
     `checkpoint_epochs` epochs and, with `checkpoint_steps`, every that many
     steps; a run resumed from a mid-epoch checkpoint finishes that epoch
     first (its history row notes `resumed_at_step`).

@@ -141,14 +141,14 @@ print(json.dumps({
 """
 
 
-def assert_run_directory_reloads(run_dir, steps):
+def assert_run_directory_reloads(run_dir, steps, schedule="PiecewiseConstantDecay"):
     """The run's model.keras loads compiled in a fresh process, its optimizer
     at `steps` with the recipe's schedule, and the last checkpoint's weights
     load into it and give the same predictions (they are the final weights)."""
     report = json.loads(run_python(RELOAD_RUN_DIRECTORY.replace(
         "sys.argv[1]", repr(str(run_dir)))).strip().splitlines()[-1])
     assert report["backend"] == keras.backend.backend()
-    assert report["optimizer"] == "SGD" and report["schedule"] == "PiecewiseConstantDecay"
+    assert report["optimizer"] == "SGD" and report["schedule"] == schedule
     assert report["iterations"] == steps and report["checkpoints"] == 1
     assert report["difference"] < 1e-5, report
 

@@ -15,7 +15,7 @@ import os
 import keras
 import pytest
 
-from conftest import REPO, load_program, tiny_model
+from conftest import REPO, load_program, tiny_model, write_image_folder
 
 PROGRAMS = {
     "train": os.path.join(REPO, "applications", "train.py"),
@@ -29,19 +29,19 @@ PROGRAMS = {
 # dir, EMPTY a folder without any dataset, FILE a plain file (a directory
 # cannot be created under it), TINY a saved 16x16 model, MODEL a saved 32x32 one.
 CASES = [
-    ("train", ["--model", "pyramidnet7"], "unknown --model 'pyramidnet7'"),
+    ("train", ["--model", "pyramidnet7"], "--model: unknown model 'pyramidnet7'"),
     ("train", ["--hparams", "HPARAMS", "--model", "pyramidnet20_a48"], "give one of them"),
     ("train", ["--hparams", "EMPTY/none.json"], "--hparams:"),
-    ("train", ["--output-dir", "FILE/run"], "--output-dir FILE/run cannot be created"),
+    ("train", ["--output-dir", "FILE/run"], "--output-dir: FILE/run cannot be created"),
     ("train", ["--data-dir", "EMPTY"], "cifar10 is not prepared in EMPTY"),
     ("train", ["--epochs", "0"], "--epochs: must be an int >= 1, got 0"),
     ("train", ["--epochs", "-1"], "--epochs: must be an int >= 1, got -1"),
     ("train", ["--epochs", "nan"], "--epochs: must be an int, got 'nan'"),
     ("train", ["--batch-size", "0"], "--batch-size: must be an int >= 1, got 0"),
     ("train", ["--batch-size", "100000"],
-     "--batch-size 100000 exceeds the 50,000 images of the train split"),
+     "--batch-size: 100000 exceeds the 50,000 training examples"),
     ("train", ["--batch-size", "64", "--validation-examples", "49990"],
-     "--batch-size 64 exceeds the 10 images of the train[:10] split"),
+     "--batch-size: 64 exceeds the 10 training examples"),
     ("train", ["--lr", "0"], "--lr: must be a finite number > 0, got 0"),
     ("train", ["--lr", "-0.1"], "--lr: must be a finite number > 0, got -0.1"),
     ("train", ["--lr", "nan"], "--lr: must be a finite number, got nan"),
@@ -57,13 +57,31 @@ CASES = [
      "--drop-rate-schedule: must be 'constant' or 'ramp:FRACTION' with FRACTION in (0, 1], "
      "got 'ramp:1.5'"),
     ("train", ["--model", "pyramidnet20_a48_drop", "--new-drop-rate", "0.2"],
-     "--new-drop-rate needs a sepdrop model; --model pyramidnet20_a48_drop has regularization drop"),
+     "--new-drop-rate: needs a sepdrop model; pyramidnet20_a48_drop has regularization drop"),
     ("train", ["--seed", "-1"], "--seed: must be an int in [0, 2**32 - 1], got -1"),
     ("train", ["--seed", "4294967296"], "--seed: must be an int in [0, 2**32 - 1]"),
     ("train", ["--steps-per-epoch", "0"], "--steps-per-epoch: must be an int >= 1, got 0"),
     ("train", ["--eval-steps", "-2"], "--eval-steps: must be an int >= 1, got -2"),
-    ("train", ["--validation-examples", "-1"], "--validation-examples: must be an int >= 0"),
-    ("train", ["--validation-examples", "60000"], "validation_examples=60000"),
+    ("train", ["--validation-examples", "-1"], "--validation-examples: must be an int >= 1"),
+    ("train", ["--validation-examples", "60000"],
+     "--validation-examples: `validation` as a count must be in [0, 50000)"),
+    ("train", ["--validation-split", "1"], "--validation-split: must be in [0, 1), got 1"),
+    ("train", ["--validation-split", "0.1", "--validation-examples", "5"], "give one of them"),
+    ("train", ["--image-size", "0"], "--image-size: must be N or H,W (ints >= 1), got '0'"),
+    ("train", ["--image-size", "32,x"], "--image-size: must be N or H,W (ints >= 1)"),
+    ("train", ["--augment", "autoaugment"], "--augment: invalid choice: 'autoaugment'"),
+    ("train", ["--label-noise", "1"], "--label-noise: must be in [0, 1), got 1"),
+    ("train", ["--recipe", "long"], "--recipe: invalid choice: 'long'"),
+    ("train", ["--freeze-backbone-epochs", "2"], "give --weights to fine-tune from"),
+    ("train", ["--dataset", "tfds:no_such_set"], "--dataset: `dataset` 'no_such_set' is not a "
+                                                 "tfds dataset"),
+    ("train", ["--dataset", "ONECLASS"], "must hold one subfolder per class, at least 2; found 1"),
+    ("train", ["--dataset", "EMPTYCLASS"], "EMPTYCLASS/zebra has no images"),
+    ("train", ["--dataset", "BADIMAGE"], "BADIMAGE/cat/broken.png is not a decodable image"),
+    ("train", ["--dataset", "FOLDER", "--image-size", "30"],
+     "--image-size: 30x30 cannot enter pyramidnet110_a48_sepdrop"),
+    ("train", ["--dataset", "FOLDER", "--weights", "EMPTY/none.keras"],
+     "--weights: `weights`"),
     ("train", ["--checkpoint-epochs", "0"], "--checkpoint-epochs: must be an int >= 1, got 0"),
     ("train", ["--checkpoint-steps", "-5"], "--checkpoint-steps: must be an int >= 1, got -5"),
     ("train", ["--verbose", "3"], "--verbose: invalid choice: 3"),
@@ -85,7 +103,7 @@ CASES = [
     ("search", ["--epochs", "-1"], "--epochs: must be an int >= 1, got -1"),
     ("search", ["--steps-per-epoch", "0"], "--steps-per-epoch: must be an int >= 1, got 0"),
     ("search", ["--validation-examples", "0"], "--validation-examples: must be an int >= 1"),
-    ("search", ["--validation-examples", "50000"], "validation_examples=50000"),
+    ("search", ["--validation-examples", "50000"], "Received: validation=50000"),
     ("search", ["--validation-steps", "0"], "--validation-steps: must be an int >= 1, got 0"),
     ("search", ["--retrain-epochs", "0"], "--retrain-epochs: must be an int >= 1, got 0"),
     ("search", ["--seed", "-1"], "--seed: must be an int in [0, 2**32 - 1], got -1"),
@@ -95,16 +113,16 @@ CASES = [
     ("search", ["--hp", "learning_rate=inf"], "must be a finite number. Received: learning_rate='inf'"),
     ("search", ["--hp", "alpha=0"], "alpha='0'"),
     ("search", ["--hp", "batch_size=100000"],
-     "--hp batch_size 100000 exceeds the 45,000 images of the train[:45000] split"),
+     "--hp batch_size 100000 exceeds the 45,000 images of the training split"),
     ("search", ["--directory", "FILE/x"], "cannot be created"),
     ("search", ["--data-dir", "EMPTY"], "cifar10 is not prepared in EMPTY"),
 ]
 CASES += [
     ("train", ["--dataset", "npz:EMPTY/none.npz"],
-     "--dataset: must be cifar10, cifar100 or npz:PATH of an existing .npz file"),
-    ("train", ["--dataset", "npz:FILE"], "--dataset npz:FILE: "),
+     "--dataset: must be cifar10, cifar100, svhn, tfds:NAME[:VERSION], a folder"),
+    ("train", ["--dataset", "npz:FILE"], "--dataset: npz:FILE: "),
     ("train", ["--dataset", "npz:FILE", "--validation-examples", "10"],
-     "--validation-examples takes tfds datasets only"),
+     "--validation-examples: npz datasets take none"),
     ("train", ["--mixed-precision", "half"], "--mixed-precision: invalid choice: 'half'"),
     ("evaluate", ["--weights", "cifar10"], "or --model NAME --weights W, one of them"),
     ("evaluate", ["--model", "pyramidnet8_a24", "--dataset", "cifar10"], "needs --weights"),
@@ -135,12 +153,16 @@ TOUCHES_TENSORS = {"TINY", "MODEL"}
 # Evaluation data larger than the split: only knowable from the data, after the model loads.
 CASES += [
     ("evaluate", ["MODEL", "--dataset", "cifar10", "--batch-size", "20000"],
-     "--batch-size 20000 exceeds the 10,000 images of the test split"),
+     "--batch-size 20000 exceeds the 10,000 images of the final split"),
     ("evaluate", ["MODEL", "--dataset", "cifar10", "--max-examples", "10001"],
-     "--max-examples 10001 exceeds the 10,000 images of the test split"),
+     "--max-examples 10001 exceeds the 10,000 images of the final split"),
     ("evaluate", ["MODEL", "--dataset", "cifar10", "--split", "validation"],
-     "--split 'validation' is not a split of cifar10"),
-    ("evaluate", ["TINY", "--dataset", "cifar10"], "the model takes (16, 16, 3) images"),
+     "--split validation: cifar10 has no such split here"),
+    ("evaluate", ["TINY", "--dataset", "FOLDER"], "the model has 10 classes, FOLDER has 5"),
+    ("train", ["--dataset", "FOLDER", "--image-size", "16", "--weights", "TINY", "--model",
+               "pyramidnet20_a48", "--batch-size", "4"],
+     "--weights: `weights` is of another architecture: layer 'stage1_unit1_conv1' is "
+     "[(3, 3, 16, 21)] in pyramidnet20_a48, [(3, 3, 16, 18)] in the source"),
 ]
 
 
@@ -154,13 +176,22 @@ def places(tmp_path_factory, cifar10_tfds_dir):
         {"depth": 8, "alpha": 12, "regularization": "sepdrop", "drop_rate": 0.3,
          "learning_rate": 0.05, "batch_size": 16}))
     tiny_model(None, classes=10, input_shape=(32, 32, 3)).save(root / "model.keras")
+    write_image_folder(root / "folder", range(5, 10), 3, odd=False)
+    write_image_folder(root / "oneclass", [3], 2, odd=False)
+    write_image_folder(root / "emptyclass", [3, 4], 2, odd=False)
+    (root / "emptyclass" / "zebra").mkdir()
+    write_image_folder(root / "badimage", [3, 4], 2, odd=False)
+    (root / "badimage" / "cat" / "broken.png").write_bytes(b"no PNG inside")
     return {"DATA": cifar10_tfds_dir, "EMPTY": str(root / "empty"), "FILE": str(root / "file"),
             "TINY": str(root / "tiny.keras"), "MODEL": str(root / "model.keras"),
-            "HPARAMS": str(root / "best_hparams.json"), "ROOT": str(root)}
+            "HPARAMS": str(root / "best_hparams.json"), "ROOT": str(root),
+            "FOLDER": str(root / "folder"), "ONECLASS": str(root / "oneclass"),
+            "EMPTYCLASS": str(root / "emptyclass"), "BADIMAGE": str(root / "badimage")}
 
 
 def substitute(text, places):
-    for name in ("DATA", "EMPTY", "FILE", "TINY", "MODEL", "HPARAMS"):
+    for name in ("DATA", "EMPTYCLASS", "EMPTY", "FILE", "TINY", "MODEL", "HPARAMS", "FOLDER",
+                 "ONECLASS", "BADIMAGE"):
         text = text.replace(name, places[name])
     return text
 

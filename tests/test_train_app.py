@@ -11,17 +11,19 @@ import pytest
 
 import keras_pyramid
 from conftest import (REPO, TINY_HPARAMS, assert_run_directory_reloads, load_cifar10_npz,
-                      run_command)
+                      run_command, run_python)
 from keras_pyramid import recipe
 
 TRAIN = os.path.join(REPO, "applications", "train.py")
 
 
-def train_command(run_dir, data_dir, *extra):
+def train_command(run_dir, dataset, *extra):
+    """train.py on the tiny network; `dataset` a folder or a tfds data dir (CIFAR-10)."""
+    source = (["--dataset", f"folder:{dataset}"] if not os.path.isdir(
+        os.path.join(dataset, "cifar10")) else ["--data-dir", dataset, "--no-download"])
     return [
-        sys.executable, TRAIN, "--hparams", TINY_HPARAMS,
-        "--data-dir", data_dir, "--no-download", "--output-dir", str(run_dir),
-        "--batch-size", "16", "--eval-steps", "1",
+        sys.executable, TRAIN, "--hparams", TINY_HPARAMS, *source,
+        "--output-dir", str(run_dir), "--batch-size", "16", "--eval-steps", "1",
         "--verbose", "2", *extra,
     ]
 
@@ -92,8 +94,9 @@ sys.exit(runpy.run_path({train!r})["main"](sys.argv[1:]))
 """
 
 
-def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, cifar10_sample_tfds_dir):
-    """Killed right after the checkpoint that ends epoch 1 (global step 5),
+def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, image_folder):
+    """On a folder of real images (5 classes, mixed formats and sizes, a
+    stratified 10% hold-out), killed right after the checkpoint that ends epoch 1 (global step 5),
     a run resumes at epoch 2; killed again after the checkpoint of global step
     8 (epoch 2, step 3 of 5), it resumes inside epoch 2 without redoing epoch
     1, keeps what it wrote, ends with the weights of a run that was never
@@ -101,12 +104,12 @@ def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, ci
     where it stopped), and leaves a run directory a fresh process loads with
     the defaults."""
     options = ("--epochs", "2", "--steps-per-epoch", "5", "--checkpoint-steps", "2",
-               "--drop-rate-schedule", "ramp:0.9")
-    straight = run(train_command(tmp_path / "straight", cifar10_sample_tfds_dir, *options))
+               "--drop-rate-schedule", "ramp:0.9", "--image-size", "16")
+    straight = run(train_command(tmp_path / "straight", image_folder, *options))
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     run_dir = tmp_path / "interrupted"
-    command = train_command(run_dir, cifar10_sample_tfds_dir, *options)
+    command = train_command(run_dir, image_folder, *options)
 
     def killed_after(global_step):
         killer = KILL_AFTER_CHECKPOINT.format(global_step=global_step, train=TRAIN)
@@ -132,8 +135,14 @@ def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, ci
     assert history[:1] == latest["history"]  # what was done is kept
     assert history[1]["resumed_at_step"] == 3 and "resumed_at_step" not in history[0]
     results = read_json(run_dir / "results.json")
-    assert results["epochs"] == 2
-    assert results["final_error"] == 1.0 - history[-1]["val_accuracy"]
+    assert results["epochs"] == 2 and results["classes"] == 5
+    assert results["evaluation_split"] == "hold-out of train (12 of 120)"
+    assert results["final_error"] == pytest.approx(1.0 - history[-1]["val_accuracy"])
+    record = read_json(run_dir / "data.json")
+    assert record["class_names"] == ["dog", "frog", "horse", "ship", "truck"]
+    assert record["image_size"] == [16, 16] and record["augment"] == "cifar"
+    assert record["split"]["train"] == 108 and record["split"]["test"] is None
+    assert record["statistics"]["from"] == "108 training images"
     for name in ("args.json", "model.keras", "history.csv", "curves.png", "tensorboard"):
         assert (run_dir / name).exists(), name
     with open(run_dir / "history.csv") as f:
@@ -155,3 +164,43 @@ def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, ci
 
     again = run(command)  # a finished run is not trained again
     assert again.returncode == 0 and "already finished" in again.stdout
+
+    # evaluate.py RUN_DIR needs nothing more: the run's hold-out, as the run had it.
+    evaluated = run([sys.executable, os.path.join(REPO, "applications", "evaluate.py"),
+                     str(run_dir)])
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = read_json(run_dir / "evaluation-final.json")
+    assert report["examples"] == 12 and report["image_size"] == [16, 16]
+    assert report["error"] == pytest.approx(results["final_error"], abs=1e-6)
+
+
+def test_fine_tuning_a_folder_from_a_keras_file_with_another_class_count(tmp_path,
+                                                                        image_folder):
+    """A 10-class network (32x32, its own statistics) fine-tuned onto the
+    5-class folder at 16x16: the backbone comes over, the head is replaced,
+    the statistics are the weights', the head trains alone for one epoch
+    (the backbone does not move), noisy labels are recorded, and the run
+    directory loads with the defaults in a fresh process."""
+    source_model = keras_pyramid.PyramidNet(8, 12, classes=10, seed=1, mean=(100, 110, 120),
+                                            std=(50, 60, 70))
+    source_path = tmp_path / "source.keras"
+    source_model.save(source_path)
+    run_dir = tmp_path / "finetuned"
+    result = run(train_command(run_dir, image_folder, "--weights", str(source_path),
+                               "--freeze-backbone-epochs", "1", "--epochs", "2",
+                               "--steps-per-epoch", "3", "--image-size", "16",
+                               "--label-noise", "0.25", "--checkpoint-epochs", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fine-tuning from" in result.stdout and "(head replaced)" in result.stdout
+    results = read_json(run_dir / "results.json")
+    assert (results["head"], results["recipe"], results["classes"]) == ("replaced", "finetune", 5)
+    noise = results["label_noise"]
+    assert noise["examples"] == 108 and 0 < noise["changed"] < 108 * 0.5
+    assert noise["applies_to"] == "training labels only"
+    statistics = read_json(run_dir / "data.json")["statistics"]
+    np.testing.assert_allclose(statistics["mean"], [100, 110, 120])
+    np.testing.assert_allclose(statistics["std"], [50, 60, 70])
+    tuned = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    assert tuned.get_layer("predictions").units == 5
+    assert tuple(tuned.inputs[0].shape[1:]) == (16, 16, 3)
+    assert_run_directory_reloads(run_dir, steps=2 * 3, schedule="CosineDecay")

@@ -149,7 +149,9 @@ def open_split(parser, args, run_config):
         raise SystemExit(2) from None
     except experiment.ConfigError as error:
         parser.error(f"--dataset {args.dataset}: {error}")
-    subset = {"final": splits.final, "test": splits.test, "validation": splits.validation,
+    if args.split == "final":  # named by what it is: the test split, or the hold-out
+        args.split = "test" if splits.test is not None else "validation"
+    subset = {"test": splits.test, "validation": splits.validation,
               "train": splits.train}[args.split]
     if subset is None:
         parser.error(f"--split {args.split}: {args.dataset} has no such split here "

@@ -3,13 +3,18 @@
     python applications/export.py runs/pyramidnet110_a48_sepdrop-cifar10 \\
         --output exports/pyramidnet110 --version 1
     python applications/export.py model.keras --output exports/x --format onnx --overwrite
+    python applications/export.py model.keras --class-names names.txt   # one name a line
 
-Writes `OUTPUT/VERSION/` (saved_model.pb, variables/; `model.onnx` too with
-`--format onnx`), whatever backend trained the model, then checks the
-artifacts against the Keras model on a few images and prints the largest
-differences. The signature (`serving_default`) takes `image`, a uint8 batch
-[N, H, W, 3] of raw RGB pixels, and returns `logits`, `probabilities` and
-`class_id`. See `keras_pyramid/export.py` and the README for serving.
+Writes `OUTPUT/VERSION/` (saved_model.pb, variables/, assets/class_names.txt;
+`model.onnx` too with `--format onnx`), whatever backend trained the model,
+then checks the artifacts against the Keras model on a few images and prints
+the largest differences. The signature (`serving_default`) takes `image`, a
+uint8 batch [N, H, W, 3] of raw RGB pixels (H, W: the model's input size),
+and returns `logits`, `probabilities`, `class_id` and `class_name`.
+
+Class names: `--class-names FILE`, else the run directory's `data.json`
+(its "class_names", written by the training run), else the class indices
+"0", "1", ... See `keras_pyramid/export.py` and the README for serving.
 """
 
 import argparse
@@ -18,6 +23,8 @@ import os
 import sys
 
 from keras_pyramid import cli
+
+DATA_FILE = "data.json"  # a run directory's dataset description (its "class_names")
 
 
 def parse_args(argv=None):
@@ -36,8 +43,53 @@ def parse_args(argv=None):
                         help="replace an existing version (atomically)")
     parser.add_argument("--check-images", type=cli.non_negative_int, default=8,
                         help="random images to compare the artifacts on (0: skip)")
+    parser.add_argument("--class-names", default=None, metavar="FILE",
+                        help="a text file, one class name a line in class order (default: "
+                             "the run directory's data.json, else the indices 0, 1, ...)")
     args = parser.parse_args(argv)
     return args
+
+
+class NamesError(ValueError):
+    """The class names given cannot be used (a one-line message)."""
+
+
+def read_class_names(args):
+    """(names, source): `--class-names FILE` (one name a line), else the run
+    directory's data.json "class_names", else (None, ...): the index names."""
+    if args.class_names is not None:
+        return _read_names(args.class_names, f"--class-names {args.class_names}",
+                           str.splitlines)
+    data_file = os.path.join(args.model, DATA_FILE)
+    if os.path.isfile(data_file):
+        return _read_names(data_file, data_file, lambda text: json.loads(text)["class_names"])
+    return None, "the class indices"
+
+
+def _read_names(path, source, parse):
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = parse(f.read())
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise NamesError(f"{_blame(source)}cannot read class names from it "
+                         f"({type(error).__name__}: {error})") from None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise NamesError(f"{_blame(source)}the class names must be a list of str, "
+                         f"got {names!r}")
+    return names, source
+
+
+def check_name_count(names, source, classes):
+    if names is not None and len(names) != classes:
+        raise NamesError(f"{_blame(source)}{len(names)} class names for a model with "
+                         f"{classes} classes")
+
+
+def _blame(source):
+    """The start of an error about `source`: the flag and value, or the
+    data.json file and how to override it."""
+    return f"{source}: " if source.startswith("--") else (
+        f"{source} (override it with --class-names FILE): ")
 
 
 def main(argv=None):
@@ -48,18 +100,20 @@ def main(argv=None):
 
     formats = ("saved_model",) if args.format == "saved_model" else ("saved_model", "onnx")
     try:
+        names, source = read_class_names(args)
         model = exporting.load_classifier(args.model)
+        check_name_count(names, source, exporting.classifier_head(model).units)
         output = args.output or os.path.join("exports", model.name)
         folder = exporting.export(model, output, args.version, formats=formats,
-                                  overwrite=args.overwrite)
+                                  overwrite=args.overwrite, class_names=names)
     except (exporting.ExportError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"exported {model.name} to {folder}")
+    print(f"exported {model.name} to {folder}, class names from {source}")
     if args.check_images:
         shape = (args.check_images, *exporting.ServingModel(model).image_shape)
         images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-        differences = exporting.compare(model, folder, images)
+        differences = exporting.compare(model, folder, images, names)
         print("max |artifact - keras| on", args.check_images, "random images:")
         print(json.dumps(differences, indent=2))
     return 0

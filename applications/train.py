@@ -68,9 +68,10 @@ def parse_args(argv=None):
                         help="fine-tune from: a trained-weights tag (cifar10, cifar100, svhn, "
                              "imagenet), a .keras or .weights.h5 file, or a run directory; "
                              "the head is replaced when the class count differs")
-    parser.add_argument("--freeze-backbone-epochs", type=cli.non_negative_int, default=0,
+    parser.add_argument("--freeze-backbone-epochs", type=cli.non_negative_int, default=None,
                         metavar="N", help="with --weights: train only the head for N epochs "
-                        "(BatchNorm in inference mode), then everything")
+                        "(BatchNorm in inference mode), then everything; default: the "
+                        "recipe's (finetune: the first sixth of the epochs)")
     parser.add_argument("--recipe", choices=("paper", "finetune"), default=None,
                         help="default: finetune with --weights, else paper")
     parser.add_argument("--epochs", type=cli.positive_int, default=None,

@@ -40,7 +40,7 @@ RUN_DEFINING = ("model", "architecture", "skip_dropped", "dataset", "image_size"
 # runs written before them had (and the old name of a renamed one).
 ADDED_LATER = {"new_drop_rate": None, "drop_rate_schedule": "constant", "architecture": None,
                "image_size": None, "augment": None, "label_noise": 0.0, "weights": None,
-               "freeze_backbone_epochs": 0, "recipe": "paper"}
+               "freeze_backbone_epochs": None, "recipe": "paper"}
 RENAMED = {"lr": "learning_rate", "validation_examples": "validation"}
 PAPER_STATISTICS_DATASETS = ("cifar10", "cifar100")  # the model's default statistics are theirs
 DATA_RECORD = "data.json"
@@ -73,7 +73,7 @@ class RunConfig:
     label_noise: float = 0.0  # training labels replaced by another class with this probability
     skip_bad_images: bool = False
     weights: str = None  # fine-tune from: a preset tag, .keras, .weights.h5, a run directory
-    freeze_backbone_epochs: int = 0  # train only the new head first (BatchNorm frozen)
+    freeze_backbone_epochs: int = None  # head alone first (BatchNorm frozen); None: the recipe's
     recipe: str = "paper"  # paper | finetune (keras_pyramid/recipe.py)
     epochs: int = None
     batch_size: int = None
@@ -517,18 +517,18 @@ def run(config, run_dir, restart=False, print_function=print):
         callbacks = [] if config.drop_rate_schedule == "constant" else [
             drop_schedule.DropRateSchedule(drop_schedule.parse_schedule(
                 config.drop_rate_schedule, plan.epochs * steps_per_epoch))]
-        head_epochs = min(config.freeze_backbone_epochs, plan.epochs)
+        head_epochs = head_only_epochs(config, plan)
         if head_epochs and training.completed_epochs(run_dir) < head_epochs:
             from keras_pyramid import finetune
 
             # One optimizer over every variable, built before freezing: a
             # checkpoint of either phase restores into either (finetune.py).
-            optimizer.build(model.trainable_variables)
-            finetune.set_backbone_trainable(model, False)
+            finetune.build_optimizer(trainer, optimizer)
+            finetune.set_backbone_trainable(trainer, False)
             compile_trainer()
             training.fit(trainer, train_data, evaluation_data, epochs=head_epochs,
                          extra_callbacks=callbacks, **fit_arguments)
-            finetune.set_backbone_trainable(model, True)
+            finetune.set_backbone_trainable(trainer, True)
             compile_trainer()
         history = training.fit(trainer, train_data, evaluation_data, epochs=plan.epochs,
                                extra_callbacks=callbacks, **fit_arguments)
@@ -560,7 +560,7 @@ def run(config, run_dir, restart=False, print_function=print):
         "recipe": config.recipe,
         "weights": config.weights,
         "head": None if loaded is None else loaded["head"],
-        "freeze_backbone_epochs": config.freeze_backbone_epochs,
+        "freeze_backbone_epochs": head_only_epochs(config, plan),
         "label_noise": record["label_noise"],
         "statistics": record["statistics"],
         "skip_dropped": skip_dropped,
@@ -572,6 +572,16 @@ def run(config, run_dir, restart=False, print_function=print):
     training.save_model(model, run_dir)
     training.atomic_write_json(results_path, results)
     return results
+
+
+def head_only_epochs(config, plan):
+    """The first epochs that train the new head alone: the flag's, else the
+    recipe's share (none for the paper's; fine-tuning's only with weights)."""
+    if config.weights is None:
+        return 0
+    if config.freeze_backbone_epochs is not None:
+        return min(config.freeze_backbone_epochs, plan.epochs)
+    return plan.frozen_epochs()
 
 
 def _make_optimizer(plan, steps_per_epoch):

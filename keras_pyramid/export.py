@@ -2,6 +2,7 @@
 
     export(model, "exports/pyramidnet", version=1)            # -> exports/pyramidnet/1/
     export("runs/x/model.keras", "exports/x", formats=("saved_model", "onnx"))
+    export(model, "exports/flowers", class_names=["daisy", "rose", "tulip"])
 
 The served function is the network's INFERENCE rule, traced with
 `training=False`: each regularizer scales its branch by its keep probability
@@ -14,6 +15,17 @@ Signature `serving_default`:
     outputs  logits         float32 [batch, classes]
              probabilities  float32 [batch, classes]  softmax(logits)
              class_id       int32   [batch]            argmax(logits)
+             class_name     string  [batch]            class_names[class_id]
+
+    asset    assets/class_names.txt  one name per line, in class order (UTF-8);
+             `tf.saved_model.load(folder).class_names_file.asset_path`
+
+`height` and `width` are the model's own input size, any fixed size (a model
+built with `None` in its input shape is refused).
+`class_names` default to the indices ("0", "1", ...). `model.onnx` serves
+the numbers only (no `class_name`: string outputs are awkward for
+onnxruntime) and carries the names in its metadata (`class_names`, a JSON
+list: `session.get_modelmeta().custom_metadata_map`).
 
 Images are channels-last whatever the model's data format (the transpose is
 inside the graph), and the model's normalization is inside too, so a client
@@ -43,7 +55,10 @@ from keras import ops
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("logits", "probabilities", "class_id")
+OUTPUT_NAMES = ("logits", "probabilities", "class_id")  # ServingModel's; ONNX serves these
+NAME_OUTPUT = "class_name"  # SavedModel only, added around the model
+CLASS_NAMES_FILE = "class_names.txt"  # in the SavedModel's assets/
+CLASS_NAMES_ATTRIBUTE = "class_names_file"  # the loaded SavedModel's Asset
 FORMATS = ("saved_model", "onnx")
 ONNX_FILE = "model.onnx"
 CLASSIFIER = "predictions"
@@ -67,18 +82,16 @@ class ServingModel(keras.Model):
 
     def __init__(self, classifier, **kwargs):
         super().__init__(name=kwargs.pop("name", f"{classifier.name}_serving"), **kwargs)
-        try:
-            head = classifier.get_layer(CLASSIFIER)
-        except ValueError:
-            raise ExportError(
-                f"the model needs its classifier (a Dense layer named {CLASSIFIER!r}, "
-                f"i.e. include_top=True) to be served. Received: model={classifier.name!r}"
-            ) from None
+        head = classifier_head(classifier)
         self.classifier = classifier
         self.head = head
         shape = tuple(classifier.inputs[0].shape[1:])
         self.channels_first = shape[0] == 3 and shape[-1] != 3
         self.image_shape = (shape[1], shape[2], 3) if self.channels_first else shape
+        if None in self.image_shape:
+            raise ExportError(f"the model's input size must be fixed to be served (build it "
+                              f"with input_shape=(height, width, 3)). Received: input shape "
+                              f"{shape}")
         # The model's own Normalization layer keeps mean and variance as eager
         # tensors that a traced function captures, and tf2onnx turns captures
         # into extra graph inputs. So the wrapper applies the same formula with
@@ -114,6 +127,35 @@ class ServingModel(keras.Model):
     def input_signature(self):
         return [keras.InputSpec(shape=(None, *self.image_shape), dtype="uint8",
                                 name=INPUT_NAME)]
+
+
+def classifier_head(model):
+    """The model's top `Dense` layer, whose `units` is the class count."""
+    try:
+        return model.get_layer(CLASSIFIER)
+    except ValueError:
+        raise ExportError(
+            f"the model needs its classifier (a Dense layer named {CLASSIFIER!r}, "
+            f"i.e. include_top=True) to be served. Received: model={model.name!r}"
+        ) from None
+
+
+def check_class_names(class_names, classes):
+    """`class_names` as a list of `classes` str; None gives "0", "1", ...
+    A name holds no line break: the asset file has one name per line."""
+    if class_names is None:
+        return [str(index) for index in range(classes)]
+    try:
+        names = None if isinstance(class_names, (str, bytes)) else list(class_names)
+    except TypeError:
+        names = None
+    if (names is None or len(names) != classes
+            or not all(isinstance(n, str) and n == "".join(n.splitlines()) for n in names)):
+        count = "" if names is None else f" ({len(names)} names)"
+        raise ValueError(f"`class_names` must be a sequence of {classes} str (one per class of "
+                         f"the classifier, without line breaks). Received: "
+                         f"class_names={class_names!r}{count}")
+    return names
 
 
 def first_argmax(logits):
@@ -165,7 +207,7 @@ def check_formats(formats):
 
 
 def export(model, directory, version=1, *, formats=("saved_model",), overwrite=False,
-           verbose=False):
+           verbose=False, class_names=None):
     """Writes `directory/version/` (a SavedModel; `model.onnx` inside with "onnx").
 
     Args:
@@ -176,6 +218,10 @@ def export(model, directory, version=1, *, formats=("saved_model",), overwrite=F
         formats: a subset of `("saved_model", "onnx")`.
         overwrite: replace an existing version (atomically) instead of
             raising `FileExistsError`.
+        verbose: print Keras' export messages.
+        class_names: one str per class, in class order: the SavedModel's
+            `class_name` output and its `assets/class_names.txt` (and the
+            ONNX metadata). None: "0", "1", ...
 
     Returns:
         The path of the version folder.
@@ -190,6 +236,7 @@ def export(model, directory, version=1, *, formats=("saved_model",), overwrite=F
     if isinstance(model, (str, os.PathLike)):
         model = load_classifier(model)
     serving = ServingModel(model)  # checks the classifier before any write
+    class_names = check_class_names(class_names, serving.head.units)
     # One call builds the wrapper (export refuses unbuilt models); all its
     # weights are the classifier's own.
     serving(np.zeros((1, *serving.image_shape), "uint8"))
@@ -202,38 +249,56 @@ def export(model, directory, version=1, *, formats=("saved_model",), overwrite=F
     staging = os.path.join(directory, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        _write(serving, staging, formats, verbose)
+        _write(serving, staging, formats, verbose, class_names)
         _replace_directory(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def _write(serving, folder, formats, verbose):
+def _write(serving, folder, formats, verbose, class_names):
     native = keras.backend.backend() in ("tensorflow", "jax")
     if "saved_model" in formats and native:
-        _write_saved_model(serving, folder, verbose)
+        _write_saved_model(serving, folder, verbose, class_names)
     if "onnx" in formats and keras.backend.backend() == "tensorflow":
         os.makedirs(folder, exist_ok=True)
-        serving.export(os.path.join(folder, ONNX_FILE), format="onnx", verbose=verbose,
+        path = os.path.join(folder, ONNX_FILE)
+        serving.export(path, format="onnx", verbose=verbose,
                        input_signature=serving.input_signature())
+        _add_onnx_metadata(path, {"class_names": json.dumps(class_names)})
     in_tensorflow = [f for f in formats
                      if keras.backend.backend() != "tensorflow"
                      and not (f == "saved_model" and native)]
     if in_tensorflow:
-        _write_in_tensorflow(serving.classifier, folder, in_tensorflow, verbose)
+        _write_in_tensorflow(serving.classifier, folder, in_tensorflow, verbose, class_names)
 
 
-def _write_saved_model(serving, folder, verbose):
+def _add_onnx_metadata(path, properties):
+    """Adds `properties` (str: str) to the ONNX file's `metadata_props`, which
+    onnxruntime shows as `get_modelmeta().custom_metadata_map`."""
+    import onnx
+
+    model = onnx.load(path)
+    for key, value in properties.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, path)
+
+
+def _write_saved_model(serving, folder, verbose, class_names):
     """`model.export(format="tf_saved_model")` spelled out with its
-    `ExportArchive`, to put a shape check in front of the model.
+    `ExportArchive`, to put a shape check in front of the model and the
+    class names behind it.
 
-    Signatures: `serving_default`, the model behind `tf.ensure_shape`, and
-    `serve_unchecked`, the model alone (every ExportArchive endpoint becomes a
-    signature; the name warns off). A loaded signature checks dtypes but not
-    shapes: without the check a 1-channel batch would broadcast through the
-    normalization and give answers, and JAX's own shape assertion fails with
-    a page of MLIR instead of a one-line message.
+    Signatures: `serving_default`, the model behind `tf.ensure_shape`, plus
+    `class_name`, and `serve_unchecked`, the model alone (every ExportArchive
+    endpoint becomes a signature; the name warns off). A loaded signature
+    checks dtypes but not shapes: without the check a 1-channel batch would
+    broadcast through the normalization and give answers, and JAX's own shape
+    assertion fails with a page of MLIR instead of a one-line message. The
+    names are a string constant of this outer `tf.function` (under JAX the
+    model's endpoint is jax2tf-converted, which has no strings), and a
+    `tf.saved_model.Asset` on the archive writes them to
+    `assets/class_names.txt`.
     """
     import tensorflow as tf
 
@@ -244,13 +309,23 @@ def _write_saved_model(serving, folder, verbose):
 
     @tf.function(input_signature=[tf.TensorSpec(expected, tf.uint8, name=INPUT_NAME)])
     def serving_default(image):
-        return serve(tf.ensure_shape(image, expected, name="check_image_shape"))
+        outputs = dict(serve(tf.ensure_shape(image, expected, name="check_image_shape")))
+        names = tf.constant(class_names, tf.string, name="class_names")
+        outputs[NAME_OUTPUT] = tf.gather(names, outputs["class_id"], name=NAME_OUTPUT)
+        return outputs
 
     serving_default.get_concrete_function()
     archive.add_endpoint(SIGNATURE, serving_default)
     if keras.backend.backend() == "tensorflow":
         _store_each_variable_once(archive)
-    archive.write_out(folder, verbose=verbose)
+    with tempfile.TemporaryDirectory() as scratch:
+        names_file = os.path.join(scratch, CLASS_NAMES_FILE)
+        with open(names_file, "w", encoding="utf-8") as f:
+            f.write("".join(f"{name}\n" for name in class_names))
+        # ExportArchive has no public way to add a file; an Asset tracked by
+        # the saved root object is copied into assets/ by tf.saved_model.save.
+        setattr(archive._tf_trackable, CLASS_NAMES_ATTRIBUTE, tf.saved_model.Asset(names_file))
+        archive.write_out(folder, verbose=verbose)
 
 
 def _store_each_variable_once(archive):
@@ -270,14 +345,14 @@ def _store_each_variable_once(archive):
             setattr(trackable, collection, inner)
 
 
-def _write_in_tensorflow(classifier, folder, formats, verbose):
+def _write_in_tensorflow(classifier, folder, formats, verbose, class_names):
     """Exports through a subprocess on the TensorFlow backend: the `.keras`
     file is backend-neutral, and TF is the backend Keras exports from."""
     with tempfile.TemporaryDirectory() as scratch:
         saved = os.path.join(scratch, "model.keras")
         classifier.save(saved)
         request = json.dumps({"model": saved, "folder": folder, "formats": list(formats),
-                              "verbose": bool(verbose)})
+                              "verbose": bool(verbose), "class_names": list(class_names)})
         environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
         finished = subprocess.run(
             [sys.executable, "-m", "keras_pyramid.export", request],
@@ -309,18 +384,21 @@ def reference_outputs(model, images):
             for name, value in serving(np.asarray(images, "uint8")).items()}
 
 
-def compare(model, version_folder, images):
+def compare(model, version_folder, images, class_names=None):
     """Max absolute differences between the Keras model and its artifacts.
 
     Returns `{format: {output: max |served - keras|}}` for the SavedModel and,
     if present, the ONNX file (run by onnxruntime). Class ids compare as the
-    fraction of disagreeing images; `logits_relative` is the logits'
+    fraction of disagreeing images, and the SavedModel's `class_name` as the
+    fraction of images whose name is not `class_names[keras class_id]`
+    (`class_names` as given to `export`); `logits_relative` is the logits'
     difference over their largest magnitude (an untrained deep PyramidNet's
     logits reach 1e8, where float32 itself is coarser than 1).
     """
     import tensorflow as tf
 
     expected = reference_outputs(model, images)
+    names = check_class_names(class_names, expected["logits"].shape[-1])
     served = tf.saved_model.load(version_folder).signatures[SIGNATURE]
     results = {"saved_model": served(image=tf.constant(images, tf.uint8))}
     onnx_path = os.path.join(version_folder, ONNX_FILE)
@@ -336,6 +414,9 @@ def compare(model, version_folder, images):
                             for name in OUTPUT_NAMES}
         differences[fmt]["logits_relative"] = differences[fmt]["logits"] / max(
             float(np.max(np.abs(expected["logits"]))), 1e-30)
+    served_names = [name.decode("utf-8") for name in results["saved_model"][NAME_OUTPUT].numpy()]
+    differences["saved_model"][NAME_OUTPUT] = float(np.mean(
+        [served != names[index] for served, index in zip(served_names, expected["class_id"])]))
     return differences
 
 
@@ -349,7 +430,8 @@ def _main_in_tensorflow(request):
     request = json.loads(request)
     serving = ServingModel(load_classifier(request["model"]))
     serving(np.zeros((1, *serving.image_shape), "uint8"))
-    _write(serving, request["folder"], request["formats"], request["verbose"])
+    _write(serving, request["folder"], request["formats"], request["verbose"],
+           request["class_names"])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Shared test helpers. The suite runs once per backend (`KERAS_BACKEND`)."""
 
+import dataclasses
+import hashlib
 import importlib.util
 import json
 import os
@@ -7,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import zipfile
 
 import keras
 import numpy as np
@@ -325,3 +328,61 @@ def image_folder_with_test(tmp_path_factory):
     write_image_folder(root / "train", range(3), 16)
     write_image_folder(root / "test", range(3), 6, offset=100)
     return str(root)
+
+
+# A random pytorchcv PyramidNet-8 alpha 24 served as the "cifar10" trained
+# weights of this configuration (test_weights.py, test_finetune.py).
+SERVED_NAME = "pyramidnet8_a24"
+
+
+def file_sha1(path):
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory):
+    """The served zip (a file:// URL), its TrainedWeights entry, the net, 16 real
+    CIFAR-10 test images and the net's probabilities on them."""
+    torch = pytest.importorskip("torch")
+    pyramidnet_cifar = pytest.importorskip("pytorchcv.models.pyramidnet_cifar")
+    from keras_pyramid import presets
+
+    folder = tmp_path_factory.mktemp("server")
+    torch.manual_seed(5)
+    net = randomize_batchnorm(pyramidnet_cifar.get_pyramidnet_cifar(10, 8, 24, False))
+    images = load_cifar10_npz()[2][:16]
+    calibrate_head(net, images, CIFAR_STATISTICS)
+    probabilities = pytorchcv_probabilities(net, images, CIFAR_STATISTICS)
+    pth = folder / "pyramidnet8_a24_cifar10-0000-00000000.pth"
+    torch.save(net.state_dict(), pth)
+    with zipfile.ZipFile(str(pth) + ".zip", "w") as archive:
+        archive.write(pth, pth.name)
+    entry = presets.TrainedWeights(
+        dataset="cifar10", source="pytorchcv", source_name="pyramidnet8_a24_cifar10",
+        file_name=pth.name, url=f"file://{pth}.zip", sha1=file_sha1(pth), classes=10,
+        input_size=32, mean=presets.IMGCLSMOB_CIFAR_MEAN, std=presets.IMGCLSMOB_CIFAR_STD,
+        error=0.0, metric="top-1 error %", licence="test", parameters=0)
+    os.remove(pth)  # only the zip is served
+    return {"entry": entry, "net": net, "images": images.astype("float32"),
+            "probabilities": probabilities, "zip": str(pth) + ".zip"}
+
+
+def with_entry(entry):
+    """presets.ARCHITECTURES with `entry` as SERVED_NAME's only weights."""
+    from keras_pyramid import presets
+
+    return tuple(dataclasses.replace(a, weights=(entry,)) if a.name() == SERVED_NAME else a
+                 for a in presets.ARCHITECTURES)
+
+
+@pytest.fixture
+def served(published, tmp_path, monkeypatch):
+    """The registry serves the test entry; the cache is empty."""
+    from keras_pyramid import presets, weights
+
+    cache = tmp_path / "keras_home" / weights.CACHE_SUBDIR
+    monkeypatch.setattr(presets, "ARCHITECTURES", with_entry(published["entry"]))
+    monkeypatch.setattr(weights, "cache_dir", lambda: str(cache))
+    return dict(published, cache=cache, paths=weights.cached_paths(published["entry"],
+                                                                   str(cache)))

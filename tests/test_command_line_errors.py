@@ -153,9 +153,9 @@ TOUCHES_TENSORS = {"TINY", "MODEL"}
 # Evaluation data larger than the split: only knowable from the data, after the model loads.
 CASES += [
     ("evaluate", ["MODEL", "--dataset", "cifar10", "--batch-size", "20000"],
-     "--batch-size 20000 exceeds the 10,000 images of the final split"),
+     "--batch-size 20000 exceeds the 10,000 images of the test split"),
     ("evaluate", ["MODEL", "--dataset", "cifar10", "--max-examples", "10001"],
-     "--max-examples 10001 exceeds the 10,000 images of the final split"),
+     "--max-examples 10001 exceeds the 10,000 images of the test split"),
     ("evaluate", ["MODEL", "--dataset", "cifar10", "--split", "validation"],
      "--split validation: cifar10 has no such split here"),
     ("evaluate", ["TINY", "--dataset", "FOLDER"], "the model has 10 classes, FOLDER has 5"),

@@ -1,6 +1,7 @@
-"""Serving exports: parity in a TensorFlow-only process, signature, determinism,
-ONNX, and every bad input. Runs under each backend: the model is trained (a few
-steps) and exported on the backend under test."""
+"""Serving exports: parity in a TensorFlow-only process, signature, class names,
+determinism, ONNX, any input size, and every bad input. Runs under each
+backend: the model is trained (a few steps) and exported on the backend under
+test."""
 
 import json
 import os
@@ -13,11 +14,16 @@ import keras
 import numpy as np
 import pytest
 
+import keras_pyramid
 from keras_pyramid import export as exporting
-from conftest import REPO, SHARED_DATA, run_python, tiny_model
+from conftest import REPO, SHARED_DATA, load_program, run_python, tiny_model
 
 IMAGE_SHAPE = (32, 32, 3)
 CLASSES = 10
+# CIFAR-10's names, one with a space and a non-ASCII letter: the names must
+# travel as UTF-8 through the graph constant, the asset file and the JSON.
+NAMES = ("airplane", "automobile", "bird", "cat", "cerf élaphe", "dog", "frog", "horse", "ship",
+         "truck")
 # TensorFlow op types that draw random numbers (stateful and stateless).
 RANDOM_TF_OP = re.compile(r"Random|Rng|Multinomial|Shuffle|Dropout")
 # StableHLO ops a JAX random draw lowers to: XLA's generators, or threefry's
@@ -49,15 +55,25 @@ sys.meta_path[:] = [Hide(finder) for finder in sys.meta_path]
 import numpy as np
 import tensorflow as tf
 
+def plain(value):
+    value = value.numpy()
+    return np.array([s.decode("utf-8") for s in value]) if value.dtype == object else value
+
 folder, images_path, outputs_path = sys.argv[1:]
 images = np.load(images_path)["images"]
-signature = tf.saved_model.load(folder).signatures["serving_default"]
+loaded = tf.saved_model.load(folder)
+signature = loaded.signatures["serving_default"]
 outputs = signature(image=tf.constant(images))
 again = signature(image=tf.constant(images))
-np.savez(outputs_path, **{name: value.numpy() for name, value in outputs.items()})
+np.savez(outputs_path, **{name: plain(value) for name, value in outputs.items()})
+names_file = loaded.class_names_file.asset_path.numpy().decode()
+with open(names_file, encoding="utf-8") as f:
+    names_text = f.read()
 print(json.dumps({
     "keras_modules": sorted(m for m in sys.modules if m.split(".")[0] in HIDDEN),
     "identical_twice": all(np.array_equal(outputs[k].numpy(), again[k].numpy()) for k in outputs),
+    "names_file": names_file,
+    "names_text": names_text,
 }))
 """
 
@@ -96,10 +112,12 @@ def trained_tiny_classifier(regularization="sepdrop"):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A trained tiny SepDrop classifier and its export (SavedModel + ONNX)."""
+    """A trained tiny SepDrop classifier and its export (SavedModel + ONNX,
+    with NAMES)."""
     model = trained_tiny_classifier()
     directory = tmp_path_factory.mktemp("exports") / "tiny"
-    folder = exporting.export(model, directory, 1, formats=("saved_model", "onnx"))
+    folder = exporting.export(model, directory, 1, formats=("saved_model", "onnx"),
+                              class_names=NAMES)
     return model, folder
 
 
@@ -159,6 +177,8 @@ def test_a_tensorflow_only_process_reproduces_the_keras_model(exported, tmp_path
     report = json.loads(finished.stdout.strip().splitlines()[-1])
     assert report["keras_modules"] == []
     assert report["identical_twice"]
+    assert report["names_file"] == os.path.join(folder, "assets", "class_names.txt")
+    assert report["names_text"] == "".join(f"{name}\n" for name in NAMES)
 
     served = np.load(tmp_path / "outputs.npz")
     logits, probabilities = keras_inference(model, images)
@@ -169,6 +189,9 @@ def test_a_tensorflow_only_process_reproduces_the_keras_model(exported, tmp_path
     clear = top_two[:, 1] - top_two[:, 0] > 1e-3  # ties may break either way
     assert clear.sum() >= 60
     np.testing.assert_array_equal(served["class_id"][clear], logits.argmax(axis=1)[clear])
+    # The served names are the names of the served ids, for several classes.
+    assert len(set(served["class_id"].tolist())) >= 3
+    np.testing.assert_array_equal(served["class_name"], np.array(NAMES)[served["class_id"]])
 
 
 def test_signature_names_dtypes_and_dynamic_batch(exported):
@@ -187,6 +210,7 @@ def test_signature_names_dtypes_and_dynamic_batch(exported):
         "logits": (tf.float32, [None, CLASSES]),
         "probabilities": (tf.float32, [None, CLASSES]),
         "class_id": (tf.int32, [None]),
+        "class_name": (tf.string, [None]),
     }
     for batch in (1, 5):  # any batch size
         result = signature(image=tf.zeros((batch, *IMAGE_SHAPE), tf.uint8))
@@ -207,7 +231,8 @@ def test_saved_model_cli_shows_the_serving_signature(exported):
                      r"shape: \(-1, 32, 32, 3\)", shown), shown
     for name, dtype, shape in (("logits", "DT_FLOAT", r"\(-1, 10\)"),
                                ("probabilities", "DT_FLOAT", r"\(-1, 10\)"),
-                               ("class_id", "DT_INT32", r"\(-1\)")):
+                               ("class_id", "DT_INT32", r"\(-1\)"),
+                               ("class_name", "DT_STRING", r"\(-1\)")):
         assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}\s+"
                          rf"shape: {shape}", shown), shown
 
@@ -261,6 +286,7 @@ def test_onnx_matches_the_keras_model_under_onnxruntime(exported):
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert session.get_inputs()[0].type == "tensor(uint8)"
     assert sorted(o.name for o in session.get_outputs()) == sorted(exporting.OUTPUT_NAMES)
+    assert json.loads(session.get_modelmeta().custom_metadata_map["class_names"]) == list(NAMES)
     images = cifar10_test_images(64)
     onnx_logits, onnx_probabilities = session.run(["logits", "probabilities"], {"image": images})
     logits, probabilities = keras_inference(model, images)
@@ -293,7 +319,7 @@ def test_an_existing_version_is_refused_then_replaced_whole(exported, tmp_path):
         exporting.export(model, directory, 3)
     assert os.path.exists(marker)
 
-    def fail_halfway(serving, folder, formats, verbose):
+    def fail_halfway(serving, folder, formats, verbose, class_names):
         os.makedirs(os.path.join(folder, "variables"))
         raise RuntimeError("disk full")
 
@@ -326,6 +352,17 @@ def test_a_model_without_classifier_is_refused(tmp_path):
     assert not os.path.exists(tmp_path / "x")
 
 
+def test_a_model_of_unfixed_input_size_is_refused(tmp_path):
+    # A PyramidNet with input_shape=(None, None, 3) builds in 20 s on JAX;
+    # the refusal only reads the input shape and the classifier.
+    inputs = keras.Input((None, None, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="predictions")(pooled))
+    with pytest.raises(exporting.ExportError, match=r"must be fixed.*\(None, None, 3\)"):
+        exporting.export(model, tmp_path / "x", 1)
+    assert not os.path.exists(tmp_path / "x")
+
+
 def run_export_cli(*arguments):
     return subprocess.run(
         [sys.executable, os.path.join(REPO, "applications", "export.py"), *arguments],
@@ -338,18 +375,50 @@ def test_the_cli_exports_a_run_directory_and_checks_it(exported, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     model.save(run_dir / "model.keras")
+    with open(run_dir / "data.json", "w", encoding="utf-8") as f:
+        json.dump({"dataset": "cifar10", "class_names": list(NAMES), "image_size": [32, 32]}, f)
     finished = run_export_cli(str(run_dir), "--output", str(tmp_path / "out"),
                               "--version", "2", "--check-images", "4")
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert os.path.exists(tmp_path / "out" / "2" / "saved_model.pb")
+    assert f"class names from {run_dir / 'data.json'}" in finished.stdout.splitlines()[0]
+    with open(tmp_path / "out" / "2" / "assets" / "class_names.txt", encoding="utf-8") as f:
+        assert f.read().splitlines() == list(NAMES)
     report = json.loads(finished.stdout[finished.stdout.index("{"):])
     assert report["saved_model"]["logits"] < 1e-4
     assert report["saved_model"]["class_id"] == 0.0
+    assert report["saved_model"]["class_name"] == 0.0
 
     again = run_export_cli(str(run_dir), "--output", str(tmp_path / "out"), "--version", "2")
     assert again.returncode == 2
     assert "already exists" in again.stderr and "--overwrite" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_the_cli_refuses_class_names_it_cannot_use(exported, tmp_path, capsys):
+    """One line naming the flag and the value, exit 2, nothing written; in
+    this process (`main(argv)`: a traceback would fail the test)."""
+    model, _ = exported
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    model.save(run_dir / "model.keras")
+    (run_dir / "data.json").write_text(json.dumps({"class_names": ["cat", "dog"]}))
+    (tmp_path / "three.txt").write_text("cat\ndog\nbird\n")
+    program = load_program(os.path.join(REPO, "applications", "export.py"))
+    for arguments, expected in [
+        (["--class-names", str(tmp_path / "three.txt")],
+         f"--class-names {tmp_path / 'three.txt'}: 3 class names for a model with 10 classes"),
+        (["--class-names", str(tmp_path / "none.txt")],
+         f"--class-names {tmp_path / 'none.txt'}: cannot read class names from it"),
+        ([], f"{run_dir / 'data.json'} (override it with --class-names FILE): 2 class names "
+             f"for a model with 10 classes"),
+    ]:
+        status = program.main([str(run_dir), "--output", str(tmp_path / "out"), *arguments])
+        stderr = capsys.readouterr().err
+        assert status == 2, stderr
+        assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+        assert expected in stderr, stderr
+    assert not os.path.exists(tmp_path / "out")
 
 
 def test_the_cli_names_a_missing_or_broken_model_file(tmp_path):
@@ -377,3 +446,37 @@ def test_a_channels_first_model_is_served_channels_last_images(tmp_path):
     direct = keras.ops.convert_to_numpy(model(images.transpose(0, 3, 1, 2).astype("float32")))
     served = exporting.reference_outputs(model, images)["probabilities"]
     np.testing.assert_allclose(served, direct, rtol=0, atol=1e-6)
+
+
+def test_a_non_square_model_with_its_own_classes_is_served_with_its_names(tmp_path):
+    import tensorflow as tf
+
+    model = keras_pyramid.PyramidNet(8, 6, input_shape=(48, 64, 3), classes=5, seed=0)
+    names = ["ant", "bee", "cat", "dog", "eel"]
+    folder = exporting.export(model, tmp_path / "wide", 1, class_names=names)
+    signature = tf.saved_model.load(folder).signatures["serving_default"]
+    assert signature.structured_input_signature[1]["image"].shape.as_list() == [None, 48, 64, 3]
+    assert signature.structured_outputs["logits"].shape.as_list() == [None, 5]
+    with open(os.path.join(folder, "assets", "class_names.txt"), encoding="utf-8") as f:
+        assert f.read() == "ant\nbee\ncat\ndog\neel\n"
+    images = np.random.default_rng(0).integers(0, 256, (8, 48, 64, 3), dtype=np.uint8)
+    served = signature(image=tf.constant(images))
+    logits, probabilities = keras_inference(model, images)
+    np.testing.assert_allclose(served["logits"].numpy(), logits, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(served["probabilities"].numpy(), probabilities, rtol=0, atol=1e-5)
+    assert [name.decode() for name in served["class_name"].numpy()] == [
+        names[i] for i in served["class_id"].numpy()]
+    assert exporting.compare(model, folder, images, names)["saved_model"]["class_name"] == 0.0
+    rotated = names[1:] + names[:1]  # every id gets a wrong name: compare must see it
+    assert exporting.compare(model, folder, images, rotated)["saved_model"]["class_name"] == 1.0
+
+
+@pytest.mark.parametrize("class_names", [
+    NAMES[:2], "".join(name[0] for name in NAMES), (*NAMES[:-1], 5), (*NAMES[:-1], "truck\nlorry"),
+    CLASSES,
+], ids=["too-few", "a-str", "not-str", "line-break", "not-a-sequence"])
+def test_class_names_of_the_wrong_count_or_type_are_refused(exported, tmp_path, class_names):
+    with pytest.raises(ValueError, match=re.escape(f"class_names={class_names!r}")) as refused:
+        exporting.export(exported[0], tmp_path / "x", 1, class_names=class_names)
+    assert "\n" not in str(refused.value)
+    assert not os.path.exists(tmp_path / "x")

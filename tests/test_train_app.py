@@ -169,7 +169,7 @@ def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, im
     evaluated = run([sys.executable, os.path.join(REPO, "applications", "evaluate.py"),
                      str(run_dir)])
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    report = read_json(run_dir / "evaluation-final.json")
+    report = read_json(run_dir / "evaluation-validation.json")
     assert report["examples"] == 12 and report["image_size"] == [16, 16]
     assert report["error"] == pytest.approx(results["final_error"], abs=1e-6)
 

@@ -237,7 +237,7 @@ def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_
     assert trained.returncode == 0, trained.stderr[-3000:]
     resolved = json.loads((tmp_path / "run" / "args.json").read_text())
     assert resolved["model"] == hparams.model_name(best)
-    assert (resolved["lr"], resolved["batch_size"], resolved["drop_rate"]) == (
+    assert (resolved["learning_rate"], resolved["batch_size"], resolved["drop_rate"]) == (
         best["learning_rate"], best["batch_size"], best["drop_rate"])
 
     changed = run(search_command(tmp_path / "search", cifar10_sample_tfds_dir, "--max-trials", "2",

@@ -7,21 +7,18 @@ entries of that configuration: the same `keras.utils.get_file` code fetches
 it as it would the release asset. The cache is a fresh folder per test.
 """
 
-import dataclasses
-import hashlib
 import json
 import os
 import sys
-import zipfile
 
 import keras
 import numpy as np
 import pytest
 
 import keras_pyramid
-from conftest import (CIFAR_STATISTICS, REPO, SAMPLE_TEST_EXAMPLES, calibrate_head,
-                      load_cifar10_npz, load_program, pytorchcv_probabilities,
-                      randomize_batchnorm, run_python)
+from conftest import REPO, SAMPLE_TEST_EXAMPLES, load_program, run_python, with_entry
+from conftest import SERVED_NAME as NAME
+from conftest import file_sha1 as sha1
 from keras_pyramid import convert, presets, weights
 
 torch = pytest.importorskip("torch")
@@ -29,50 +26,7 @@ pyramidnet_cifar = pytest.importorskip("pytorchcv.models.pyramidnet_cifar")
 from test_convert import TOLERANCE  # noqa: E402  (after the importorskips)
 
 BACKEND = keras.backend.backend()
-NAME = "pyramidnet8_a24"
 EVALUATED = 64  # test images evaluate.py sees
-
-
-def sha1(path):
-    return hashlib.sha1(open(path, "rb").read()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    """The served zip, its entry, and pytorchcv's probabilities on real images."""
-    folder = tmp_path_factory.mktemp("server")
-    torch.manual_seed(5)
-    net = randomize_batchnorm(pyramidnet_cifar.get_pyramidnet_cifar(10, 8, 24, False))
-    images = load_cifar10_npz()[2][:16]
-    calibrate_head(net, images, CIFAR_STATISTICS)
-    probabilities = pytorchcv_probabilities(net, images, CIFAR_STATISTICS)
-    pth = folder / "pyramidnet8_a24_cifar10-0000-00000000.pth"
-    torch.save(net.state_dict(), pth)
-    with zipfile.ZipFile(str(pth) + ".zip", "w") as archive:
-        archive.write(pth, pth.name)
-    entry = presets.TrainedWeights(
-        dataset="cifar10", source="pytorchcv", source_name="pyramidnet8_a24_cifar10",
-        file_name=pth.name, url=f"file://{pth}.zip", sha1=sha1(pth), classes=10, input_size=32,
-        mean=presets.IMGCLSMOB_CIFAR_MEAN, std=presets.IMGCLSMOB_CIFAR_STD, error=0.0,
-        metric="top-1 error %", licence="test", parameters=0)
-    os.remove(pth)  # only the zip is served
-    return {"entry": entry, "net": net, "images": images.astype("float32"),
-            "probabilities": probabilities, "zip": str(pth) + ".zip"}
-
-
-def with_entry(entry):
-    return tuple(dataclasses.replace(a, weights=(entry,)) if a.name() == NAME else a
-                 for a in presets.ARCHITECTURES)
-
-
-@pytest.fixture
-def served(published, tmp_path, monkeypatch):
-    """The registry serves the test entry; the cache is empty."""
-    cache = tmp_path / "keras_home" / weights.CACHE_SUBDIR
-    monkeypatch.setattr(presets, "ARCHITECTURES", with_entry(published["entry"]))
-    monkeypatch.setattr(weights, "cache_dir", lambda: str(cache))
-    return dict(published, cache=cache, paths=weights.cached_paths(published["entry"],
-                                                                   str(cache)))
 
 
 def predictions(model, images):

@@ -11,7 +11,7 @@ import pytest
 
 import keras_pyramid
 from conftest import (REPO, TINY_HPARAMS, assert_run_directory_reloads, load_cifar10_npz,
-                      run_command, run_python)
+                      run_command)
 from keras_pyramid import recipe
 
 TRAIN = os.path.join(REPO, "applications", "train.py")

@@ -7,16 +7,19 @@ entries of that configuration: the same `keras.utils.get_file` code fetches
 it as it would the release asset. The cache is a fresh folder per test.
 """
 
+import dataclasses
+import hashlib
 import json
 import os
-import sys
+import zipfile
 
 import keras
 import numpy as np
 import pytest
 
 import keras_pyramid
-from conftest import REPO, SAMPLE_TEST_EXAMPLES, load_program, run_python, with_entry
+from conftest import (CIFAR_STATISTICS, REPO, SAMPLE_TEST_EXAMPLES, load_program,
+                      pytorchcv_probabilities, run_python, with_entry)
 from conftest import SERVED_NAME as NAME
 from conftest import file_sha1 as sha1
 from keras_pyramid import convert, presets, weights

@@ -141,8 +141,7 @@ def default_run_dir(config):
 def _architecture_name(config):
     from keras_pyramid import hparams
 
-    return hparams.model_name({**config.architecture, "regularization":
-                               config.architecture["regularization"]})
+    return hparams.model_name(config.architecture)
 
 
 def prepare_run_dir(config, run_dir, restart=False):

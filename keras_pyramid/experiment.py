@@ -367,7 +367,9 @@ def run(config, run_dir, restart=False, print_function=print):
     """
     import keras
 
-    from keras_pyramid import data, device, distribution, drop_schedule, resident, skipping
+    import keras_pyramid
+    from keras_pyramid import (data, device, distribution, drop_schedule, recipe, resident,
+                               skipping)
 
     results_path = os.path.join(run_dir, "results.json")
     if os.path.exists(results_path) and not restart:
@@ -381,7 +383,7 @@ def run(config, run_dir, restart=False, print_function=print):
     except distribution.DistributionError as error:
         raise ConfigError("distribute", str(error)) from None
     found = versions()
-    print_function("keras-pyramid " + __import__("keras_pyramid").__version__ + ", " +
+    print_function("keras-pyramid " + keras_pyramid.__version__ + ", " +
                    ", ".join(f"{k} {v}" for k, v in found.items()))
     resident_arrays = config.dataset.startswith("npz:")
     previous = None if restart else read_data_record(run_dir)
@@ -489,7 +491,7 @@ def run(config, run_dir, restart=False, print_function=print):
         distribution.check_gates(model, spread)
         # The .npz path augments on the device, in the step; model.keras stays the bare model.
         trainer = resident.with_augmentation(model, config.seed) if resident_arrays else model
-        optimizer = _make_optimizer(plan, steps_per_epoch)
+        optimizer = recipe.make_optimizer(plan, steps_per_epoch)
 
         def compile_trainer():
             trainer.compile(optimizer=optimizer,
@@ -581,9 +583,3 @@ def head_only_epochs(config, plan):
     if config.freeze_backbone_epochs is not None:
         return min(config.freeze_backbone_epochs, plan.epochs)
     return plan.frozen_epochs()
-
-
-def _make_optimizer(plan, steps_per_epoch):
-    from keras_pyramid import recipe
-
-    return recipe.make_optimizer(plan, steps_per_epoch)

@@ -48,8 +48,8 @@ def main(argv=None):
     if args.model not in PRESETS:
         parser.error(f"--model {args.model!r} is not a registered name (see "
                      "keras_pyramid.list_models())")
-    from keras_pyramid import convert
-    from keras_pyramid.training import temporary_path
+    from keras_pyramid.weights import convert
+    from keras_pyramid.utils.files import temporary_path
 
     try:
         model = convert.converted_model(args.checkpoint, args.model, args.source,

@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-from keras_pyramid import cli
+import arguments as cli
 
 
 def parse_args(argv=None):
@@ -83,8 +83,9 @@ def parse_args(argv=None):
 def registered_model(parser, args):
     """The registered model with its weights, and the source's claimed error
     for a weights tag (None otherwise)."""
-    from keras_pyramid import applications, presets
-    from keras_pyramid.weights import ChecksumMismatch, WeightsUnavailable
+    from keras_pyramid import applications
+    from keras_pyramid.models import presets
+    from keras_pyramid.weights.cache import ChecksumMismatch, WeightsUnavailable
 
     if args.model not in applications.PRESETS:
         parser.error(f"--model {args.model!r} is not a registered name (see "
@@ -111,7 +112,7 @@ def confusion_matrix(labels, predictions, classes):
 def plot_confusion(matrix, class_names, path):
     import matplotlib
 
-    from keras_pyramid.training import temporary_path
+    from keras_pyramid.utils.files import temporary_path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -139,7 +140,7 @@ def plot_confusion(matrix, class_names, path):
 def open_split(parser, args, run_config):
     """(source, subset, record) of the split to evaluate. A run directory's
     split is rebuilt from its args.json and data.json as the run had it."""
-    from keras_pyramid import experiment
+    from keras_pyramid.training import experiment
 
     record = experiment.read_data_record(args.run_dir) if args.run_dir else None
     try:
@@ -161,7 +162,7 @@ def open_split(parser, args, run_config):
 
 def run_config_of(args):
     """The RunConfig whose data this evaluation reads: the run's own, or the flags'."""
-    from keras_pyramid import experiment
+    from keras_pyramid.training import experiment
 
     values = {"dataset": args.dataset, "data_dir": args.data_dir, "download": args.download}
     if args.run_dir and os.path.exists(os.path.join(args.run_dir, "args.json")):
@@ -185,7 +186,7 @@ def main(argv=None):
 
     import keras_pyramid  # noqa: F401  registers the layers
     from keras_pyramid import data
-    from keras_pyramid.training import atomic_write_json
+    from keras_pyramid.utils.files import atomic_write_json
 
     source, subset, record = open_split(parser, args, run_config_of(args))
     if args.saved is None:

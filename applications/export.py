@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-from keras_pyramid import cli
+import arguments as cli
 
 DATA_FILE = "data.json"  # a run directory's dataset description (its "class_names")
 

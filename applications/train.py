@@ -13,7 +13,7 @@ section 4 (SGD + Nesterov 0.9, batch 128, 300 epochs, lr 0.1 / 0.5 for
 CIFAR-100, x0.1 at 50% and 75%, coupled weight decay 1e-4); `--recipe
 finetune` is the fine-tuning recipe. Run the same command again to resume
 from the last checkpoint with the very next batch; `--restart` starts over.
-This program parses, runs `keras_pyramid.experiment.run` and prints; the run
+This program parses, runs `keras_pyramid.training.experiment.run` and prints; the run
 directory's files are listed in `keras_pyramid/experiment.py`.
 """
 
@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-from keras_pyramid import cli
+import arguments as cli
 
 # RunConfig fields -> this program's flags, for the library's errors.
 FLAGS = {"validation": "--validation-split", "learning_rate": "--lr",
@@ -130,7 +130,7 @@ def parse_args(argv=None):
     if args.hparams:
         if args.model:
             parser.error("--model and --hparams both name a model: give one of them")
-        from keras_pyramid import hparams
+        from keras_pyramid.models import hparams
 
         try:
             values = hparams.load_hparams(args.hparams)
@@ -155,7 +155,7 @@ def parse_args(argv=None):
 
 def run_config(args):
     """The parsed flags as a RunConfig (None falls through to the recipe's defaults)."""
-    from keras_pyramid.experiment import RunConfig
+    from keras_pyramid.training.experiment import RunConfig
 
     validation = (args.validation_examples if args.validation_examples is not None
                   else args.validation_split)
@@ -178,7 +178,8 @@ def run_config(args):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    from keras_pyramid import experiment, training
+    from keras_pyramid.training import experiment
+    from keras_pyramid.training import fit as training
 
     config = run_config(args)
     run_dir = args.output_dir or experiment.default_run_dir(config)

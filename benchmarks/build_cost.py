@@ -8,7 +8,7 @@ tracing or XLA compilation; the second is the steady cost). Under JAX, Keras'
 initializers compile one XLA program per weight shape, which makes a plain
 build of a deep network take minutes; the cheap way, measured instead, builds
 under `keras.StatelessScope(initialize_variables=False)` (shapes only) and
-fills the variables with `keras_pyramid.models.initialize_with_numpy` (the
+fills the variables with `keras_pyramid.models.pyramidnet.initialize_with_numpy` (the
 same distributions, drawn by NumPy).
 Results go to a JSON file and a Markdown table on stdout. Not a test.
 """
@@ -30,7 +30,7 @@ def measure(name, size):
     import numpy as np
 
     import keras_pyramid
-    from keras_pyramid.models import initialize_with_numpy
+    from keras_pyramid.models.pyramidnet import initialize_with_numpy
 
     backend = keras.backend.backend()
     start = time.perf_counter()

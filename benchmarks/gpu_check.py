@@ -75,7 +75,7 @@ def keras_worker(settings, repeats, data_path, train_seconds):
     import keras
 
     import speed
-    from keras_pyramid import device
+    from keras_pyramid.training import device
 
     def measure_keras(case, timing, batch):
         try:
@@ -97,7 +97,8 @@ def train_for(settings, data_path, seconds):
     import keras
 
     import keras_pyramid
-    from keras_pyramid import recipe, resident
+    from keras_pyramid.training import recipe
+    from keras_pyramid.data import resident
 
     name, batch = settings["train"]
     x_train, y_train, x_test, y_test, names = resident.load_npz(data_path)
@@ -241,7 +242,7 @@ def main(argv=None):
         else:
             report["backends"].append(found)
         print(f"{child}: done in {found['seconds']:.0f} s", flush=True)
-    from keras_pyramid.training import atomic_write_json, atomic_write_text
+    from keras_pyramid.training.fit import atomic_write_json, atomic_write_text
 
     atomic_write_json(args.output, report)
     atomic_write_text(os.path.splitext(args.output)[0] + ".md", markdown(report))

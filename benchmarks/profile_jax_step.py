@@ -187,7 +187,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from keras_pyramid.training import atomic_write_json
+    from keras_pyramid.training.fit import atomic_write_json
 
     os.makedirs(args.output, exist_ok=True)
     report = profile(args)

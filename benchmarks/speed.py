@@ -43,7 +43,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 # The package's __init__ imports keras (and its default backend) here too;
 # every measuring process sets its own backend and threads before timing.
-from keras_pyramid.presets import ARCHITECTURES  # noqa: E402
+from keras_pyramid.models.presets import ARCHITECTURES  # noqa: E402
 
 # The registry's CIFAR networks with additive widening (what the PyTorch
 # yardstick builds), by registry name.
@@ -207,7 +207,7 @@ def measure_plain_pytorch(case, settings, batch):
     sys.path.insert(0, HERE)
     from torch_pyramidnet import TorchPyramidNet
 
-    from keras_pyramid.models import unit_widths
+    from keras_pyramid.models.pyramidnet import unit_widths
 
     threads = _set_threads("torch", settings["threads"])
     architecture = MODELS[case["model"]]
@@ -456,7 +456,7 @@ def main(argv=None):
         worker(job["cases"], job["settings"])
         return 0
     # Imported here: only the measuring processes choose a backend.
-    from keras_pyramid.training import atomic_write_json
+    from keras_pyramid.training.fit import atomic_write_json
     settings = {"threads": args.threads, "data_dir": args.data_dir, "pipeline_batch": 64,
                 "timing": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats}}
     planned = list(cases(args.models, args.backends, args.full.split(","),

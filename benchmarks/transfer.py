@@ -12,7 +12,7 @@
 2. Per seed, draw `shots` images per class of classes 5-9 (dog ... truck,
    relabelled 0-4) from the second training half, and train twice on them:
    - fine-tuned: the same network built fresh, every backbone layer copied
-     from the `.keras` file by `keras_pyramid.finetune.load_backbone`, and a
+     from the `.keras` file by `keras_pyramid.training.finetune.load_backbone`, and a
      new classifier (the scratch arm's initialization, see `transfer`);
    - scratch: that network as built.
    The budget is identical (`Config`): the same epochs, batch size, SGD
@@ -128,7 +128,7 @@ def network(config, seed):
 def train(model, x, y, epochs, batch_size, learning_rate, seed):
     """Trains `model` on (x, y) with SGD + Nesterov on a cosine schedule;
     returns the seconds taken."""
-    from keras_pyramid import recipe
+    from keras_pyramid.training import recipe
 
     steps = len(x) // batch_size
     plan = recipe.Recipe(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -162,7 +162,7 @@ def pretrain(config, cifar, path):
 
 def transfer(config, cifar, pretrained, seed):
     """Fine-tuned and scratch held-out accuracies for one seed."""
-    from keras_pyramid import finetune
+    from keras_pyramid.training import finetune
 
     (_, x_second), (_, y_second), x_test, y_test = cifar
     x, y = pick(x_second, y_second, TARGET_CLASSES, config.shots, seed)
@@ -259,7 +259,7 @@ def main(argv=None):
         "platform": platform.platform(), "versions": versions(),
         "wall_seconds": time.perf_counter() - start,
     }
-    from keras_pyramid.training import atomic_write_json
+    from keras_pyramid.training.fit import atomic_write_json
 
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     atomic_write_json(args.output, report)

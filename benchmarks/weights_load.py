@@ -37,7 +37,9 @@ def main(argv=None):
     from pytorchcv.models import pyramidnet, pyramidnet_cifar
 
     import keras_pyramid
-    from keras_pyramid import applications, presets, weights
+    from keras_pyramid import applications
+    from keras_pyramid.models import presets
+    from keras_pyramid.weights import cache as weights
 
     entry = applications.trained_weights(args.model, args.dataset)
     module = pyramidnet if entry.dataset == "imagenet" else pyramidnet_cifar
@@ -74,7 +76,7 @@ def main(argv=None):
               "python": sys.version.split()[0], "keras": keras.__version__}
     print(json.dumps(report, indent=2))
     if args.output:
-        from keras_pyramid.training import atomic_write_json
+        from keras_pyramid.training.fit import atomic_write_json
 
         atomic_write_json(args.output, report)
     return 0

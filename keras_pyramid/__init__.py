@@ -5,16 +5,17 @@ before 0.1.0) with Keras, so a saved `.keras` file loads, compiled, after
 `import keras_pyramid` alone.
 """
 
-from keras_pyramid import applications, layers, recipe
+from keras_pyramid import applications, layers
+from keras_pyramid.training import recipe
 from keras_pyramid.applications import build, list_models
-from keras_pyramid.layers import (
+from keras_pyramid.models.layers import (
     PyramidSepDrop,
     PyramidShortcut,
     ShakeDrop,
     StochasticDepth,
     linear_drop_rates,
 )
-from keras_pyramid.models import PyramidNet, unit_widths
+from keras_pyramid.models.pyramidnet import PyramidNet, unit_widths
 
 __version__ = "0.1.0"
 

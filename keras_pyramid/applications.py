@@ -9,8 +9,8 @@ configurations: each is registered plain and with every regularizer, under
     >>> model = PyramidNet272SepDrop(classes=100)   # the same network
 """
 
-from keras_pyramid.models import VARIANTS, PyramidNet, trained_weights_entry
-from keras_pyramid.presets import ARCHITECTURES, REGULARIZED, default_name
+from keras_pyramid.models.pyramidnet import VARIANTS, PyramidNet, trained_weights_entry
+from keras_pyramid.models.presets import ARCHITECTURES, REGULARIZED, default_name
 
 
 def _presets():
@@ -97,7 +97,7 @@ Args:
     classes: number of classes; None: the weights' (with a tag), else {classes}.
     classifier_activation: activation of the top layer; None for logits.
     name: the model's name.
-    **kwargs: any other keyword of `keras_pyramid.models.PyramidNet`
+    **kwargs: any other keyword of `keras_pyramid.models.pyramidnet.PyramidNet`
         (`drop_rate`, `include_preprocessing`, `seed`, `granularity`,
         `weight_decay`, `skip_dropped`, `head_dropout`: by default the
         registered configuration's, e.g. 0.5 for ImageNet 200 alpha 450).

@@ -96,7 +96,10 @@ def subprocess_environment(backend=None, **extra):
     env = dict(os.environ, **extra)
     if backend:
         env["KERAS_BACKEND"] = backend
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    # The checkout, and the programs' argument types (applications/arguments.py)
+    # for a child that runs a program through runpy.
+    env["PYTHONPATH"] = os.pathsep.join(
+        [REPO, os.path.join(REPO, "applications"), env.get("PYTHONPATH", "")])
     env.setdefault("JAX_COMPILATION_CACHE_DIR", JAX_CACHE)
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
     return env
@@ -218,6 +221,11 @@ def load_program(path):
     """A program (applications/*.py, tuning/search.py) as a module: its main(argv)
     runs in this process (no Python start-up; a traceback fails the test)."""
     name = "program_" + os.path.splitext(os.path.basename(path))[0]
+    # As `python applications/x.py` would have it: the program's folder (and
+    # its argument types, applications/arguments.py) importable.
+    for folder in (os.path.join(REPO, "applications"), os.path.dirname(os.path.abspath(path))):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -346,7 +354,7 @@ def published(tmp_path_factory):
     CIFAR-10 test images and the net's probabilities on them."""
     torch = pytest.importorskip("torch")
     pyramidnet_cifar = pytest.importorskip("pytorchcv.models.pyramidnet_cifar")
-    from keras_pyramid import presets
+    from keras_pyramid.models import presets
 
     folder = tmp_path_factory.mktemp("server")
     torch.manual_seed(5)
@@ -370,7 +378,7 @@ def published(tmp_path_factory):
 
 def with_entry(entry):
     """presets.ARCHITECTURES with `entry` as SERVED_NAME's only weights."""
-    from keras_pyramid import presets
+    from keras_pyramid.models import presets
 
     return tuple(dataclasses.replace(a, weights=(entry,)) if a.name() == SERVED_NAME else a
                  for a in presets.ARCHITECTURES)
@@ -379,7 +387,8 @@ def with_entry(entry):
 @pytest.fixture
 def served(published, tmp_path, monkeypatch):
     """The registry serves the test entry; the cache is empty."""
-    from keras_pyramid import presets, weights
+    from keras_pyramid.models import presets
+    from keras_pyramid.weights import cache as weights
 
     cache = tmp_path / "keras_home" / weights.CACHE_SUBDIR
     monkeypatch.setattr(presets, "ARCHITECTURES", with_entry(published["entry"]))

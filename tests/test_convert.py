@@ -60,7 +60,7 @@ def official_reference():
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     from torch_pyramidnet import TorchPyramidNet
 
-    from keras_pyramid.models import unit_widths
+    from keras_pyramid.models.pyramidnet import unit_widths
 
     return TorchPyramidNet(unit_widths(11, 24, True), True, classes=10)
 
@@ -141,7 +141,7 @@ def conversions(tmp_path_factory):
         case_images = images if size == 32 else np.repeat(np.repeat(images, 7, 1), 7, 2)
         np.save(folder / f"{case}.npy", case_images.astype("float32"))
         if statistics is None:  # the official code's CIFAR statistics
-            from keras_pyramid.models import VARIANTS
+            from keras_pyramid.models.pyramidnet import VARIANTS
 
             statistics = tuple(tuple(v / 255 for v in s) for s in
                                (VARIANTS["cifar"].mean, VARIANTS["cifar"].std))

@@ -8,7 +8,7 @@ import pytest
 from keras import ops
 
 from conftest import random_images, run_python
-from keras_pyramid.layers import average_pool_2x2_by_slices
+from keras_pyramid.models.layers import average_pool_2x2_by_slices
 
 # The trigger of the jaxlib 0.10.2 YNN "reduce" fusion segfault, written with
 # this package's layers: a widening conv after a channel scale, then a unit
@@ -16,7 +16,7 @@ from keras_pyramid.layers import average_pool_2x2_by_slices
 # With `ops.average_pool` in PyramidShortcut it dies under JAX at batch 1.
 SHORTCUT_TRIGGER = """
 import json, keras, numpy as np
-from keras_pyramid.layers import PyramidShortcut
+from keras_pyramid.models.layers import PyramidShortcut
 inputs = keras.Input((32, 32, 31))
 y = keras.layers.Conv2D(47, 3, padding="same", use_bias=False)(
     keras.layers.BatchNormalization()(inputs))
@@ -73,7 +73,7 @@ INFERRED = ["pyramidnet110_a84"]
 # JAX more than the rest of the test.
 EVERY_CONFIGURATION = """
 import json, sys, keras, numpy as np, keras_pyramid
-from keras_pyramid.models import initialize_with_numpy
+from keras_pyramid.models.pyramidnet import initialize_with_numpy
 trained, inferred = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 
 

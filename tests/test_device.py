@@ -1,9 +1,9 @@
-"""Defaults per backend and device kind (`keras_pyramid.device`)."""
+"""Defaults per backend and device kind (`keras_pyramid.training.device`)."""
 
 import keras
 import pytest
 
-from keras_pyramid import device
+from keras_pyramid.training import device
 
 
 def test_mixed_precision_auto_is_off_on_this_cpu_and_explicit_values_stand():

@@ -12,8 +12,8 @@ import keras
 import pytest
 
 from conftest import REPO, TINY_HPARAMS, free_port, subprocess_environment
-from keras_pyramid import distribution
-from keras_pyramid.layers import StochasticDepth
+from keras_pyramid.training import distribution
+from keras_pyramid.models.layers import StochasticDepth
 
 TRAIN = os.path.join(REPO, "applications", "train.py")
 
@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join({repo!r}, "tests"))
 {setup}
 import keras
 from conftest import tiny_model
-from keras_pyramid import distribution
-from keras_pyramid.layers import StochasticDepth
+from keras_pyramid.training import distribution
+from keras_pyramid.models.layers import StochasticDepth
 
 rng = np.random.default_rng(0)
 x = rng.integers(0, 256, (8, 16, 16, 3)).astype("float32")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_model
-from keras_pyramid import drop_schedule
-from keras_pyramid.layers import PyramidSepDrop, StochasticDepth
+from keras_pyramid.training import drop_schedule
+from keras_pyramid.models.layers import PyramidSepDrop, StochasticDepth
 
 
 def test_schedule_values_at_given_steps():

@@ -10,9 +10,11 @@ import pytest
 import keras_pyramid
 from conftest import SERVED_NAME as SERVED
 from conftest import random_images, tiny_model
-from keras_pyramid import finetune, presets, recipe
-from keras_pyramid.convert import weighted_layers
-from keras_pyramid.models import built_shapes_first
+from keras_pyramid.training import finetune
+from keras_pyramid.models import presets
+from keras_pyramid.training import recipe
+from keras_pyramid.weights.convert import weighted_layers
+from keras_pyramid.models.pyramidnet import built_shapes_first
 
 SOURCE_STATISTICS = ((10.0, 20.0, 30.0), (40.0, 50.0, 60.0))
 
@@ -205,7 +207,7 @@ def test_the_frozen_phase_trains_the_head_only_and_checkpoints_restore_across_ph
 
 
 def test_freezing_reaches_into_a_wrapped_model_and_comes_after_the_optimizer():
-    from keras_pyramid.resident import with_augmentation
+    from keras_pyramid.data.resident import with_augmentation
 
     model = tiny(5)
     augmented = finetune.set_backbone_trainable(with_augmentation(model), False)

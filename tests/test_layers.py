@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 
 from conftest import gradient_of_sum
-from keras_pyramid.layers import (
+from keras_pyramid.models.layers import (
     PyramidSepDrop,
     PyramidShortcut,
     ShakeDrop,

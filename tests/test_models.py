@@ -10,8 +10,8 @@ import pytest
 import keras_pyramid
 from conftest import REPO, random_images, tiny_model, trainable_parameter_count
 from keras_pyramid import applications
-from keras_pyramid.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
-from keras_pyramid.models import unit_widths
+from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+from keras_pyramid.models.pyramidnet import unit_widths
 
 # SPEC section 1, copied here on purpose: the presets table is the code's
 # source of truth, so the test must not read its expectations from it.
@@ -108,12 +108,12 @@ def test_imagenet_stem_and_stage_plan_follow_resnet():
         assert f"stage{stage}_unit{units}_add" in [layer.name for layer in model.layers]
         assert f"stage{stage}_unit{units + 1}_add" not in [layer.name for layer in model.layers]
     assert model.output.shape == (None, 2, 2, 4 * (64 + 48))  # 64 / 32
-    assert keras_pyramid.models.stage_plan(200, True, "imagenet") == (3, 24, 36, 3)
-    assert keras_pyramid.models.stage_plan(110) == (18, 18, 18)
+    assert keras_pyramid.models.pyramidnet.stage_plan(200, True, "imagenet") == (3, 24, 36, 3)
+    assert keras_pyramid.models.pyramidnet.stage_plan(110) == (18, 18, 18)
 
 
 def test_initialize_with_numpy_follows_the_initializers():
-    from keras_pyramid.models import initialize_with_numpy
+    from keras_pyramid.models.pyramidnet import initialize_with_numpy
 
     with keras.StatelessScope(initialize_variables=False):
         model = tiny_model("sepdrop", depth=14, alpha=48, seed=5)
@@ -410,7 +410,7 @@ def test_weights_ported_from_pytorch_give_the_same_logits(variant, bottleneck):
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # the benchmark's yardstick
     from torch_pyramidnet import TorchPyramidNet
 
-    from keras_pyramid.models import VARIANTS, initialize_with_numpy, stage_plan
+    from keras_pyramid.models.pyramidnet import VARIANTS, initialize_with_numpy, stage_plan
 
     depth, alpha, size = {("cifar", False): (8, 6, 16), ("cifar", True): (11, 6, 16),
                           ("imagenet", True): (50, 48, 64)}[variant, bottleneck]

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_pyramid import recipe
+from keras_pyramid.training import recipe
 
 
 def test_schedule_values_at_the_boundaries():

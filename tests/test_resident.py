@@ -1,4 +1,4 @@
-"""Device-resident data and augmentation inside the step (`keras_pyramid.resident`)."""
+"""Device-resident data and augmentation inside the step (`keras_pyramid.data.resident`)."""
 
 import json
 import os
@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, blocked_tensorflow_path, random_images, run_command, tiny_model
-from keras_pyramid import recipe, resident, training
+from keras_pyramid.training import recipe
+from keras_pyramid.data import resident
+from keras_pyramid.training import fit as training
 
 BACKEND = keras.backend.backend()
 DRAWS = 3000  # augmentations per method in the statistics test

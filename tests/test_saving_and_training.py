@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, random_images, run_python, tiny_model
-from keras_pyramid.layers import PyramidSepDrop
+from keras_pyramid.models.layers import PyramidSepDrop
 
 LOAD_AND_PREDICT = """
 import json, sys
@@ -115,7 +115,7 @@ def test_a_few_training_steps_lower_the_loss(regularization):
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     import tensorflow as tf
 
-    from keras_pyramid import training
+    from keras_pyramid.training import fit as training
 
     images = random_images(24)
     images[16:20] = np.nan  # the 5th batch of 4: epoch 2, step 2 at 3 steps per epoch
@@ -144,7 +144,7 @@ import numpy as np
 import keras
 sys.path.insert(0, {tests!r})
 from conftest import random_images, tiny_model
-from keras_pyramid import training
+from keras_pyramid.training import fit as training
 
 calls = []
 original = keras.Model.save_weights
@@ -178,7 +178,7 @@ def test_a_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
     import sys
 
     from conftest import REPO
-    from keras_pyramid import training
+    from keras_pyramid.training import fit as training
 
     code = KILLED_WHILE_CHECKPOINTING.format(tests=os.path.join(REPO, "tests"),
                                              run_dir=str(tmp_path))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import gradient_of_sum, random_images, tiny_model
-from keras_pyramid.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
-from keras_pyramid.skipping import SkippableBranch
+from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+from keras_pyramid.models.skipping import SkippableBranch
 
 
 class CallCounter(keras.layers.Layer):

@@ -12,7 +12,7 @@ import pytest
 import keras_pyramid
 from conftest import (REPO, TINY_HPARAMS, assert_run_directory_reloads, load_cifar10_npz,
                       load_program, run_command)
-from keras_pyramid import recipe
+from keras_pyramid.training import recipe
 
 TRAIN = os.path.join(REPO, "applications", "train.py")
 
@@ -77,7 +77,7 @@ def test_evaluate_writes_error_per_class_and_confusion_matrix(tmp_path, cifar10_
 
 KILL_AFTER_CHECKPOINT = """
 import os, runpy, signal, sys
-from keras_pyramid import training
+from keras_pyramid.training import fit as training
 
 original = training.atomic_write_json
 

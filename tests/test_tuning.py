@@ -17,9 +17,10 @@ import tensorflow as tf
 
 from conftest import (REPO, SAMPLE_TEST_EXAMPLES, assert_run_directory_reloads, free_port,
                       load_program, subprocess_environment)
-from keras_pyramid import hparams, tuning
-from keras_pyramid.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
-from keras_pyramid.models import unit_widths
+from keras_pyramid.models import hparams
+from keras_pyramid.tuning import hypermodel as tuning
+from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+from keras_pyramid.models.pyramidnet import unit_widths
 
 SEARCH = os.path.join(REPO, "tuning", "search.py")
 TRAIN = os.path.join(REPO, "applications", "train.py")
@@ -290,7 +291,7 @@ def test_a_chief_and_two_workers_finish_a_search_together(tmp_path, cifar10_samp
 TRIAL_THAT_KILLS_ITS_PROCESS = """
 import os, signal, sys
 import keras_tuner as kt
-from keras_pyramid.tuning import guarded
+from keras_pyramid.tuning.hypermodel import guarded
 
 class Scripted(kt.RandomSearch):
     def run_trial(self, trial, *args, **kwargs):

@@ -22,7 +22,9 @@ from conftest import (CIFAR_STATISTICS, REPO, SAMPLE_TEST_EXAMPLES, load_program
                       pytorchcv_probabilities, run_python, with_entry)
 from conftest import SERVED_NAME as NAME
 from conftest import file_sha1 as sha1
-from keras_pyramid import convert, presets, weights
+from keras_pyramid.weights import convert
+from keras_pyramid.models import presets
+from keras_pyramid.weights import cache as weights
 
 torch = pytest.importorskip("torch")
 pyramidnet_cifar = pytest.importorskip("pytorchcv.models.pyramidnet_cifar")
@@ -64,7 +66,7 @@ if BLOCK_TORCH:
     sys.meta_path.insert(0, BlockTorch())
 import keras, numpy as np
 import keras_pyramid
-from keras_pyramid import presets
+from keras_pyramid.models import presets
 entry = presets.TrainedWeights(**ENTRY)
 presets.ARCHITECTURES = tuple(
     dataclasses.replace(a, weights=(entry,)) if a.name() == "NAME" else a
@@ -72,8 +74,8 @@ presets.ARCHITECTURES = tuple(
 plain = keras_pyramid.build("NAME", weights="cifar10")
 sepdrop = keras_pyramid.build("NAME_sepdrop", weights="cifar10")
 backbone = keras_pyramid.build("NAME", weights="cifar10", include_top=False, pooling="avg")
-converted = "keras_pyramid.convert" in sys.modules  # nothing tried to convert
-from keras_pyramid.convert import weighted_layers
+converted = "keras_pyramid.weights.convert" in sys.modules  # nothing tried to convert
+from keras_pyramid.weights.convert import weighted_layers
 def weight_difference(model):
     reference = {layer.name: layer.get_weights() for layer in weighted_layers(plain)}
     return max(float(np.abs(a - b).max()) for layer in weighted_layers(model)

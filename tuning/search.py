@@ -22,7 +22,9 @@ import json
 import os
 import sys
 
-from keras_pyramid import cli
+# The programs' argument types live beside them in applications/.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "applications"))
+import arguments as cli  # noqa: E402
 
 TUNERS = ("random", "bayesian", "hyperband")
 OBJECTIVE = "val_accuracy"
@@ -81,7 +83,7 @@ def parse_args(argv=None):
     if args.dataset.startswith("npz:"):
         parser.error(f"--dataset {args.dataset}: a search reads tfds datasets and folders")
     if args.project_name is None:
-        from keras_pyramid.experiment import RunConfig, default_run_dir
+        from keras_pyramid.training.experiment import RunConfig, default_run_dir
 
         tag = default_run_dir(RunConfig(model="x", dataset=args.dataset)).split("x-", 1)[1]
         args.project_name = f"pyramidnet-{tag}"
@@ -95,7 +97,7 @@ def tuner_id():
 
 def check_or_record_search(parser, args, project_dir, settings):
     """Refuses to resume a search whose defining settings changed."""
-    from keras_pyramid.training import atomic_write_json, read_json
+    from keras_pyramid.training.fit import atomic_write_json, read_json
 
     path = os.path.join(project_dir, "search.json")
     if os.path.exists(path) and not args.overwrite:
@@ -117,7 +119,7 @@ def check_or_record_search(parser, args, project_dir, settings):
 def make_tuner(args, hypermodel, space):
     import keras_tuner as kt
 
-    from keras_pyramid.tuning import guarded
+    from keras_pyramid.tuning.hypermodel import guarded
 
     common = {
         "objective": kt.Objective(OBJECTIVE, direction="max"),
@@ -142,7 +144,8 @@ def retrain(args, best, project_dir, has_test=True):
     Through `experiment.run`, as train.py: the same checkpoints, exact
     resume and run directory (PROJECT/retrain/), with results.json there.
     """
-    from keras_pyramid import experiment, training
+    from keras_pyramid.training import experiment
+    from keras_pyramid.training import fit as training
 
     config = experiment.RunConfig(
         architecture={k: best[k] for k in ("depth", "alpha", "regularization")},
@@ -163,7 +166,15 @@ def main(argv=None):
     parser, args = parse_args(argv)
     import keras
 
-    from keras_pyramid import data, experiment, recipe, tuning, tuning_report
+    from keras_pyramid import data
+
+    from keras_pyramid.training import experiment
+
+    from keras_pyramid.training import recipe
+
+    from keras_pyramid.tuning import hypermodel as tuning
+
+    from keras_pyramid.tuning import report as tuning_report
 
     try:
         space = tuning.search_space(dict(args.hp))

@@ -6,8 +6,8 @@ so `summary()` reads as the paper's table and weights can be ported by name.
 
 import keras
 
-from keras_pyramid.layers import PyramidShortcut, make_regularizer
-from keras_pyramid.skipping import SkippableBranch, can_skip
+from keras_pyramid.models.layers import PyramidShortcut, make_regularizer
+from keras_pyramid.models.skipping import SkippableBranch, can_skip
 
 # BatchNorm as in Torch: momentum 0.1 there is 0.9 here (the weight kept by
 # the moving average), and Torch's epsilon.
@@ -106,7 +106,7 @@ def pyramidal_unit(
     channels' `new_drop_rate`; None is `drop_rate`). With `skip_dropped`, a
     PyramidDrop or PyramidSepDrop branch with per-batch gates is one
     `SkippableBranch` layer, which does not compute F when its gates are
-    closed (same function; see `keras_pyramid.skipping`).
+    closed (same function; see `keras_pyramid.models.skipping`).
     """
     channel_axis = -1 if data_format == "channels_last" else 1
     in_channels = x.shape[channel_axis]

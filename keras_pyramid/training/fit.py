@@ -29,36 +29,10 @@ import time
 
 import keras
 
+from keras_pyramid.utils.files import atomic_path, atomic_write_json, atomic_write_text, read_json
+
 CHECKPOINT_DIR = "checkpoint"
 LATEST = "latest.json"
-
-
-def temporary_path(path):
-    """A sibling of `path` to write first and `os.replace` onto `path`.
-
-    Same folder (so the rename is atomic), same suffix (Keras and matplotlib
-    choose the format from it).
-    """
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f"tmp-{os.getpid()}-{name}")
-
-
-def atomic_write_text(path, text):
-    temporary = temporary_path(path)
-    with open(temporary, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-
-
-def atomic_write_json(path, data):
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 class CheckpointError(RuntimeError):
@@ -188,9 +162,8 @@ class Checkpoint(keras.callbacks.Callback):
         global_step = completed * self.steps_per_epoch + step
         name = f"step-{global_step:08d}.weights.h5"
         path = os.path.join(self.directory, name)
-        temporary = temporary_path(path)
-        self.model.save_weights(temporary)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            self.model.save_weights(temporary)
         atomic_write_json(
             os.path.join(self.directory, LATEST),
             {"epoch": completed, "step": step, "global_step": global_step, "weights": name,
@@ -267,10 +240,9 @@ def plot_curves(run_dir, history):
         axes.legend()
     figure.tight_layout()
     path = os.path.join(run_dir, "curves.png")
-    temporary = temporary_path(path)
-    figure.savefig(temporary, dpi=100)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
-    os.replace(temporary, path)
 
 
 class HistoryFiles(keras.callbacks.Callback):
@@ -442,7 +414,6 @@ def _describe(record):
 
 def save_model(model, run_dir):
     path = os.path.join(run_dir, "model.keras")
-    temporary = temporary_path(path)
-    model.save(temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        model.save(temporary)
     return path

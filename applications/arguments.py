@@ -88,7 +88,7 @@ def dataset(text):
 
 def drop_rate_schedule(text):
     """An argparse type: "constant" or "ramp:FRACTION", FRACTION in (0, 1]."""
-    from keras_pyramid.drop_schedule import parse_schedule
+    from keras_pyramid.training.drop_schedule import parse_schedule
 
     try:
         parse_schedule(text, total_steps=1)  # checks the form; steps come later

@@ -12,8 +12,8 @@ import csv
 import io
 import os
 
-from keras_pyramid.training import atomic_write_json, atomic_write_text, temporary_path
-from keras_pyramid.hparams import HPARAM_NAMES, effective
+from keras_pyramid.utils.files import atomic_path, atomic_write_json, atomic_write_text
+from keras_pyramid.models.hparams import HPARAM_NAMES, effective
 
 COLUMNS = ("trial", "status", "score", *HPARAM_NAMES)
 
@@ -87,7 +87,6 @@ def plot_objective(rows, objective, path):
         axes[1].legend(title="regularization")
     figure.suptitle(f"{len(scored)} finished trials (final epoch of each)")
     figure.tight_layout()
-    temporary = temporary_path(path)
-    figure.savefig(temporary, dpi=100)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
-    os.replace(temporary, path)

@@ -28,7 +28,7 @@ import platform
 import shutil
 import time
 
-from keras_pyramid import training
+from keras_pyramid.training import fit as training
 
 # Fields that define a run: resuming with other values would mix two runs.
 RUN_DEFINING = ("model", "architecture", "skip_dropped", "dataset", "image_size", "augment",
@@ -139,7 +139,7 @@ def default_run_dir(config):
 
 
 def _architecture_name(config):
-    from keras_pyramid import hparams
+    from keras_pyramid.models import hparams
 
     return hparams.model_name(config.architecture)
 
@@ -235,7 +235,7 @@ def open_data(config, record=None):
 
 
 def image_size_of(config, source, variant):
-    from keras_pyramid.models import VARIANTS
+    from keras_pyramid.models.pyramidnet import VARIANTS
 
     if config.image_size is not None:
         return tuple(config.image_size)
@@ -247,7 +247,7 @@ def image_size_of(config, source, variant):
 
 def check_image_size(config, image_size, variant):
     """The network divides its input by its variant's downsampling factor."""
-    from keras_pyramid.models import VARIANTS
+    from keras_pyramid.models.pyramidnet import VARIANTS
 
     factor = VARIANTS[variant].downsampling
     if any(side < factor or side % factor for side in image_size):
@@ -295,7 +295,7 @@ def _statistics(config, source, splits, preprocessing, previous):
     if previous is not None:
         return previous["statistics"]
     if config.weights is not None:
-        from keras_pyramid import finetune
+        from keras_pyramid.training import finetune
 
         try:
             mean, std = finetune.weights_statistics(
@@ -316,7 +316,7 @@ def _statistics(config, source, splits, preprocessing, previous):
 
 def build_model(config, classes, input_shape, statistics, skip_dropped, weight_decay):
     import keras_pyramid
-    from keras_pyramid import hparams
+    from keras_pyramid.models import hparams
 
     common = {"classes": classes, "weight_decay": weight_decay, "seed": config.seed,
               "skip_dropped": skip_dropped, "input_shape": input_shape}
@@ -334,7 +334,7 @@ def build_model(config, classes, input_shape, statistics, skip_dropped, weight_d
         raise ConfigError(argument, str(error)) from None
     loaded = None
     if config.weights is not None:
-        from keras_pyramid import finetune
+        from keras_pyramid.training import finetune
 
         try:
             loaded = finetune.load_backbone(
@@ -345,7 +345,7 @@ def build_model(config, classes, input_shape, statistics, skip_dropped, weight_d
 
 
 def _recipe(config, dataset_name):
-    from keras_pyramid import recipe
+    from keras_pyramid.training import recipe
 
     try:
         return recipe.recipe_named(config.recipe, dataset_name, epochs=config.epochs,
@@ -368,8 +368,13 @@ def run(config, run_dir, restart=False, print_function=print):
     import keras
 
     import keras_pyramid
-    from keras_pyramid import (data, device, distribution, drop_schedule, recipe, resident,
-                               skipping)
+    from keras_pyramid import data
+    from keras_pyramid.training import device
+    from keras_pyramid.training import distribution
+    from keras_pyramid.training import drop_schedule
+    from keras_pyramid.training import recipe
+    from keras_pyramid.data import resident
+    from keras_pyramid.models import skipping
 
     results_path = os.path.join(run_dir, "results.json")
     if os.path.exists(results_path) and not restart:
@@ -520,7 +525,7 @@ def run(config, run_dir, restart=False, print_function=print):
                 config.drop_rate_schedule, plan.epochs * steps_per_epoch))]
         head_epochs = head_only_epochs(config, plan)
         if head_epochs and training.completed_epochs(run_dir) < head_epochs:
-            from keras_pyramid import finetune
+            from keras_pyramid.training import finetune
 
             # One optimizer over every variable, built before freezing: a
             # checkpoint of either phase restores into either (finetune.py).

@@ -32,7 +32,7 @@ import zipfile
 
 import keras
 
-from keras_pyramid.training import atomic_write_json, read_json, temporary_path
+from keras_pyramid.utils.files import atomic_write_json, read_json, temporary_path
 
 CACHE_SUBDIR = os.path.join("models", "keras_pyramid")
 
@@ -145,7 +145,7 @@ def fetch_checkpoint(entry, directory=None):
 def plain_model(architecture, entry):
     """The plain network these weights were trained as, with their
     preprocessing, its variables filled by NumPy (seconds under JAX, too)."""
-    from keras_pyramid.models import PyramidNet, built_shapes_first
+    from keras_pyramid.models.pyramidnet import PyramidNet, built_shapes_first
 
     return built_shapes_first(PyramidNet, **architecture.arguments(), classes=entry.classes,
                               mean=entry.mean, std=entry.std)
@@ -159,7 +159,7 @@ def converted_weights(architecture, entry, directory=None):
     if converted:
         return converted
     checkpoint = fetch_checkpoint(entry, directory)
-    from keras_pyramid.convert import convert_into, read_state_dict
+    from keras_pyramid.weights.convert import convert_into, read_state_dict
 
     model = plain_model(architecture, entry)
     convert_into(model, read_state_dict(checkpoint), entry.source, architecture.bottleneck)
@@ -179,7 +179,7 @@ def converted_weights(architecture, entry, directory=None):
 def load_trained(model, architecture, entry, directory=None):
     """Loads `entry`'s weights into `model` (its configuration's plain,
     regularized or backbone-only network). Returns the model."""
-    from keras_pyramid.skipping import SkippableBranch
+    from keras_pyramid.models.skipping import SkippableBranch
 
     path = converted_weights(architecture, entry, directory)
     if any(isinstance(layer, SkippableBranch) for layer in model.layers):
@@ -197,7 +197,7 @@ def copy_weights(source, target):
     (conv, BatchNorm and dense layers), e.g. from a `.keras` file of another
     regularization. The classifier is copied only when `target` has one.
     Raises ValueError naming the first layer that is missing or differs."""
-    from keras_pyramid.convert import weighted_layers
+    from keras_pyramid.weights.convert import weighted_layers
 
     available = {layer.name: layer for layer in weighted_layers(source)}
     for layer in weighted_layers(target):

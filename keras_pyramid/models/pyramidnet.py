@@ -14,10 +14,10 @@ import os
 import keras
 import numpy as np
 
-from keras_pyramid.blocks import batch_norm, conv, pyramidal_unit
-from keras_pyramid.layers import _check_drop_rate, check_regularization
-from keras_pyramid.layers import _check_granularity, linear_drop_rates
-from keras_pyramid.presets import default_name
+from keras_pyramid.models.blocks import batch_norm, conv, pyramidal_unit
+from keras_pyramid.models.layers import _check_drop_rate, check_regularization
+from keras_pyramid.models.layers import _check_granularity, linear_drop_rates
+from keras_pyramid.models.presets import default_name
 
 # Per-channel statistics on the 0-255 scale, so that the models take raw
 # pixels: CIFAR's as the official code uses them (for CIFAR-100 too), and
@@ -195,7 +195,7 @@ def _check_input_shape(input_shape, data_format, variant):
 
 def _weights_kind(weights):
     """None, "tag" (a dataset of the trained weights), "weights.h5" or "keras"."""
-    from keras_pyramid.presets import DATASET_TAGS
+    from keras_pyramid.models.presets import DATASET_TAGS
 
     if weights is None:
         return None
@@ -217,7 +217,7 @@ def _weights_kind(weights):
 def trained_weights_entry(depth, alpha, bottleneck, variant, widening, tag):
     """The configuration and its `TrainedWeights` for `tag`, or a ValueError
     saying which configurations and tags have weights."""
-    from keras_pyramid.presets import ARCHITECTURES
+    from keras_pyramid.models.presets import ARCHITECTURES
 
     name = default_name(depth, alpha, None, variant, widening)
     for architecture in ARCHITECTURES:
@@ -609,13 +609,13 @@ def PyramidNet(
     # needs to run (under JAX each compiles an XLA program per weight shape).
     model = assemble() if weights_kind is None else built_shapes_first(assemble)
     if weights_kind == "tag":
-        from keras_pyramid.weights import load_trained
+        from keras_pyramid.weights.cache import load_trained
 
         load_trained(model, architecture, trained)
     elif weights_kind == "weights.h5":
         model.load_weights(weights)
     elif weights_kind == "keras":
-        from keras_pyramid.weights import copy_weights
+        from keras_pyramid.weights.cache import copy_weights
 
         copy_weights(source_model, model)
     return model

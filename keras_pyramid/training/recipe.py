@@ -8,7 +8,7 @@ is decoupled and about 10x weaker under momentum 0.9, so the model carries an
 L2 penalty `1e-4 / 2 * sum(w^2)` (see `PyramidNet(weight_decay=...)`), whose
 gradient is Torch's coupled decay.
 
-`finetune_recipe` starts from trained weights (see `keras_pyramid.finetune`):
+`finetune_recipe` starts from trained weights (see `keras_pyramid.training.finetune`):
 a 10x lower rate on a cosine decay, fewer epochs, smaller batches, and the
 backbone frozen for the first epochs. `recipe_named` picks one by name.
 """

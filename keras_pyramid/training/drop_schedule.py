@@ -16,7 +16,7 @@ that step's training keep probability.
 
 import keras
 
-from keras_pyramid.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 
 SCHEDULE_KINDS = ("constant", "ramp")
 # The scale changes in steps of 1 / RESOLUTION: a ramp over thousands of

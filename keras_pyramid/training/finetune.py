@@ -39,7 +39,7 @@ import zipfile
 
 import keras
 
-from keras_pyramid import presets
+from keras_pyramid.models import presets
 
 HEAD = "predictions"
 RUN_MODEL = "model.keras"  # what a training run directory holds at its end
@@ -89,7 +89,7 @@ def _source_model(model_name, weights, kind):
     """The model the weights come in (for a tag, its configuration's plain
     model with the converted file loaded)."""
     if kind == "tag":
-        from keras_pyramid.weights import converted_weights, plain_model
+        from keras_pyramid.weights.cache import converted_weights, plain_model
 
         architecture, entry = _trained(model_name, weights)
         source = plain_model(architecture, entry)
@@ -103,7 +103,7 @@ def load_keras_file(path):
     shapes first: the file's values replace them, so no initializer needs to
     run (under JAX each compiles an XLA program per weight shape: measured
     here, 0.7 s instead of 72 s for PyramidNet-20 on a shared 2-core CPU)."""
-    from keras_pyramid.models import built_shapes_first
+    from keras_pyramid.models.pyramidnet import built_shapes_first
 
     with zipfile.ZipFile(path) as archive:
         config = json.loads(archive.read("config.json"))
@@ -119,7 +119,7 @@ def weights_statistics(model_name, weights):
     file or a run directory, (None, None) for a `.weights.h5` (it does not
     say) or a source without normalization. Build the new model with them,
     so that raw pixels mean what they meant in training."""
-    from keras_pyramid.models import normalization_statistics
+    from keras_pyramid.models.pyramidnet import normalization_statistics
 
     kind = weights_kind(weights)
     if kind == "weights.h5":
@@ -139,7 +139,7 @@ def _weights_file_model(model, weights):
     `load_weights`, or its backbone (up to `head_relu`) when the file's
     classifier does not fit. The file holds no architecture: it must be of
     `model`'s layer structure, and Keras' message says where it is not."""
-    from keras_pyramid.models import built_shapes_first
+    from keras_pyramid.models.pyramidnet import built_shapes_first
 
     source = built_shapes_first(keras.models.clone_model, model)  # `model` stays as it is
     candidates = [source]
@@ -162,7 +162,7 @@ def _copy_by_name(source, model, weights):
     """Copies the conv, BatchNorm and dense weights of `source` into `model`
     by layer name, all or nothing; the classifier only where its shapes
     match. Returns ("copied" | "replaced" | "absent", layers copied)."""
-    from keras_pyramid.convert import weighted_layers
+    from keras_pyramid.weights.convert import weighted_layers
 
     available = {layer.name: layer for layer in weighted_layers(source)}
     head, pairs = "absent", []
@@ -275,7 +275,7 @@ def build_optimizer(model, optimizer):
     if optimizer.built:
         raise ValueError("`optimizer` must not be built yet (it is built here, over every "
                          f"variable of the model). Received: optimizer={optimizer!r}")
-    from keras_pyramid.convert import weighted_layers
+    from keras_pyramid.weights.convert import weighted_layers
 
     frozen = [layer.name for layer in weighted_layers(model) if not layer.trainable]
     if frozen:

@@ -11,7 +11,7 @@ extension) is optional: null, or absent, ties it to `drop_rate` (the paper).
 import json
 import math
 
-from keras_pyramid.models import PyramidNet, default_name
+from keras_pyramid.models.pyramidnet import PyramidNet, default_name
 
 HPARAM_NAMES = ("depth", "alpha", "regularization", "drop_rate", "new_drop_rate",
                 "learning_rate", "batch_size")

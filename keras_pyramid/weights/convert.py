@@ -125,7 +125,7 @@ def source_prefix(layer_name, source, bottleneck):
 def weighted_layers(model):
     """The conv, BatchNorm and dense layers of `model`, in order, the branch
     layers inside a `SkippableBranch` included."""
-    from keras_pyramid.skipping import SkippableBranch
+    from keras_pyramid.models.skipping import SkippableBranch
 
     kinds = (keras.layers.Conv2D, keras.layers.BatchNormalization, keras.layers.Dense)
     layers = []
@@ -194,8 +194,8 @@ def source_statistics(source, dataset, variant):
     """(mean, std), 0-255 scale, that a source's checkpoints were trained with:
     imgclsmob's transforms for pytorchcv (`presets`), the official code's
     (this package's variant defaults) for "official"."""
-    from keras_pyramid import presets
-    from keras_pyramid.models import VARIANTS
+    from keras_pyramid.models import presets
+    from keras_pyramid.models.pyramidnet import VARIANTS
 
     if source == "pytorchcv":
         if dataset == "imagenet":
@@ -211,8 +211,8 @@ def converted_model(checkpoint, name, source, dataset):
     0-255 pixels. Any regularization of the configuration works (the
     regularizers have no weights)."""
     from keras_pyramid.applications import PRESETS, build
-    from keras_pyramid.models import built_shapes_first
-    from keras_pyramid.presets import DATASET_TAGS
+    from keras_pyramid.models.pyramidnet import built_shapes_first
+    from keras_pyramid.models.presets import DATASET_TAGS
 
     if source not in SOURCES:
         raise ValueError(f"`source` must be one of {SOURCES}. Received: source={source!r}")

@@ -1,0 +1,2 @@
+"""Hyperparameter search: hypermodel (the KerasTuner HyperModel and its
+space) and report (the results table and plot)."""

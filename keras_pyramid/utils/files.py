@@ -1,0 +1,51 @@
+"""Files written whole or not at all: a reader never sees half a file.
+
+    with atomic_path("runs/x/model.keras") as temporary:
+        model.save(temporary)          # renamed onto the path only on success
+
+A killed process leaves at most a `tmp-PID-NAME` sibling, never a truncated
+file under the real name.
+"""
+
+import contextlib
+import json
+import os
+
+
+def temporary_path(path):
+    """A sibling of `path` to write first and `os.replace` onto `path`.
+
+    Same folder (so the rename is atomic), same suffix (Keras and matplotlib
+    choose the format from it).
+    """
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f"tmp-{os.getpid()}-{name}")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary sibling of `path` to write; on success it replaces
+    `path`, on an exception it is removed and `path` is left as it was."""
+    temporary = temporary_path(path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def atomic_write_text(path, text):
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_json(path, data):
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

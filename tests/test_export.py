@@ -16,7 +16,7 @@ import pytest
 
 import keras_pyramid
 from keras_pyramid import export as exporting
-from conftest import REPO, SHARED_DATA, load_program, run_python, tiny_model
+from helpers import REPO, SHARED_DATA, load_program, run_python, tiny_model
 
 IMAGE_SHAPE = (32, 32, 3)
 CLASSES = 10

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import keras_pyramid  # noqa: F401  registers the classes the files name
-from conftest import REPO, load_program
+from helpers import REPO, load_program
 
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "v0_1_0")
 

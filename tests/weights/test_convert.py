@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import (CIFAR_STATISTICS, REPO, calibrate_head, load_cifar10_npz, load_program,
+from helpers import (CIFAR_STATISTICS, REPO, calibrate_head, load_cifar10_npz, load_program,
                       pytorchcv_probabilities, randomize_batchnorm, run_python)
 
 torch = pytest.importorskip("torch")

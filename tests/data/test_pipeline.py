@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import CIFAR10_NAMES, write_image_folder
+from helpers import CIFAR10_NAMES, write_image_folder
 from keras_pyramid import data
 from keras_pyramid.data import pipeline
 

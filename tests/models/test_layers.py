@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import gradient_of_sum
+from helpers import gradient_of_sum
 from keras_pyramid.models.layers import (
     PyramidSepDrop,
     PyramidShortcut,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import random_images, run_python
+from helpers import random_images, run_python
 from keras_pyramid.models.layers import average_pool_2x2_by_slices
 
 # The trigger of the jaxlib 0.10.2 YNN "reduce" fusion segfault, written with

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_pyramid
-from conftest import REPO, random_images, tiny_model, trainable_parameter_count
+from helpers import REPO, random_images, tiny_model, trainable_parameter_count
 from keras_pyramid import applications
 from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models.pyramidnet import unit_widths

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import keras_pyramid
-from conftest import (CIFAR_STATISTICS, REPO, SAMPLE_TEST_EXAMPLES, load_program,
+from helpers import (CIFAR_STATISTICS, REPO, SAMPLE_TEST_EXAMPLES, load_program,
                       pytorchcv_probabilities, run_python, with_entry)
-from conftest import SERVED_NAME as NAME
-from conftest import file_sha1 as sha1
+from helpers import SERVED_NAME as NAME
+from helpers import file_sha1 as sha1
 from keras_pyramid.weights import convert
 from keras_pyramid.models import presets
 from keras_pyramid.weights import cache as weights

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_pyramid
-from conftest import (REPO, TINY_HPARAMS, assert_run_directory_reloads, load_cifar10_npz,
+from helpers import (REPO, TINY_HPARAMS, assert_run_directory_reloads, load_cifar10_npz,
                       load_program, run_command)
 from keras_pyramid.training import recipe
 

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import tiny_model
+from helpers import tiny_model
 from keras_pyramid.training import drop_schedule
 from keras_pyramid.models.layers import PyramidSepDrop, StochasticDepth
 

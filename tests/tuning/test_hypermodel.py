@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import (REPO, SAMPLE_TEST_EXAMPLES, assert_run_directory_reloads, free_port,
+from helpers import (REPO, SAMPLE_TEST_EXAMPLES, assert_run_directory_reloads, free_port,
                       load_program, subprocess_environment)
 from keras_pyramid.models import hparams
 from keras_pyramid.tuning import hypermodel as tuning

@@ -59,7 +59,7 @@ def test_a_model_saved_with_the_old_step_decay_loads_compiled(tmp_path):
     import json
     import zipfile
 
-    from conftest import tiny_model
+    from helpers import tiny_model
 
     model = tiny_model(None)
     model.compile(recipe.make_optimizer(recipe.paper_recipe("cifar10", epochs=4), 10),

@@ -15,7 +15,7 @@ import os
 import keras
 import pytest
 
-from conftest import REPO, load_program, tiny_model, write_image_folder
+from helpers import REPO, load_program, tiny_model, write_image_folder
 
 PROGRAMS = {
     "train": os.path.join(REPO, "applications", "train.py"),

@@ -7,7 +7,7 @@ import sys
 
 import keras
 import pytest
-from conftest import REPO, blocked_tensorflow_path
+from helpers import REPO, blocked_tensorflow_path
 
 SPEED = os.path.join(REPO, "benchmarks", "speed.py")
 

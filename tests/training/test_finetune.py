@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import keras_pyramid
-from conftest import SERVED_NAME as SERVED
-from conftest import random_images, tiny_model
+from helpers import SERVED_NAME as SERVED
+from helpers import random_images, tiny_model
 from keras_pyramid.training import finetune
 from keras_pyramid.models import presets
 from keras_pyramid.training import recipe

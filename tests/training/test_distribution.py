@@ -11,7 +11,7 @@ import sys
 import keras
 import pytest
 
-from conftest import REPO, TINY_HPARAMS, free_port, subprocess_environment
+from helpers import REPO, TINY_HPARAMS, free_port, subprocess_environment
 from keras_pyramid.training import distribution
 from keras_pyramid.models.layers import StochasticDepth
 
@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.join({repo!r}, "tests"))
 {setup}
 import keras
-from conftest import tiny_model
+from helpers import tiny_model
 from keras_pyramid.training import distribution
 from keras_pyramid.models.layers import StochasticDepth
 

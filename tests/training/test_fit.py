@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, random_images, run_python, tiny_model
+from helpers import BACKENDS, random_images, run_python, tiny_model
 from keras_pyramid.models.layers import PyramidSepDrop
 
 LOAD_AND_PREDICT = """
@@ -143,7 +143,7 @@ import os, signal, sys
 import numpy as np
 import keras
 sys.path.insert(0, {tests!r})
-from conftest import random_images, tiny_model
+from helpers import random_images, tiny_model
 from keras_pyramid.training import fit as training
 
 calls = []
@@ -177,7 +177,7 @@ def test_a_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from helpers import REPO
     from keras_pyramid.training import fit as training
 
     code = KILLED_WHILE_CHECKPOINTING.format(tests=os.path.join(REPO, "tests"),

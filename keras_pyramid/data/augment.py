@@ -3,7 +3,7 @@
 Every image arrives as RGB of `image_size` (height, width), 0-255 float32:
 normalization lives inside the model, so a served model takes raw pixels.
 
-- "cifar" (small images, SPEC section 4): training takes a random
+- "cifar" (small images, docs/architecture.md section 4): training takes a random
   `image_size` crop of the image zero-padded by 4 pixels, and a random
   horizontal flip; evaluation takes the image as it is. Images of another
   size are first resized (bilinear, antialiased) to `image_size`.

@@ -18,7 +18,7 @@ state is checkpointed with the gates' (`training.random_state`).
 Order: epoch e's permutation is NumPy's `default_rng([seed, e]).permutation`,
 so the stream from any global step is known without replaying the ones
 before it: a resumed run continues with the very next batch (exact at any
-step). The augmentation is the papers' (SPEC section 4), the one
+step). The augmentation is the papers' (docs/architecture.md section 4), the one
 `data.augment` applies in tf.data: pad 4 zero pixels, crop back to the
 original size at an offset uniform on {0, ..., 8} in each direction, flip
 left-right with probability 1/2, independently per example.

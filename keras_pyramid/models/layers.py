@@ -5,7 +5,7 @@ unchanged on TensorFlow, JAX and PyTorch. The regularizers draw random numbers
 only when `training=True`; at inference they apply their deterministic rule
 `(1 - drop_rate) * F`, so a served model has no random op in its graph.
 
-Notation (SPEC section 2): a residual unit computes `y = S(x) + F(x)` where
+Notation (docs/architecture.md section 2): a residual unit computes `y = S(x) + F(x)` where
 `S(x)` is the shortcut (pooled and zero-padded on the channel axis) and `F(x)`
 the residual branch with `C` channels, of which the first `D_in` are aligned
 with the real channels of `S(x)` and the last `a = C - D_in` with its zeros.
@@ -23,7 +23,7 @@ REGULARIZATIONS = (None, "drop", "sepdrop", "shakedrop")
 def linear_drop_rates(num_units, last_drop_rate):
     """Drop probability of every residual unit, first to last.
 
-    Stochastic depth linear decay rule (Huang et al. 2016; SPEC section 2):
+    Stochastic depth linear decay rule (Huang et al. 2016; docs/architecture.md section 2):
     `d_l = (l / L) * d_L` for unit `l = 1 .. L`, counted over the whole
     network, so the first unit is almost never dropped and the last one is
     dropped with probability `d_L`.

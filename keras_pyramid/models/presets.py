@@ -1,9 +1,9 @@
 """Every named PyramidNet configuration, as data: the one table of the zoo.
 
 An `Architecture` is what `PyramidNet` needs beyond its defaults, with what
-the papers say of it: the exact trainable parameter counts of SPEC sections
+the papers say of it: the exact trainable parameter counts of docs/architecture.md sections
 1 and 1b, the published errors, and the trained weights that exist for it
-(`TrainedWeights`, one per dataset; SPEC section 6). The registry
+(`TrainedWeights`, one per dataset; docs/architecture.md section 6). The registry
 (`applications.build`, `list_models`) and the named builders are generated
 from `ARCHITECTURES`; every architecture is registered plain and with each
 regularizer, and the regularized ones take the plain weights (regularizers
@@ -110,7 +110,7 @@ class Architecture:
     """One configuration.
 
     `parameters` maps a class count to the exact trainable parameter count
-    (SPEC; empty where SPEC has none). `paper_errors` maps a regularization
+    (docs/architecture.md; empty where it has none). `paper_errors` maps a regularization
     (None for plain) to the published errors in %: CIFAR-10 / CIFAR-100 for
     "cifar", top-1 / top-5 single-crop 224 for "imagenet" (None where not
     published). `builder_default` marks the alpha a named builder
@@ -169,7 +169,7 @@ def _imagenet(depth, alpha, count, top1, top5, **kwargs):
 BOTH = ("plain", "regularized")
 
 ARCHITECTURES = (
-    # CIFAR, additive (SPEC 1). PyramidNet-8 (one unit per stage) and -20 are
+    # CIFAR, additive (docs/architecture.md 1). PyramidNet-8 (one unit per stage) and -20 are
     # not in the papers' tables: they run every code path in seconds, for
     # smoke tests and quick experiments (as timm registers its test_* models).
     _cifar(8, 24, False),
@@ -228,12 +228,12 @@ ARCHITECTURES = (
                (26_210_842, 2.39, "586b1ecdc8b34b69dcae4ba57f71c24583cca9b1", "v0.0.284"),
                (26_288_692, 16.19, "98bc2f48da0f2c68bc5376c17b0aefc734a64881", "v0.0.312"),
                (26_210_842, 2.40, "96f6e740dcdc917d776f6df855e3437c93d0da4f", "v0.0.404"))),
-    # CIFAR, multiplicative (SPEC 1c, the official Lua code): no published counts.
+    # CIFAR, multiplicative (docs/architecture.md 1c, the official Lua code): no published counts.
     _cifar(110, 4.75, False, widening="multiplicative", errors={None: (4.62, 23.16)},
            builder_default=BOTH),
     _cifar(110, 8, False, widening="multiplicative", errors={None: (4.50, 20.94)}),
     _cifar(110, 27, False, widening="multiplicative", errors={None: (4.06, 18.79)}),
-    # ImageNet (SPEC 1b), bottleneck units, 1000 classes.
+    # ImageNet (docs/architecture.md 1b), bottleneck units, 1000 classes.
     _imagenet(101, 250, 24_956_608, 23.24, 6.59, builder_default=BOTH),
     _imagenet(101, 360, 42_455_070, 21.98, 6.20,
               weights=(_imgclsmob("pyramidnet101_a360", "imagenet", 42_455_070, 5.43,

@@ -1,10 +1,10 @@
 """The generic PyramidNet builder: a stage plan, a stem, widening, units, a head.
 
-Two variants (SPEC sections 1 and 1b) differ only in what `VARIANTS` holds and
+Two variants (docs/architecture.md sections 1 and 1b) differ only in what `VARIANTS` holds and
 in the stem: "cifar" (3x3/16 stem, three equal stages, 32x32 images) and
 "imagenet" (7x7/2 stem to 64 and a 3x3/2 max-pool, ResNet's four stages of
 bottleneck units, 224x224 images). Widening is "additive" (the CVPR paper)
-or "multiplicative" (the official Lua code's second family, SPEC 1c).
+or "multiplicative" (the official Lua code's second family, docs/architecture.md 1c).
 """
 
 import dataclasses
@@ -27,7 +27,7 @@ CIFAR_STD = (63.0, 62.1, 66.7)
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
-# ResNet's bottleneck unit counts per stage (SPEC 1b), by depth.
+# ResNet's bottleneck unit counts per stage (docs/architecture.md 1b), by depth.
 IMAGENET_STAGE_UNITS = {
     50: (3, 4, 6, 3),
     101: (3, 4, 23, 3),
@@ -71,7 +71,7 @@ def _check_choice(argument, value, choices):
 
 
 def units_per_stage(depth, bottleneck):
-    """`n` of SPEC section 1 (CIFAR): `(depth - 2) / 6` basic, `(depth - 2) / 9` bottleneck."""
+    """`n` of docs/architecture.md section 1 (CIFAR): `(depth - 2) / 6` basic, `(depth - 2) / 9` bottleneck."""
     layers_per_unit = 3 if bottleneck else 2
     divisor = VARIANTS["cifar"].num_stages * layers_per_unit
     if (
@@ -535,7 +535,7 @@ def PyramidNet(
         else:
             inputs = keras.Input(tensor=input_tensor, shape=input_shape, name="image")
 
-        # Coupled weight decay = the gradient of lambda / 2 * w^2 (SPEC section 4).
+        # Coupled weight decay = the gradient of lambda / 2 * w^2 (docs/architecture.md section 4).
         wr = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
         x = inputs
         if include_preprocessing:

@@ -1,6 +1,6 @@
 """Drop-rate schedules: the last unit's rate changing during training.
 
-This project's extension (SPEC section 2; the papers keep the rate constant).
+This project's extension (docs/architecture.md section 2; the papers keep the rate constant).
 A schedule is a function `scale(step) -> [0, 1]` of the global training step;
 every branch regularizer then drops with `scale * d_l`, so the linear rule
 `d_l = (l / L) * scale * d_L` holds at every step. `DropRateSchedule` writes

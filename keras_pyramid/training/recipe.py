@@ -1,6 +1,6 @@
 """The training recipes, as data plus the functions that turn one into an optimizer.
 
-`paper_recipe` is the papers' (SPEC section 4): SGD with Nesterov momentum
+`paper_recipe` is the papers' (docs/architecture.md section 4): SGD with Nesterov momentum
 0.9, batch 128, 300 epochs, learning rate 0.1 (CIFAR-10) or 0.5 (CIFAR-100)
 times 0.1 at 50% and 75% of training, and a coupled weight decay of 1e-4 on
 every parameter. The decay is not the optimizer's: Keras' `SGD(weight_decay=...)`

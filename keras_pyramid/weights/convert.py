@@ -1,6 +1,6 @@
 """PyramidNet checkpoints from PyTorch -> these models' weights, exactly.
 
-Two sources name the same network's tensors differently (SPEC section 6):
+Two sources name the same network's tensors differently (docs/architecture.md section 6):
 
     ours                  pytorchcv (osmr/imgclsmob)                official code (dyhan0920)
     stem_conv             features.init_block.conv                  conv1

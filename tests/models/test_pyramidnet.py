@@ -13,7 +13,7 @@ from keras_pyramid import applications
 from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models.pyramidnet import unit_widths
 
-# SPEC section 1, copied here on purpose: the presets table is the code's
+# docs/architecture.md section 1, copied here on purpose: the presets table is the code's
 # source of truth, so the test must not read its expectations from it.
 SPEC_PARAMETER_COUNTS = [
     (110, 48, False, 1_772_706, 1_778_556),
@@ -70,7 +70,7 @@ def test_presets_table_matches_spec():
             1000: count}
 
 
-# SPEC section 1b, 1000 classes, copied on purpose (see above): depth, alpha,
+# docs/architecture.md section 1b, 1000 classes, copied on purpose (see above): depth, alpha,
 # trainable parameters, final feature width.
 SPEC_IMAGENET_COUNTS = [
     (101, 250, 24_956_608, 1256),
@@ -138,7 +138,7 @@ def test_initialize_with_numpy_follows_the_initializers():
 
 
 def test_multiplicative_widths_follow_the_rule():
-    """SPEC 1c: c_k = c_{k-1} * alpha^(1/N) from 16, D_k = floor(c_k + 0.5)."""
+    """docs/architecture.md 1c: c_k = c_{k-1} * alpha^(1/N) from 16, D_k = floor(c_k + 0.5)."""
     for alpha in (4.75, 8, 27):
         widths = unit_widths(110, alpha, widening="multiplicative")
         assert len(widths) == 54

@@ -41,7 +41,7 @@ IMAGENET_STATISTICS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 def official_state_dict(reference):
     """The tests' own PyTorch reference (keyed by our layer names) saved the
     way the official train.py saves: `module.`-prefixed official keys inside
-    a dict with `state_dict` (SPEC section 6)."""
+    a dict with `state_dict` (docs/architecture.md section 6)."""
     fixed = {"stem_conv": "conv1", "stem_bn": "bn1", "head_bn": "bn_final",
              "predictions": "fc"}
     renamed = {}

@@ -4,7 +4,6 @@
 |---|---|---|---|
 | mixed precision (`auto`) | off | bfloat16 where the GPU has it (compute capability >= 8.0) | bf16 has float32's range (no loss scaling); the logits and loss stay float32 (the head is a float32 layer) |
 | XLA (`--jit-compile auto`) | Keras': on for JAX, off for TF on CPU | Keras': on for JAX and TF | measured on CPU (README speed table); not measured on a GPU |
-| torch data format | channels_last | channels_first | cuDNN's native layout: Keras' torch convolutions transpose channels_last inputs; not measured here (no GPU) |
 | skipping dropped branches (`--skip-dropped auto`) | `skipping.skip_by_default` | the same rule | conds inside XLA measured slow on CPU; not measured on a GPU |
 
 Nothing here is measured on a GPU in this repository (none was available):
@@ -71,9 +70,3 @@ def resolve_mixed_precision(value, kind=None, has_bfloat16=None):
     has_bfloat16 = gpu_has_bfloat16() if has_bfloat16 is None else has_bfloat16
     return "bfloat16" if has_bfloat16 else "off"
 
-
-def default_data_format(backend=None, kind=None):
-    """channels_first for torch on a GPU (see the table), else channels_last."""
-    backend = backend or keras.backend.backend()
-    kind = accelerator_kind() if kind is None else kind
-    return "channels_first" if backend == "torch" and kind == "gpu" else "channels_last"

@@ -52,7 +52,6 @@ class DistributionError(ValueError):
 class Plan:
     """How a run is spread: `replicas` devices, and the scope to build in."""
 
-    mode: str
     replicas: int = 1
     engine: str = "single device"
     strategy: object = None
@@ -114,7 +113,7 @@ def data_parallel(mode="auto"):
     if mode not in MODES:
         raise DistributionError(f"`distribute` must be one of {MODES}. Received: distribute={mode!r}")
     if mode == "none":
-        return Plan(mode)
+        return Plan()
     backend = keras.backend.backend()
     if backend == "jax":
         processes = 1
@@ -122,12 +121,12 @@ def data_parallel(mode="auto"):
             processes = _join_jax_processes()
         devices = keras.distribution.list_devices()
         if len(devices) < 2 and mode == "auto":
-            return Plan(mode)
+            return Plan()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         engine = f"JAX DataParallel over {len(devices)} devices"
         if processes > 1:
             engine += f" in {processes} processes"
-        return Plan(mode, len(devices), engine, processes=processes)
+        return Plan(len(devices), engine, processes=processes)
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -138,15 +137,15 @@ def data_parallel(mode="auto"):
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
             replicas = strategy.num_replicas_in_sync
             engine = f"MultiWorkerMirroredStrategy over {replicas} replicas in {workers} processes"
-            return Plan(mode, replicas, engine, strategy, processes=workers)
+            return Plan(replicas, engine, strategy, processes=workers)
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         if len(devices) < 2 and mode == "auto":
-            return Plan(mode)
+            return Plan()
         strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
         engine = f"MirroredStrategy over {len(devices)} devices"
-        return Plan(mode, strategy.num_replicas_in_sync, engine, strategy)
+        return Plan(strategy.num_replicas_in_sync, engine, strategy)
     if mode == "auto":
-        return Plan(mode)
+        return Plan()
     raise DistributionError(
         f"data-parallel training needs the jax or tensorflow backend: Keras "
         f"{keras.__version__} has no data-parallel engine for {backend}. "

@@ -18,7 +18,6 @@ import keras
 
 from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 
-SCHEDULE_KINDS = ("constant", "ramp")
 # The scale changes in steps of 1 / RESOLUTION: a ramp over thousands of
 # steps then writes the state about RESOLUTION times, not at every step (a
 # write costs a state sync under JAX).

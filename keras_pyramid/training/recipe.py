@@ -163,20 +163,3 @@ def make_optimizer(recipe, steps_per_epoch):
         nesterov=recipe.nesterov,
     )
 
-
-@keras.saving.register_keras_serializable(package="keras_pyramid")
-class StepDecay:
-    """Loads the schedule of a `model.keras` written before 0.1.0's
-    `PiecewiseConstantDecay`: its config (`initial_learning_rate`,
-    `boundaries`, `factor`, with `factor ** (number of boundaries <= step)`)
-    becomes the same `PiecewiseConstantDecay`. Never built by this package."""
-
-    @classmethod
-    def from_config(cls, config):
-        boundaries = [int(b) - 1 for b in config["boundaries"]]
-        values = [config["initial_learning_rate"] * config["factor"] ** i
-                  for i in range(len(boundaries) + 1)]
-        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-
-    def get_config(self):  # Keras registers only classes that have one
-        raise NotImplementedError("StepDecay only loads old files: see from_config")

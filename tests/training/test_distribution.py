@@ -244,19 +244,19 @@ def train_in_two_processes(tmp_path, data_dir, environment_of, *extra):
 
 
 def test_per_sample_gates_are_refused_under_tensorflow_replicas():
-    plan = distribution.Plan("data-parallel", 2, "MirroredStrategy over 2 devices",
+    plan = distribution.Plan(2, "MirroredStrategy over 2 devices",
                              strategy=object())
     model = keras.Sequential([keras.Input((4, 4, 3)), StochasticDepth(0.2, "sample")])
     with pytest.raises(distribution.DistributionError, match="granularity='sample'"):
         distribution.check_gates(model, plan)
-    distribution.check_gates(model, distribution.Plan("none"))  # one device: fine
+    distribution.check_gates(model, distribution.Plan())  # one device: fine
 
 
 def test_unknown_modes_and_uneven_batches_are_refused():
     with pytest.raises(distribution.DistributionError, match="distribute='mirror'"):
         distribution.data_parallel("mirror")
     with pytest.raises(distribution.DistributionError, match="batch_size=15"):
-        distribution.Plan("data-parallel", 2, "two devices").check_batch_size(15)
+        distribution.Plan(2, "two devices").check_batch_size(15)
 
 
 def test_a_malformed_tf_config_is_named(monkeypatch):

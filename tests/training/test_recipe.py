@@ -51,37 +51,3 @@ def test_bad_recipe_values(overrides, message):
     with pytest.raises(ValueError, match=message):
         recipe.paper_recipe("cifar10", **overrides)
 
-
-def test_a_model_saved_with_the_old_step_decay_loads_compiled(tmp_path):
-    """Run directories written before PiecewiseConstantDecay name
-    `keras_pyramid>StepDecay` in their compile config: they load, compiled,
-    with the same learning rates."""
-    import json
-    import zipfile
-
-    from helpers import tiny_model
-
-    model = tiny_model(None)
-    model.compile(recipe.make_optimizer(recipe.paper_recipe("cifar10", epochs=4), 10),
-                  "sparse_categorical_crossentropy")
-    path = tmp_path / "new.keras"
-    model.save(path)
-    old = tmp_path / "old.keras"
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:
-        for item in source.infolist():
-            content = source.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(content)
-                optimizer = config["compile_config"]["optimizer"]["config"]
-                optimizer["learning_rate"] = {
-                    "module": None, "class_name": "StepDecay",
-                    "registered_name": "keras_pyramid>StepDecay",
-                    "config": {"initial_learning_rate": 0.1, "boundaries": [20, 30],
-                               "factor": 0.1}}
-                content = json.dumps(config)
-            target.writestr(item, content)
-    loaded = keras.saving.load_model(old)
-    schedule = loaded.optimizer._learning_rate
-    value = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))
-    assert [value(s) for s in (0, 19, 20, 29, 30)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.01, 0.001])

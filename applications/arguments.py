@@ -6,6 +6,7 @@ Each type turns a bad value into argparse's one-line `error: argument --FLAG:
 
 import argparse
 import math
+import os
 
 SEED_LIMIT = 2**32 - 1
 
@@ -70,19 +71,18 @@ def image_size(text):
 
 
 def dataset(text):
-    """An argparse type: a dataset spec (checked for form here, for existence
-    when opened): cifar10, cifar100, svhn, tfds:NAME[:VERSION], folder:PATH,
-    an existing directory, or npz:PATH of an existing file."""
-    import os
+    """An argparse type: a dataset spec (keras_pyramid.data.spec's grammar,
+    checked for form here, for existence when opened; an npz file must exist)."""
+    from keras_pyramid.data.spec import DATASETS, parse_dataset
 
-    if text in ("cifar10", "cifar100", "svhn") or (text.startswith("tfds:") and len(text) > 5):
-        return text
-    if text.startswith("npz:") and os.path.isfile(text[4:]):
-        return text
-    if text.startswith("folder:") or os.path.isdir(text):
+    try:
+        spec = parse_dataset(text)
+    except ValueError:
+        spec = None
+    if spec is not None and (spec.kind != "npz" or os.path.isfile(spec.name)):
         return text
     raise argparse.ArgumentTypeError(
-        f"must be cifar10, cifar100, svhn, tfds:NAME[:VERSION], a folder (PATH or "
+        f"must be {', '.join(DATASETS)}, tfds:NAME[:VERSION], a folder (PATH or "
         f"folder:PATH) or npz:PATH of an existing .npz file, got {text!r}")
 
 

@@ -41,19 +41,39 @@ def parse_args(argv=None):
     return parser, args
 
 
+def converted_model(args):
+    """The registered model `args.model`, with the checkpoint's class count and
+    the preprocessing of its source, holding the converted tensors."""
+    from keras_pyramid.applications import PRESETS, build
+    from keras_pyramid.models.init import built_shapes_first
+    from keras_pyramid.models.presets import DATASET_TAGS
+    from keras_pyramid.weights import convert
+    from keras_pyramid.weights.assign import assign_by_name
+
+    preset = PRESETS[args.model]
+    tensors = convert.converted_tensors(
+        convert.read_state_dict(args.checkpoint), args.source, depth=preset["depth"],
+        bottleneck=preset["bottleneck"], variant=preset["variant"])
+    mean, std = convert.source_statistics(args.source, args.dataset, preset["variant"])
+    model = built_shapes_first(build, args.model, classes=DATASET_TAGS[args.dataset][0],
+                               mean=mean, std=std)
+    try:
+        assign_by_name(tensors, model)
+    except ValueError as error:  # the tensors are of another configuration
+        raise convert.CheckpointMismatch(f"it does not fit {args.model}: {error}") from None
+    return model
+
+
 def main(argv=None):
     parser, args = parse_args(argv)
     from keras_pyramid.applications import PRESETS
+    from keras_pyramid.utils.files import temporary_path
 
     if args.model not in PRESETS:
         parser.error(f"--model {args.model!r} is not a registered name (see "
                      "keras_pyramid.list_models())")
-    from keras_pyramid.weights import convert
-    from keras_pyramid.utils.files import temporary_path
-
     try:
-        model = convert.converted_model(args.checkpoint, args.model, args.source,
-                                        args.dataset)
+        model = converted_model(args)
     except (ValueError, ImportError) as error:  # CheckpointMismatch is a ValueError
         parser.error(f"checkpoint {args.checkpoint}: {error}")
     folder = os.path.dirname(os.path.abspath(args.output))

@@ -14,7 +14,7 @@ and returns `logits`, `probabilities`, `class_id` and `class_name`.
 
 Class names: `--class-names FILE`, else the run directory's `data.json`
 (its "class_names", written by the training run), else the class indices
-"0", "1", ... See `keras_pyramid/export.py` and the README for serving.
+"0", "1", ... See `keras_pyramid/export.py` and docs/serving.md.
 """
 
 import argparse
@@ -24,7 +24,8 @@ import sys
 
 import arguments as cli
 
-DATA_FILE = "data.json"  # a run directory's dataset description (its "class_names")
+from keras_pyramid.export import FORMATS
+from keras_pyramid.training.run_dir import DATA_FILE, load_run
 
 
 def parse_args(argv=None):
@@ -37,7 +38,7 @@ def parse_args(argv=None):
                         help="the model's serving folder (default: exports/MODEL_NAME)")
     parser.add_argument("--version", type=cli.positive_int, default=1,
                         help="the version folder, >= 1")
-    parser.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model",
+    parser.add_argument("--format", choices=FORMATS, default="saved_model",
                         help="onnx: the SavedModel plus model.onnx")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing version (atomically)")
@@ -56,20 +57,26 @@ class NamesError(ValueError):
 
 def read_class_names(args):
     """(names, source): `--class-names FILE` (one name a line), else the run
-    directory's data.json "class_names", else (None, ...): the index names."""
+    directory's data.json "class_names" (`load_run`), else (None, ...): the
+    index names."""
     if args.class_names is not None:
-        return _read_names(args.class_names, f"--class-names {args.class_names}",
-                           str.splitlines)
+        return _read_names(f"--class-names {args.class_names}",
+                           lambda: _text(args.class_names).splitlines())
     data_file = os.path.join(args.model, DATA_FILE)
     if os.path.isfile(data_file):
-        return _read_names(data_file, data_file, lambda text: json.loads(text)["class_names"])
+        return _read_names(data_file, lambda: load_run(args.model).data["class_names"])
     return None, "the class indices"
 
 
-def _read_names(path, source, parse):
+def _text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _read_names(source, read):
+    """The names `read()` returns, checked; a NamesError blaming `source`."""
     try:
-        with open(path, encoding="utf-8") as f:
-            names = parse(f.read())
+        names = read()
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
         raise NamesError(f"{_blame(source)}cannot read class names from it "
                          f"({type(error).__name__}: {error})") from None

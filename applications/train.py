@@ -8,13 +8,14 @@
     KERAS_BACKEND=jax python applications/train.py --model pyramidnet20_a48 \\
         --epochs 2 --steps-per-epoch 20 --eval-steps 5 --no-download --data-dir DIR
 
-Defaults are the recipe's (keras_pyramid/recipe.py): `--recipe paper` is SPEC
-section 4 (SGD + Nesterov 0.9, batch 128, 300 epochs, lr 0.1 / 0.5 for
-CIFAR-100, x0.1 at 50% and 75%, coupled weight decay 1e-4); `--recipe
-finetune` is the fine-tuning recipe. Run the same command again to resume
-from the last checkpoint with the very next batch; `--restart` starts over.
-This program parses, runs `keras_pyramid.training.experiment.run` and prints; the run
-directory's files are listed in `keras_pyramid/experiment.py`.
+Defaults are the recipe's (keras_pyramid/training/recipe.py): `--recipe paper`
+is docs/architecture.md section 4 (SGD + Nesterov 0.9, batch 128, 300 epochs,
+lr 0.1 / 0.5 for CIFAR-100, x0.1 at 50% and 75%, coupled weight decay 1e-4);
+`--recipe finetune` is the fine-tuning recipe. Run the same command again to
+resume from the last checkpoint with the very next batch; `--restart` starts
+over. This program parses, runs `keras_pyramid.training.experiment.run` and
+prints; the run directory's files are listed in
+`keras_pyramid/training/run_dir.py`.
 """
 
 import argparse
@@ -23,6 +24,13 @@ import os
 import sys
 
 import arguments as cli
+
+from keras_pyramid.data.augment import REGIMES
+from keras_pyramid.models import hparams
+from keras_pyramid.training.device import MIXED_PRECISION
+from keras_pyramid.training.distribution import MODES
+from keras_pyramid.training.experiment import JIT_COMPILE, SKIP_DROPPED, ConfigError, RunConfig
+from keras_pyramid.training.recipe import FINETUNE_DEFAULTS, RECIPES, Recipe
 
 # RunConfig fields -> this program's flags, for the library's errors.
 FLAGS = {"validation": "--validation-split", "learning_rate": "--lr",
@@ -34,6 +42,42 @@ def parse_args(argv=None):
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    add_model_and_data_arguments(parser)
+    add_recipe_arguments(parser)
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+    args.architecture = None
+    if args.hparams:
+        apply_hparams(parser, args)
+    args.model = args.model or RunConfig().model
+    if args.validation_split is not None and args.validation_examples is not None:
+        parser.error("--validation-split and --validation-examples both set the hold-out: "
+                     "give one of them")
+    if args.freeze_backbone_epochs and args.weights is None:
+        parser.error(f"--freeze-backbone-epochs {args.freeze_backbone_epochs} freezes a "
+                     "trained backbone: give --weights to fine-tune from")
+    return parser, args
+
+
+def apply_hparams(parser, args):
+    """A search's best_hparams.json names the model and fills --lr, --batch-size
+    and the drop rates the flags left unset."""
+    if args.model:
+        parser.error("--model and --hparams both name a model: give one of them")
+    try:
+        values = hparams.load_hparams(args.hparams)
+    except ValueError as error:
+        parser.error(f"--hparams: {error}")
+    args.architecture = {k: values[k] for k in ("depth", "alpha", "regularization")}
+    args.model = hparams.model_name(values)
+    args.lr = values["learning_rate"] if args.lr is None else args.lr
+    args.batch_size = args.batch_size or values["batch_size"]
+    args.drop_rate = values["drop_rate"] if args.drop_rate is None else args.drop_rate
+    if args.new_drop_rate is None:
+        args.new_drop_rate = values["new_drop_rate"]
+
+
+def add_model_and_data_arguments(parser):
     parser.add_argument("--model", default=None,
                         help="a registered name (keras_pyramid.list_models()); "
                              "default pyramidnet110_a48_sepdrop")
@@ -49,7 +93,7 @@ def parse_args(argv=None):
     parser.add_argument("--image-size", type=cli.image_size, default=None, metavar="N|H,W",
                         help="default: the dataset's own fixed size, else the variant's "
                              "(32 CIFAR, 224 ImageNet)")
-    parser.add_argument("--augment", choices=("cifar", "imagenet", "none"), default=None,
+    parser.add_argument("--augment", choices=REGIMES, default=None,
                         help="default: cifar (pad, crop, flip) up to 64 px, else imagenet "
                              "(random resized crop, flip; centre crop at evaluation)")
     parser.add_argument("--validation-split", type=cli.holdout_fraction, default=None,
@@ -72,16 +116,21 @@ def parse_args(argv=None):
                         metavar="N", help="with --weights: train only the head for N epochs "
                         "(BatchNorm in inference mode), then everything; default: the "
                         "recipe's (finetune: the first sixth of the epochs)")
-    parser.add_argument("--recipe", choices=("paper", "finetune"), default=None,
+
+
+def add_recipe_arguments(parser):
+    parser.add_argument("--recipe", choices=RECIPES, default=None,
                         help="default: finetune with --weights, else paper")
     parser.add_argument("--epochs", type=cli.positive_int, default=None,
-                        help="default: the recipe's (300 paper, 30 finetune)")
+                        help=f"default: the recipe's ({Recipe().epochs} paper, "
+                             f"{FINETUNE_DEFAULTS['epochs']} finetune)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=None,
                         help="default: the recipe's")
     parser.add_argument("--lr", type=cli.positive_float, default=None,
                         help="initial learning rate (default: the recipe's)")
     parser.add_argument("--weight-decay", type=cli.non_negative_float, default=None,
-                        help="coupled L2 on every parameter (default: the recipe's, 1e-4)")
+                        help=f"coupled L2 on every parameter (default: the recipe's, "
+                             f"{Recipe().weight_decay:g})")
     parser.add_argument("--drop-rate", type=cli.drop_probability, default=None,
                         help="the last unit's drop probability (default: the model's, 0.5)")
     parser.add_argument("--new-drop-rate", type=cli.drop_probability, default=None,
@@ -94,6 +143,9 @@ def parse_args(argv=None):
                              "of the steps (this project's extension); inference uses the "
                              "target")
     parser.add_argument("--seed", type=cli.seed, default=0)
+
+
+def add_run_arguments(parser):
     parser.add_argument("--data-dir", default=None,
                         help="tfds data dir (default: tfds' own, or TFDS_DATA_DIR)")
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
@@ -105,14 +157,14 @@ def parse_args(argv=None):
     parser.add_argument("--eval-steps", type=cli.positive_int, default=None,
                         help="limit each evaluation to this many batches (smoke runs)")
     parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", default="auto",
-                        choices=("auto", "off", "bfloat16", "float16"),
+                        choices=MIXED_PRECISION,
                         help="auto: bfloat16 on GPUs that have it, else off "
-                             "(keras_pyramid/device.py); bare flag: bfloat16")
-    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
-    parser.add_argument("--skip-dropped", choices=("auto", "on", "off"), default="auto",
+                             "(keras_pyramid/training/device.py); bare flag: bfloat16")
+    parser.add_argument("--jit-compile", choices=tuple(JIT_COMPILE), default="auto")
+    parser.add_argument("--skip-dropped", choices=tuple(SKIP_DROPPED), default="auto",
                         help="do not compute a dropped unit's branch (same training, less "
                              "work); auto: on where measured faster (without XLA, one device)")
-    parser.add_argument("--distribute", choices=("none", "auto", "data-parallel"), default="auto",
+    parser.add_argument("--distribute", choices=MODES, default="auto",
                         help="data-parallel over all visible devices (jax, tensorflow; "
                              "TF_CONFIG for several machines); auto: when there are several")
     parser.add_argument("--sync-batch-norm", action="store_true",
@@ -125,38 +177,10 @@ def parse_args(argv=None):
                              "at most N steps, and the run resumes at the very next batch")
     parser.add_argument("--restart", action="store_true", help="discard the run directory")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
-    args = parser.parse_args(argv)
-    args.architecture = None
-    if args.hparams:
-        if args.model:
-            parser.error("--model and --hparams both name a model: give one of them")
-        from keras_pyramid.models import hparams
-
-        try:
-            values = hparams.load_hparams(args.hparams)
-        except ValueError as error:
-            parser.error(f"--hparams: {error}")
-        args.architecture = {k: values[k] for k in ("depth", "alpha", "regularization")}
-        args.model = hparams.model_name(values)
-        args.lr = values["learning_rate"] if args.lr is None else args.lr
-        args.batch_size = args.batch_size or values["batch_size"]
-        args.drop_rate = values["drop_rate"] if args.drop_rate is None else args.drop_rate
-        if args.new_drop_rate is None:
-            args.new_drop_rate = values["new_drop_rate"]
-    args.model = args.model or "pyramidnet110_a48_sepdrop"
-    if args.validation_split is not None and args.validation_examples is not None:
-        parser.error("--validation-split and --validation-examples both set the hold-out: "
-                     "give one of them")
-    if args.freeze_backbone_epochs and args.weights is None:
-        parser.error(f"--freeze-backbone-epochs {args.freeze_backbone_epochs} freezes a "
-                     "trained backbone: give --weights to fine-tune from")
-    return parser, args
 
 
 def run_config(args):
     """The parsed flags as a RunConfig (None falls through to the recipe's defaults)."""
-    from keras_pyramid.training.experiment import RunConfig
-
     validation = (args.validation_examples if args.validation_examples is not None
                   else args.validation_split)
     return RunConfig(
@@ -178,20 +202,19 @@ def run_config(args):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    from keras_pyramid.training import experiment
-    from keras_pyramid.training import fit as training
+    from keras_pyramid.training import experiment, fit
 
     config = run_config(args)
     run_dir = args.output_dir or experiment.default_run_dir(config)
     try:
         results = experiment.run(config, run_dir, restart=args.restart,
                                  print_function=lambda text: print(text, flush=True))
-    except experiment.ConfigError as error:
+    except ConfigError as error:
         flags = {**FLAGS, **({"validation": "--validation-examples"}
                              if args.validation_examples is not None else {})}
         flag = flags.get(error.argument, "--" + error.argument.replace("_", "-"))
         parser.error(f"{flag}: {error}")
-    except (experiment.DataError, training.CheckpointError, training.NonFiniteLoss) as error:
+    except (experiment.DataError, fit.CheckpointError, fit.NonFiniteLoss) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if results.get("already_finished"):

@@ -8,7 +8,7 @@ tracing or XLA compilation; the second is the steady cost). Under JAX, Keras'
 initializers compile one XLA program per weight shape, which makes a plain
 build of a deep network take minutes; the cheap way, measured instead, builds
 under `keras.StatelessScope(initialize_variables=False)` (shapes only) and
-fills the variables with `keras_pyramid.models.pyramidnet.initialize_with_numpy` (the
+fills the variables with `keras_pyramid.models.init.initialize_with_numpy` (the
 same distributions, drawn by NumPy).
 Results go to a JSON file and a Markdown table on stdout. Not a test.
 """
@@ -30,7 +30,7 @@ def measure(name, size):
     import numpy as np
 
     import keras_pyramid
-    from keras_pyramid.models.pyramidnet import initialize_with_numpy
+    from keras_pyramid.models.init import initialize_with_numpy
 
     backend = keras.backend.backend()
     start = time.perf_counter()
@@ -83,7 +83,7 @@ def main(argv=None):
     with open(temporary, "w") as f:
         json.dump({"cores": os.cpu_count(), "results": results}, f, indent=2)
     os.replace(temporary, args.output)
-    print(f"| backend | how | parameters | build (s) | first inference (s) | inference (s) |")
+    print("| backend | how | parameters | build (s) | first inference (s) | inference (s) |")
     print("|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['backend']} | {r['how']} | {r['parameters']:,} | {r['build_seconds']:.1f} | "

@@ -16,10 +16,10 @@ subset in `--data` (device-resident, augmented in the step) for
 projected wall time of the full 300-epoch CIFAR-10 run and of one
 PyramidNet-272 epoch. Timings are medians of `--repeats` timed steps after
 warm-up (compilation excluded), with min and max, taken by speed.py's own
-measurements (the README speed table's). Writes one JSON and a
+measurements (benchmarks/results/README.md's speed table). Writes one JSON and a
 Markdown table (`--output`, and the same name with .md).
 
-The data subset travels with the repository (README "GPU check"): 10,000
+The data subset travels with the repository (docs/development.md, "GPU check"): 10,000
 training and 2,000 test images of the real CIFAR-10, 36 MB uncompressed.
 """
 

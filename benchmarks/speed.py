@@ -1,6 +1,6 @@
 """Training and inference speed on every backend, against a plain-PyTorch yardstick.
 
-    python benchmarks/speed.py                     # the README table (about 40 min on 2 cores)
+    python benchmarks/speed.py     # benchmarks/results/README.md's table (~40 min on 2 cores)
     python benchmarks/speed.py --models pyramidnet20_a48 --repeats 3    # a quick look
 
 For each model it measures images per second of (a) one full training step
@@ -49,7 +49,7 @@ from keras_pyramid.models.presets import ARCHITECTURES  # noqa: E402
 # yardstick builds), by registry name.
 MODELS = {architecture.name(): architecture for architecture in ARCHITECTURES
           if architecture.variant == "cifar" and architecture.widening == "additive"}
-# The README's table. PyramidNet-8 (one unit per stage) runs every code path
+# benchmarks/results/README.md's table. PyramidNet-8 (one unit per stage) runs every code path
 # in seconds, for the benchmark's own test.
 PAPER_MODELS = ("pyramidnet20_a48", "pyramidnet110_a48", "pyramidnet272_a200")
 # PyramidNet-272 alpha 200 gets a smaller batch: at 4.5 G multiply-adds per

@@ -58,7 +58,7 @@ def main(argv=None):
     first, cached = [], []
     for _ in range(args.repeats):
         cache = tempfile.mkdtemp()
-        weights.cache_dir = lambda: cache
+        weights.cache_dir = lambda cache=cache: cache
         start = time.perf_counter()
         keras_pyramid.build(args.model, weights=args.dataset)
         first.append(time.perf_counter() - start)

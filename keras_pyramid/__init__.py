@@ -1,13 +1,11 @@
 """keras-pyramid: PyramidNet and its stochastic-depth variants for Keras 3.
 
-Importing the package registers its layers (and the schedule of models saved
-before 0.1.0) with Keras, so a saved `.keras` file loads, compiled, after
-`import keras_pyramid` alone.
+Importing the package registers its layers with Keras, so a saved `.keras`
+file loads, compiled, after `import keras_pyramid` alone.
 """
 
 from keras_pyramid import applications, layers
-from keras_pyramid.training import recipe
-from keras_pyramid.applications import build, list_models
+from keras_pyramid.applications import PyramidNet, build, list_models
 from keras_pyramid.models.layers import (
     PyramidSepDrop,
     PyramidShortcut,
@@ -15,7 +13,8 @@ from keras_pyramid.models.layers import (
     StochasticDepth,
     linear_drop_rates,
 )
-from keras_pyramid.models.pyramidnet import PyramidNet, unit_widths
+from keras_pyramid.models.pyramidnet import unit_widths
+from keras_pyramid.training import recipe
 
 __version__ = "0.1.0"
 

@@ -1,16 +1,133 @@
-"""Named PyramidNet builders in keras.applications style, and the model registry.
+"""The public builder, the named builders in keras.applications style, and the registry.
 
-Both are generated from `presets.ARCHITECTURES`, the one table of
-configurations: each is registered plain and with every regularizer, under
-`default_name` (e.g. "pyramidnet272_a200_sepdrop",
-"pyramidnet200_a300_imagenet_shakedrop", "pyramidnet110_a8_multiplicative").
+`PyramidNet` is the generic builder of `models.pyramidnet` with its
+`weights`: a dataset tag is looked up here (`trained_weights`), its file
+fetched and converted by `weights.cache`, and its tensors assigned by name
+(`weights.assign`), the way keras.applications composes `get_file` and
+`load_weights`. The registry and the named builders are generated from
+`presets.ARCHITECTURES`, the one table of configurations: each is registered
+plain and with every regularizer, under `default_name` (e.g.
+"pyramidnet272_a200_sepdrop", "pyramidnet200_a300_imagenet_shakedrop",
+"pyramidnet110_a8_multiplicative").
 
     >>> model = build("pyramidnet272_a200_sepdrop", classes=100)
     >>> model = PyramidNet272SepDrop(classes=100)   # the same network
 """
 
-from keras_pyramid.models.pyramidnet import VARIANTS, PyramidNet, trained_weights_entry
-from keras_pyramid.models.presets import ARCHITECTURES, REGULARIZED, default_name
+import os
+
+from keras_pyramid.models import presets, pyramidnet
+from keras_pyramid.models.init import built_shapes_first
+from keras_pyramid.models.layers import REGULARIZED
+from keras_pyramid.models.presets import ARCHITECTURES, VARIANTS, default_name
+from keras_pyramid.utils.checks import fail
+from keras_pyramid.weights import cache, convert
+from keras_pyramid.weights.assign import (
+    RUN_MODEL,
+    WeightsMismatch,
+    assign_by_name,
+    load_keras_file,
+    refused,
+    weights_kind,
+)
+
+
+def find_trained_weights(depth, alpha, bottleneck, variant, widening, tag):
+    """The `presets.Architecture` of a configuration and its `TrainedWeights`
+    for dataset `tag`, or a ValueError saying which configurations and tags
+    have weights. The one lookup of trained weights."""
+    name = default_name(depth, alpha, None, variant, widening)
+    for architecture in presets.ARCHITECTURES:  # read now: tests and benchmarks swap it
+        if (architecture.name() == name and architecture.bottleneck == bottleneck
+                and architecture.weights):
+            return architecture, architecture.weights_for(tag)
+    with_weights = sorted(a.name() for a in presets.ARCHITECTURES if a.weights)
+    raise ValueError(
+        f"No trained weights for {name}{' (bottleneck)' if bottleneck else ''}; these "
+        f"configurations have some: {', '.join(with_weights)}. Received: weights={tag!r}"
+    )
+
+
+def _trained_source(depth, alpha, bottleneck, arguments, tag):
+    """(the converted tensors' loader, classes, mean, std) of a dataset tag."""
+    architecture, entry = find_trained_weights(
+        depth, alpha, bottleneck, arguments.get("variant", "cifar"),
+        arguments.get("widening", "additive"), tag)
+    classes = arguments.get("classes")
+    if arguments.get("include_top", True) and classes not in (None, entry.classes):
+        fail("classes", f"be {entry.classes} (or None) with `weights={tag!r}` and "
+                        "`include_top=True`; use include_top=False for a new head", classes)
+
+    def tensors():
+        return convert.read_tensors(cache.converted_weights(architecture, entry))
+
+    return tensors, entry.classes, entry.mean, entry.std
+
+
+def _keras_source(path):
+    """(the source model's loader, classes, mean, std) of a `.keras` file:
+    weights mean what they mean only with the preprocessing they were
+    trained with, so it comes along unless given."""
+    source = load_keras_file(path)
+    mean, std = pyramidnet.normalization_statistics(source)
+    names = [layer.name for layer in source.layers]
+    classes = source.get_layer("predictions").units if "predictions" in names else None
+    return (lambda: source), classes, mean, std
+
+
+def resolve_weights(weights, depth, alpha, bottleneck, arguments):
+    """(kind, loader, defaults): what `weights` are, a function returning
+    their source for `assign_by_name` (None for a `.weights.h5`, which Keras
+    loads), and the classes, mean and std they bring where not given."""
+    kind = weights_kind(weights)
+    if kind is None or kind == "weights.h5":
+        return kind, None, {}
+    if kind == "tag":
+        loader, *facts = _trained_source(depth, alpha, bottleneck, arguments, weights)
+    else:
+        path = os.path.join(weights, RUN_MODEL) if kind == "run" else weights
+        loader, *facts = _keras_source(path)
+    brought = dict(zip(("classes", "mean", "std"), facts))
+    return kind, loader, {key: value if arguments.get(key) is None else arguments[key]
+                          for key, value in brought.items()}
+
+
+def PyramidNet(depth, alpha, bottleneck=False, *, weights=None, **arguments):
+    """Builds a PyramidNet with `weights`; every other argument is
+    `keras_pyramid.models.pyramidnet.PyramidNet`'s (see its Args).
+
+    Args:
+        weights: None (random init); a dataset tag ("cifar10", "cifar100",
+            "svhn", "imagenet") for the configuration's trained weights (see
+            `presets`; fetched and converted once, then cached under
+            KERAS_HOME), which also set `classes` (another value with
+            `include_top=True` is a ValueError, as in keras.applications) and
+            the preprocessing they were trained with; the path to a
+            `.weights.h5` file (Keras' `load_weights`, same layer structure);
+            or the path to a `.keras` file or a training run directory, whose
+            conv, BatchNorm and dense weights are copied by layer name (e.g.
+            from another regularization; the classifier only with
+            `include_top=True`), with its classes and preprocessing unless
+            given.
+
+    Returns:
+        A `keras.Model`.
+    """
+    kind, loader, defaults = resolve_weights(weights, depth, alpha, bottleneck, arguments)
+    if kind is None:
+        return pyramidnet.PyramidNet(depth, alpha, bottleneck, **arguments)
+    # The initial values are overwritten: no Keras initializer needs to run
+    # (under JAX each compiles an XLA program per weight shape).
+    model = built_shapes_first(pyramidnet.PyramidNet, depth, alpha, bottleneck,
+                               **{**arguments, **defaults})
+    if loader is None:
+        model.load_weights(weights)
+        return model
+    try:
+        assign_by_name(loader(), model)
+    except WeightsMismatch as error:
+        raise refused(weights, error) from None
+    return model
 
 
 def _presets():
@@ -21,7 +138,6 @@ def _presets():
                 **architecture.arguments(),
                 "regularization": regularization,
                 "params": architecture.parameters,
-                "paper_error": architecture.paper_errors.get(regularization),
                 # Regularizers have no weights: every variant takes the plain ones.
                 "weights": tuple(entry.dataset for entry in architecture.weights),
             }
@@ -69,15 +185,16 @@ def build(name, **overrides):
     return PyramidNet(depth, alpha, bottleneck, **arguments)
 
 
-def trained_weights(name, tag):
+def trained_weights(name, tag, with_architecture=False):
     """The `presets.TrainedWeights` of registered model `name` (any
-    regularization) for dataset `tag`; a ValueError lists those that exist."""
+    regularization) for dataset `tag` (with its `presets.Architecture`
+    first, `with_architecture`); a ValueError lists those that exist."""
     if name not in PRESETS:
         build(name)  # its ValueError lists the valid names
     preset = PRESETS[name]
-    _, entry = trained_weights_entry(preset["depth"], preset["alpha"], preset["bottleneck"],
-                                     preset["variant"], preset["widening"], tag)
-    return entry
+    found = find_trained_weights(preset["depth"], preset["alpha"], preset["bottleneck"],
+                                 preset["variant"], preset["widening"], tag)
+    return found if with_architecture else found[1]
 
 
 BASE_DOCSTRING = """Instantiates the {title} architecture{extra}.

@@ -53,6 +53,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_pyramid.utils import checks
+
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "probabilities", "class_id")  # ServingModel's; ONNX serves these
@@ -192,9 +194,7 @@ def load_classifier(path):
 
 
 def check_version(version):
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"`version` must be an int >= 1 (TF Serving's version folders are "
-                         f"positive integers). Received: version={version!r}")
+    checks.check_int("version", version, minimum=1)  # TF Serving's version folders
 
 
 def check_formats(formats):

@@ -6,7 +6,6 @@ import zipfile
 
 import keras
 import pytest
-
 from helpers import (
     CIFAR_STATISTICS,
     SAMPLE_TEST_EXAMPLES,

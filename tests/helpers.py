@@ -14,10 +14,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+
 import keras
 import numpy as np
-import keras_pyramid
 
+import keras_pyramid
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -86,28 +87,46 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def subprocess_environment(backend=None, **extra):
-    """The environment of a test's child process: this checkout importable, the
-    backend chosen, and one persistent JAX compilation cache shared by every
-    child of the run (a program compiled by one child is not compiled again)."""
-    env = dict(os.environ, **extra)
+def subprocess_environment(backend=None, repository=True, **extra):
+    """The environment of a test's child process: this checkout importable
+    (unless `repository` is False), the backend chosen, `extra` variables set
+    (None removes one), and one persistent JAX compilation cache shared by
+    every child of the run (a program compiled by one child is not compiled
+    again)."""
+    env = dict(os.environ)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     if backend:
         env["KERAS_BACKEND"] = backend
-    # The checkout, and the programs' argument types (applications/arguments.py)
-    # for a child that runs a program through runpy.
-    env["PYTHONPATH"] = os.pathsep.join(
-        [REPO, os.path.join(REPO, "applications"), env.get("PYTHONPATH", "")])
+    if repository:
+        # The checkout, and the programs' argument types (applications/arguments.py)
+        # for a child that runs a program through runpy.
+        env["PYTHONPATH"] = os.pathsep.join(
+            [REPO, os.path.join(REPO, "applications"), env.get("PYTHONPATH", "")])
     env.setdefault("JAX_COMPILATION_CACHE_DIR", JAX_CACHE)
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
     return env
 
 
-def run_command(command, timeout=900, backend=None, environment=None, **kwargs):
+def run_command(command, timeout=900, backend=None, environment=None, repository=True,
+                **kwargs):
     """Runs a command (argument list) as a child process, with `environment`'s
-    variables added; returns the CompletedProcess."""
-    return subprocess.run(command, env=subprocess_environment(backend, **(environment or {})),
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          **kwargs)
+    variables added (see subprocess_environment); returns the CompletedProcess."""
+    env = subprocess_environment(backend, repository, **(environment or {}))
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False, **kwargs)
+
+
+def start_command(command, backend=None, environment=None, **kwargs):
+    """Starts a command as a child process (a member of a test cluster) and
+    returns its Popen: stdout and stderr piped as text unless `kwargs` say
+    otherwise. The caller waits for it and kills it if it outlives the test."""
+    arguments = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs}
+    return subprocess.Popen(command, env=subprocess_environment(backend, **(environment or {})),
+                            **arguments)
 
 
 def run_python(code, backend=None, timeout=600, environment=None):

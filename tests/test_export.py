@@ -7,16 +7,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
+from helpers import REPO, SHARED_DATA, load_program, run_command, run_python, tiny_model
 
 import keras_pyramid
 from keras_pyramid import export as exporting
-from helpers import REPO, SHARED_DATA, load_program, run_python, tiny_model
 
 IMAGE_SHAPE = (32, 32, 3)
 CLASSES = 10
@@ -166,12 +165,11 @@ def test_a_tensorflow_only_process_reproduces_the_keras_model(exported, tmp_path
     np.savez(tmp_path / "images.npz", images=images)
     script = tmp_path / "serve.py"
     script.write_text(TENSORFLOW_ONLY_CHECK)
-    finished = subprocess.run(
+    finished = run_command(
         [sys.executable, str(script), folder, str(tmp_path / "images.npz"),
-         str(tmp_path / "outputs.npz")],
-        capture_output=True, text=True, timeout=300, check=False,
+         str(tmp_path / "outputs.npz")], timeout=300,
         # Nothing of this repository is importable there.
-        env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path,
+        environment={"PYTHONPATH": ""}, repository=False, cwd=tmp_path,
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
     report = json.loads(finished.stdout.strip().splitlines()[-1])
@@ -222,11 +220,10 @@ def test_saved_model_cli_shows_the_serving_signature(exported):
     cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable)) or shutil.which(
         "saved_model_cli")
     assert cli, "saved_model_cli (installed with tensorflow) not found"
-    shown = subprocess.run(
-        [cli, "show", "--dir", folder, "--tag_set", "serve", "--signature_def",
-         "serving_default"],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout
+    finished = run_command([cli, "show", "--dir", folder, "--tag_set", "serve",
+                            "--signature_def", "serving_default"], timeout=120)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    shown = finished.stdout
     assert re.search(r"inputs\['image'\] tensor_info:\s+dtype: DT_UINT8\s+"
                      r"shape: \(-1, 32, 32, 3\)", shown), shown
     for name, dtype, shape in (("logits", "DT_FLOAT", r"\(-1, 10\)"),
@@ -260,8 +257,9 @@ model = tiny_model("sepdrop", input_shape=(32, 32, 3), classes=10)
 archive = keras.export.ExportArchive()
 archive.track(model)
 kwargs = {"is_static": False} if keras.backend.backend() == "jax" else {}
-archive.add_endpoint("serve", lambda x: model(x, training=True),
-                     input_signature=[keras.InputSpec(shape=(None, 32, 32, 3), dtype="float32")], **kwargs)
+signature = [keras.InputSpec(shape=(None, 32, 32, 3), dtype="float32")]
+archive.add_endpoint("serve", lambda x: model(x, training=True), input_signature=signature,
+                     **kwargs)
 archive.write_out(sys.argv[1], verbose=False)
 """
 
@@ -364,10 +362,9 @@ def test_a_model_of_unfixed_input_size_is_refused(tmp_path):
 
 
 def run_export_cli(*arguments):
-    return subprocess.run(
+    return run_command(
         [sys.executable, os.path.join(REPO, "applications", "export.py"), *arguments],
-        capture_output=True, text=True, timeout=600, check=False,
-    )
+        timeout=600)
 
 
 def test_the_cli_exports_a_run_directory_and_checks_it(exported, tmp_path):

@@ -1,12 +1,14 @@
-"""Searches PyramidNet's drop rate, widening, regularization, depth and learning rate with KerasTuner.
+"""Searches PyramidNet's drop rate, widening, regularization, depth and learning rate.
 
     python tuning/search.py --dataset cifar10 --tuner bayesian --max-trials 20 --epochs 15
     python tuning/search.py --hp depth=20 --hp regularization=sepdrop --hp alpha=24:120 \\
         --max-trials 8 --epochs 3 --steps-per-epoch 50 --retrain
 
-The objective is the FINAL epoch's validation accuracy on the last
-`--validation-examples` images of the TRAINING set; the test set is used once,
-by `--retrain` (the best configuration trained on the whole training set).
+The objective is the FINAL epoch's validation accuracy on a seeded,
+stratified hold-out of `--validation-examples` images of the TRAINING split;
+the test split is used once, by `--retrain` (the best configuration trained
+on the whole training split; a source without a test split is evaluated on
+the hold-out, and retrain.json names which).
 Run the same command again to resume: finished trials are kept. The report
 (results.csv/.json, objective.png, best_hparams.json for `train.py --hparams`)
 goes to DIRECTORY/PROJECT_NAME/.
@@ -26,7 +28,11 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "applications"))
 import arguments as cli  # noqa: E402
 
-TUNERS = ("random", "bayesian", "hyperband")
+from keras_pyramid.data.spec import parse_dataset
+from keras_pyramid.training.recipe import Recipe
+from keras_pyramid.tuning.hypermodel import TUNERS
+from keras_pyramid.utils.files import atomic_write_json, read_json
+
 OBJECTIVE = "val_accuracy"
 # Settings that define a search: resuming with other values would mix two searches.
 SEARCH_DEFINING = ("tuner", "dataset", "epochs", "steps_per_epoch", "validation_examples",
@@ -77,16 +83,13 @@ def parse_args(argv=None):
                              "(--steps-per-epoch, if given, limits its epochs too), then "
                              "measure its test error once")
     parser.add_argument("--retrain-epochs", type=cli.positive_int, default=None,
-                        help="default: the paper's 300")
+                        help=f"default: the paper's {Recipe().epochs}")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
     args = parser.parse_args(argv)
     if args.dataset.startswith("npz:"):
         parser.error(f"--dataset {args.dataset}: a search reads tfds datasets and folders")
     if args.project_name is None:
-        from keras_pyramid.training.experiment import RunConfig, default_run_dir
-
-        tag = default_run_dir(RunConfig(model="x", dataset=args.dataset)).split("x-", 1)[1]
-        args.project_name = f"pyramidnet-{tag}"
+        args.project_name = f"pyramidnet-{parse_dataset(args.dataset).tag}"
     return parser, args
 
 
@@ -97,8 +100,6 @@ def tuner_id():
 
 def check_or_record_search(parser, args, project_dir, settings):
     """Refuses to resume a search whose defining settings changed."""
-    from keras_pyramid.training.fit import atomic_write_json, read_json
-
     path = os.path.join(project_dir, "search.json")
     if os.path.exists(path) and not args.overwrite:
         previous = read_json(path)
@@ -138,48 +139,40 @@ def make_tuner(args, hypermodel, space):
 
 
 def retrain(args, best, project_dir, has_test=True):
-    """The best configuration on the whole training set; the test set once
+    """The best configuration on the whole training set; the test split once
     (a source without one: trained without the hold-out, evaluated on it).
 
     Through `experiment.run`, as train.py: the same checkpoints, exact
     resume and run directory (PROJECT/retrain/), with results.json there.
+    retrain.json names its figures by what was evaluated: `test_error`, or
+    `holdout_error` for a source without a test split.
     """
     from keras_pyramid.training import experiment
-    from keras_pyramid.training import fit as training
 
     config = experiment.RunConfig(
         architecture={k: best[k] for k in ("depth", "alpha", "regularization")},
         model=None, dataset=args.dataset, data_dir=args.data_dir, download=args.download,
-        validation=0 if has_test else args.validation_examples, epochs=args.retrain_epochs, learning_rate=best["learning_rate"],
-        batch_size=best["batch_size"], drop_rate=best["drop_rate"],
-        new_drop_rate=best.get("new_drop_rate"), seed=args.seed,
+        validation=0 if has_test else args.validation_examples, epochs=args.retrain_epochs,
+        learning_rate=best["learning_rate"], batch_size=best["batch_size"],
+        drop_rate=best["drop_rate"], new_drop_rate=best.get("new_drop_rate"), seed=args.seed,
         steps_per_epoch=args.steps_per_epoch, verbose=args.verbose, distribute="none")
     results = experiment.run(config, os.path.join(project_dir, "retrain"))
-    result = {"hparams": best, "epochs": results["epochs"], "test_error": results["final_error"],
-              "test_loss": results["final_loss"], "test_examples": results["evaluated_examples"],
+    evaluated = "test" if has_test else "holdout"
+    result = {"hparams": best, "epochs": results["epochs"], "evaluated": evaluated,
+              f"{evaluated}_error": results["final_error"],
+              f"{evaluated}_loss": results["final_loss"],
+              f"{evaluated}_examples": results["evaluated_examples"],
               "evaluation_split": results["evaluation_split"]}
-    training.atomic_write_json(os.path.join(project_dir, "retrain.json"), result)
+    atomic_write_json(os.path.join(project_dir, "retrain.json"), result)
     return result
 
 
-def main(argv=None):
-    parser, args = parse_args(argv)
-    import keras
-
+def open_search_data(parser, args, space):
+    """(source, splits, preprocessing) of the search: a seeded, stratified
+    hold-out of the training split is its validation split."""
     from keras_pyramid import data
-
     from keras_pyramid.training import experiment
 
-    from keras_pyramid.training import recipe
-
-    from keras_pyramid.tuning import hypermodel as tuning
-
-    from keras_pyramid.tuning import report as tuning_report
-
-    try:
-        space = tuning.search_space(dict(args.hp))
-    except ValueError as error:
-        parser.error(f"--hp: {error}")
     data_config = experiment.RunConfig(dataset=args.dataset, data_dir=args.data_dir,
                                        download=args.download,
                                        validation=args.validation_examples, seed=args.seed)
@@ -187,32 +180,36 @@ def main(argv=None):
         source, splits = experiment.open_data(data_config)
     except experiment.DataError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise SystemExit(2) from None
     except experiment.ConfigError as error:
         flag = "--validation-examples" if error.argument == "validation" else "--dataset"
         parser.error(f"{flag}: {error}")
-    image_size = experiment.image_size_of(data_config, source, "cifar")
-    preprocessing = data.Preprocessing(image_size, data.default_regime(image_size))
-
     for hyperparameter in space.space:
         if hyperparameter.name == "batch_size":
             largest = max(getattr(hyperparameter, "values", None) or [hyperparameter.value])
             cli.check_batch_fits(parser, largest, len(splits.train), "training",
                                  flag="--hp batch_size")
-    project_dir = os.path.join(args.directory, args.project_name)
-    settings = {k: v for k, v in vars(args).items() if k in SEARCH_DEFINING}
-    settings["space"] = dict(sorted(args.hp))  # as typed: readable in the error below
-    check_or_record_search(parser, args, project_dir, settings)
+    image_size = experiment.image_size_of(data_config, source, "cifar")
+    return source, splits, data.Preprocessing(image_size, data.default_regime(image_size))
+
+
+def search(args, space, project_dir, source, splits, preprocessing):
+    """Runs (or resumes) the search; returns the tuner."""
+    import keras
+
+    from keras_pyramid import data
+    from keras_pyramid.training import recipe
+    from keras_pyramid.tuning import hypermodel as tuning
 
     keras.utils.set_random_seed(args.seed)
     plan = recipe.paper_recipe(args.dataset, epochs=args.epochs)
     data_format = keras.config.image_data_format()
+    image_size = preprocessing.image_size
     hypermodel = tuning.PyramidHyperModel(
         classes=source.num_classes, recipe=plan, train_examples=len(splits.train),
         input_shape=(*image_size, 3) if data_format == "channels_last" else (3, *image_size),
         steps_per_epoch=args.steps_per_epoch, seed=args.seed)
     tuner = make_tuner(args, hypermodel, space)
-
     if tuner_id() in (None, "chief"):  # a worker's oracle is a client of the chief's
         finished = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
         if finished:
@@ -228,6 +225,24 @@ def main(argv=None):
 
     tuner.search(train_data, validation_data=validation_data, epochs=args.epochs,
                  validation_steps=args.validation_steps, verbose=args.verbose)
+    return tuner
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    from keras_pyramid.tuning import hypermodel as tuning
+    from keras_pyramid.tuning import report as tuning_report
+
+    try:
+        space = tuning.search_space(dict(args.hp))
+    except ValueError as error:
+        parser.error(f"--hp: {error}")
+    source, splits, preprocessing = open_search_data(parser, args, space)
+    project_dir = os.path.join(args.directory, args.project_name)
+    settings = {k: v for k, v in vars(args).items() if k in SEARCH_DEFINING}
+    settings["space"] = dict(sorted(args.hp))  # as typed: readable in the error below
+    check_or_record_search(parser, args, project_dir, settings)
+    tuner = search(args, space, project_dir, source, splits, preprocessing)
     if tuner_id() not in (None, "chief"):
         return 0  # a worker: the chief holds the oracle and writes the report
 
@@ -239,8 +254,10 @@ def main(argv=None):
     print("report: " + ", ".join(paths.values()))
     if args.retrain:
         result = retrain(args, best, project_dir, splits.test is not None)
+        evaluated = result["evaluated"]
         print(f"retrained {result['epochs']} epochs on the whole training set: "
-              f"test error {result['test_error']:.4f} on {result['test_examples']} images")
+              f"{evaluated} error {result[f'{evaluated}_error']:.4f} on "
+              f"{result[f'{evaluated}_examples']} images")
     return 0
 
 

@@ -5,13 +5,13 @@ dataset is converted once to a backend tensor (on the accelerator, where
 there is one) and batches are gathered from it on the device; the CIFAR
 augmentation is a layer in front of the network, so it runs inside the
 compiled training step, drawn from a `keras.random.SeedGenerator` whose
-state is checkpointed with the gates' (`training.random_state`).
+state is checkpointed with the gates' (`fit.random_state`).
 
     train = ResidentData(x_train, y_train, batch_size=128, seed=0)
     test = ResidentData(x_test, y_test, batch_size=128)
     trainer = with_augmentation(model, seed=0)   # save `model`, the bare network
     trainer.compile(...)
-    training.fit(trainer, train.training_stream, test.evaluation_stream(),
+    fit.fit(trainer, train.training_stream, test.evaluation_stream(),
                  steps_per_epoch=train.steps_per_epoch,
                  evaluation_steps=test.evaluation_steps, ...)
 
@@ -19,7 +19,7 @@ Order: epoch e's permutation is NumPy's `default_rng([seed, e]).permutation`,
 so the stream from any global step is known without replaying the ones
 before it: a resumed run continues with the very next batch (exact at any
 step). The augmentation is the papers' (docs/architecture.md section 4), the one
-`data.augment` applies in tf.data: pad 4 zero pixels, crop back to the
+`augment.cifar_augment` applies in tf.data: pad 4 zero pixels, crop back to the
 original size at an offset uniform on {0, ..., 8} in each direction, flip
 left-right with probability 1/2, independently per example.
 """
@@ -30,7 +30,8 @@ import keras
 import numpy as np
 from keras import ops
 
-PAD = 4
+from keras_pyramid.data.augment import PAD
+from keras_pyramid.utils import checks
 
 
 def crop_and_flip(images, rows, columns, flips, padding=PAD, data_format="channels_last"):
@@ -77,8 +78,7 @@ class CifarAugmentation(keras.layers.Layer):
 
     def __init__(self, padding=PAD, seed=None, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise ValueError(f"`padding` must be an int >= 0. Received: padding={padding!r}")
+        checks.check_int("padding", padding, minimum=0)
         self.padding = padding
         self.seed = seed
         self.data_format = data_format or keras.config.image_data_format()
@@ -87,6 +87,8 @@ class CifarAugmentation(keras.layers.Layer):
     def call(self, inputs, training=False):
         if not training or self.padding == 0:
             return inputs
+        # One offset and one flip PER EXAMPLE, as the papers augment:
+        # keras.layers.RandomCrop draws one offset for the whole batch.
         batch = ops.shape(inputs)[0]
         span = 2 * self.padding + 1
         rows = keras.random.randint((batch,), 0, span, seed=self.seed_generator)
@@ -124,10 +126,7 @@ class ResidentData:
         if len(images) != len(labels):
             raise ValueError(f"`images` and `labels` must have as many rows. Received: "
                              f"{len(images)} images and {len(labels)} labels")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (
-                1 <= batch_size <= len(images)):
-            raise ValueError(f"`batch_size` must be an int in [1, {len(images)}]. "
-                             f"Received: batch_size={batch_size!r}")
+        checks.check_int("batch_size", batch_size, minimum=1, maximum=len(images))
         if data_format == "channels_first":
             images = images.transpose(0, 3, 1, 2)
         self.count = len(images)

@@ -25,9 +25,8 @@ import socket
 
 import numpy as np
 
-# Our short names -> tfds names (SVHN's 32x32 digits are tfds' svhn_cropped).
-TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "svhn": "svhn_cropped"}
-DATASETS = tuple(TFDS_NAMES)
+from keras_pyramid.data.spec import TFDS_NAMES, parse_dataset
+
 # Where tfds downloads each from: probed before a download so that a machine
 # without network fails in seconds instead of hanging in tfds for minutes.
 # Other datasets are probed at tfds' own bucket.
@@ -105,20 +104,13 @@ def open_source(spec, data_dir=None, download=False, skip_bad_images=False):
     be downloaded, and BadImageError for an undecodable file of a folder
     (unless `skip_bad_images`, which leaves such files out and counts them).
     """
-    spec = os.fspath(spec)
-    if spec in TFDS_NAMES:
-        return _tfds_source(spec, TFDS_NAMES[spec], None, data_dir, download)
-    if spec.startswith("tfds:"):
-        name, _, version = spec[len("tfds:"):].partition(":")
-        if not name:
-            raise ValueError(f"`dataset` tfds:NAME needs a NAME. Received: dataset={spec!r}")
-        return _tfds_source(spec, name, version or None, data_dir, download)
-    path = spec[len("folder:"):] if spec.startswith("folder:") else spec
-    if spec.startswith("folder:") or os.path.isdir(path):
-        return folder_source(path, skip_bad_images=skip_bad_images)
-    raise ValueError(
-        f"`dataset` must be one of {DATASETS}, tfds:NAME[:VERSION], or a folder of class "
-        f"subfolders (folder:PATH or an existing directory). Received: dataset={spec!r}")
+    parsed = parse_dataset(spec)
+    if parsed.kind == "tfds":
+        return _tfds_source(parsed.text, parsed.name, parsed.version, data_dir, download)
+    if parsed.kind == "folder":
+        return folder_source(parsed.name, skip_bad_images=skip_bad_images)
+    raise ValueError(f"`dataset` npz:PATH holds arrays for the device (data.resident.load_npz), "
+                     f"not a source to stream. Received: dataset={parsed.text!r}")
 
 
 # ---------------------------------------------------------------- folders

@@ -13,6 +13,12 @@ from keras_pyramid.models.skipping import SkippableBranch, can_skip
 # the moving average), and Torch's epsilon.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
+# The weighted layers of a unit, `{prefix}_{suffix}`, in the order
+# `pyramidal_unit` builds them.
+UNIT_LAYERS = {
+    False: ("bn1", "conv1", "bn2", "conv2", "bn3"),
+    True: ("bn1", "conv1", "bn2", "conv2", "bn3", "conv3", "bn4"),
+}
 
 
 def he_fan_out():
@@ -76,22 +82,35 @@ def conv_layers(filters, kernel_size, strides, data_format, name, regularizer=No
     return layers
 
 
-def pyramidal_unit(
-    x,
-    width,
-    strides,
-    bottleneck,
-    *,
-    regularization=None,
-    drop_rate=0.0,
-    new_drop_rate=None,
-    granularity="batch",
-    seed=None,
-    data_format,
-    weight_regularizer=None,
-    skip_dropped=False,
-    name,
-):
+def branch_layers(width, strides, bottleneck, data_format, name, weight_regularizer=None):
+    """The layers of a unit's residual branch `F`, in order (see `pyramidal_unit`)."""
+    channel_axis = -1 if data_format == "channels_last" else 1
+
+    def bn(suffix):
+        return batch_norm(channel_axis, f"{name}_{suffix}", weight_regularizer)
+
+    def convolution(filters, kernel_size, conv_strides, suffix):
+        return conv_layers(filters, kernel_size, conv_strides, data_format, f"{name}_{suffix}",
+                           weight_regularizer)
+
+    if not bottleneck:
+        return [
+            bn("bn1"), *convolution(width, 3, strides, "conv1"), bn("bn2"),
+            keras.layers.ReLU(name=f"{name}_relu"),
+            *convolution(width, 3, 1, "conv2"), bn("bn3"),
+        ]
+    return [
+        bn("bn1"), *convolution(width, 1, 1, "conv1"), bn("bn2"),
+        keras.layers.ReLU(name=f"{name}_relu1"),
+        *convolution(width, 3, strides, "conv2"), bn("bn3"),
+        keras.layers.ReLU(name=f"{name}_relu2"),
+        *convolution(4 * width, 1, 1, "conv3"), bn("bn4"),
+    ]
+
+
+def pyramidal_unit(x, width, strides, bottleneck, *, regularization=None, drop_rate=0.0,
+                   new_drop_rate=None, granularity="batch", seed=None, data_format,
+                   weight_regularizer=None, skip_dropped=False, name):
     """One pyramidal residual unit: `y = S(x) + R(F(x))`.
 
     Basic (`bottleneck=False`, output `width` channels):
@@ -108,50 +127,18 @@ def pyramidal_unit(
     `SkippableBranch` layer, which does not compute F when its gates are
     closed (same function; see `keras_pyramid.models.skipping`).
     """
-    channel_axis = -1 if data_format == "channels_last" else 1
-    in_channels = x.shape[channel_axis]
-    wr = weight_regularizer
-
-    def bn(suffix):
-        return batch_norm(channel_axis, f"{name}_{suffix}", wr)
-
-    def convolution(filters, kernel_size, conv_strides, suffix):
-        return conv_layers(filters, kernel_size, conv_strides, data_format, f"{name}_{suffix}", wr)
-
-    if bottleneck:
-        out_channels = 4 * width
-        branch = [
-            bn("bn1"), *convolution(width, 1, 1, "conv1"), bn("bn2"),
-            keras.layers.ReLU(name=f"{name}_relu1"),
-            *convolution(width, 3, strides, "conv2"), bn("bn3"),
-            keras.layers.ReLU(name=f"{name}_relu2"),
-            *convolution(out_channels, 1, 1, "conv3"), bn("bn4"),
-        ]
-    else:
-        out_channels = width
-        branch = [
-            bn("bn1"), *convolution(width, 3, strides, "conv1"), bn("bn2"),
-            keras.layers.ReLU(name=f"{name}_relu"),
-            *convolution(width, 3, 1, "conv2"), bn("bn3"),
-        ]
-
+    in_channels = x.shape[-1 if data_format == "channels_last" else 1]
+    branch = branch_layers(width, strides, bottleneck, data_format, name, weight_regularizer)
     regularizer = make_regularizer(
-        regularization,
-        drop_rate,
-        identity_channels=in_channels,
-        new_drop_rate=new_drop_rate,
-        granularity=granularity,
-        seed=seed,
-        name=f"{name}_{regularization}",
-    )
+        regularization, drop_rate, identity_channels=in_channels, new_drop_rate=new_drop_rate,
+        granularity=granularity, seed=seed, name=f"{name}_{regularization}")
     if skip_dropped and can_skip(regularizer):
         residual = SkippableBranch(branch, regularizer, name=f"{name}_branch")(x)
     else:
         residual = x
-        for layer in branch:
+        for layer in branch + ([regularizer] if regularizer is not None else []):
             residual = layer(residual)
-        if regularizer is not None:
-            residual = regularizer(residual)
+    out_channels = 4 * width if bottleneck else width
     shortcut = PyramidShortcut(
         out_channels, strides, data_format=data_format, name=f"{name}_shortcut"
     )(x)

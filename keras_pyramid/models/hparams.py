@@ -11,13 +11,16 @@ extension) is optional: null, or absent, ties it to `drop_rate` (the paper).
 import json
 import math
 
-from keras_pyramid.models.pyramidnet import PyramidNet, default_name
+from keras_pyramid.models.layers import REGULARIZED
+from keras_pyramid.models.presets import default_name
+from keras_pyramid.models.pyramidnet import PyramidNet
 
 HPARAM_NAMES = ("depth", "alpha", "regularization", "drop_rate", "new_drop_rate",
                 "learning_rate", "batch_size")
 # Names a file or a search may leave out, and what that means: tied rates.
 OPTIONAL_DEFAULTS = {"new_drop_rate": None}
-REGULARIZATIONS = ("none", "drop", "sepdrop", "shakedrop")
+# `layers.REGULARIZATIONS` as a file or a search writes it: "none" for None.
+REGULARIZATIONS = ("none", *REGULARIZED)
 
 
 def effective(values):
@@ -59,7 +62,8 @@ def parse_value(name, text):
         else:
             value = text
     except ValueError:
-        raise ValueError(f"hyperparameter {name!r} takes numbers. Received: {name}={text!r}") from None
+        raise ValueError(
+            f"hyperparameter {name!r} takes numbers. Received: {name}={text!r}") from None
     problem = None
     if isinstance(value, float) and not math.isfinite(value):
         problem = "a finite number"

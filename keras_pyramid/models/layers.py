@@ -16,8 +16,12 @@ import random
 import keras
 from keras import ops
 
+from keras_pyramid.utils.checks import check_choice, check_int, check_rate, fail
+
 GRANULARITIES = ("batch", "sample")
-REGULARIZATIONS = (None, "drop", "sepdrop", "shakedrop")
+# The one tuple of regularizer names; everything else derives from it.
+REGULARIZED = ("drop", "sepdrop", "shakedrop")
+REGULARIZATIONS = (None, *REGULARIZED)
 
 
 def linear_drop_rates(num_units, last_drop_rate):
@@ -28,30 +32,9 @@ def linear_drop_rates(num_units, last_drop_rate):
     network, so the first unit is almost never dropped and the last one is
     dropped with probability `d_L`.
     """
-    _check_drop_rate(last_drop_rate, "last_drop_rate")
-    if not isinstance(num_units, int) or num_units < 1:
-        raise ValueError(
-            f"`num_units` must be a positive int. Received: num_units={num_units!r}"
-        )
+    check_rate("last_drop_rate", last_drop_rate)
+    check_int("num_units", num_units, minimum=1)
     return [last_drop_rate * unit / num_units for unit in range(1, num_units + 1)]
-
-
-def _check_drop_rate(drop_rate, argument="drop_rate"):
-    if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)):
-        raise ValueError(
-            f"`{argument}` must be a float in [0, 1). Received: {argument}={drop_rate!r}"
-        )
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(
-            f"`{argument}` must be in [0, 1). Received: {argument}={drop_rate!r}"
-        )
-
-
-def _check_granularity(granularity, allowed=GRANULARITIES, argument="granularity"):
-    if granularity not in allowed:
-        raise ValueError(
-            f"`{argument}` must be one of {allowed}. Received: {argument}={granularity!r}"
-        )
 
 
 def _resolve_seed(seed):
@@ -59,19 +42,12 @@ def _resolve_seed(seed):
     # definite random stream; draw one when the user gave none.
     if seed is None:
         return random.randint(1, 2**31 - 1)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
-    return seed
+    return check_int("seed", seed)
 
 
 def _standardize_data_format(data_format):
     data_format = data_format or keras.config.image_data_format()
-    if data_format not in ("channels_last", "channels_first"):
-        raise ValueError(
-            "`data_format` must be 'channels_last' or 'channels_first'. "
-            f"Received: data_format={data_format!r}"
-        )
-    return data_format
+    return check_choice("data_format", data_format, ("channels_last", "channels_first"))
 
 
 def _channel_axis(data_format):
@@ -96,9 +72,8 @@ class _BranchRegularizer(keras.layers.Layer):
 
     def __init__(self, drop_rate, granularity="batch", seed=None, **kwargs):
         super().__init__(**kwargs)
-        _check_drop_rate(drop_rate)
-        _check_granularity(granularity)
-        self.drop_rate = float(drop_rate)
+        self.drop_rate = check_rate("drop_rate", drop_rate)
+        check_choice("granularity", granularity, GRANULARITIES)
         self.granularity = granularity
         self.seed = _resolve_seed(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
@@ -239,19 +214,9 @@ class PyramidSepDrop(_BranchRegularizer):
     ):
         super().__init__(drop_rate, granularity=granularity, seed=seed, **kwargs)
         if new_drop_rate is not None:
-            _check_drop_rate(new_drop_rate, "new_drop_rate")
-            new_drop_rate = float(new_drop_rate)
+            new_drop_rate = check_rate("new_drop_rate", new_drop_rate)
         self.new_drop_rate = new_drop_rate
-        if (
-            isinstance(identity_channels, bool)
-            or not isinstance(identity_channels, int)
-            or identity_channels < 1
-        ):
-            raise ValueError(
-                "`identity_channels` must be a positive int. "
-                f"Received: identity_channels={identity_channels!r}"
-            )
-        self.identity_channels = identity_channels
+        self.identity_channels = check_int("identity_channels", identity_channels, minimum=1)
         self.data_format = _standardize_data_format(data_format)
 
     def build(self, input_shape):
@@ -346,13 +311,9 @@ class ShakeDrop(_BranchRegularizer):
         super().__init__(drop_rate, granularity=granularity, seed=seed, **kwargs)
         self.alpha_range = _check_range(alpha_range, "alpha_range")
         self.beta_range = _check_range(beta_range, "beta_range")
-        coefficient_granularity = coefficient_granularity or granularity
-        _check_granularity(
-            coefficient_granularity,
-            GRANULARITIES + ("element",),
-            "coefficient_granularity",
-        )
-        self.coefficient_granularity = coefficient_granularity
+        self.coefficient_granularity = check_choice(
+            "coefficient_granularity", coefficient_granularity or granularity,
+            GRANULARITIES + ("element",))
 
     def call(self, inputs, training=False):
         if not training:
@@ -389,13 +350,9 @@ def _check_range(value, argument):
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"`{argument}` must be a pair (low, high). Received: {argument}={value!r}"
-        ) from None
-    if not low <= high:
-        raise ValueError(
-            f"`{argument}` must have low <= high. Received: {argument}={value!r}"
-        )
+        low = high = None
+    if low is None or not low <= high:
+        fail(argument, "be a pair (low, high) with low <= high", value)
     return (low, high)
 
 
@@ -449,8 +406,7 @@ class PyramidShortcut(keras.layers.Layer):
 
     def __init__(self, out_channels, strides=1, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if strides not in (1, 2):
-            raise ValueError(f"`strides` must be 1 or 2. Received: strides={strides!r}")
+        check_choice("strides", strides, (1, 2))
         self.out_channels = int(out_channels)
         self.strides = strides
         self.data_format = _standardize_data_format(data_format)
@@ -498,11 +454,7 @@ class PyramidShortcut(keras.layers.Layer):
 
 
 def check_regularization(regularization):
-    if regularization not in REGULARIZATIONS:
-        raise ValueError(
-            f"`regularization` must be one of {REGULARIZATIONS}. "
-            f"Received: regularization={regularization!r}"
-        )
+    return check_choice("regularization", regularization, REGULARIZATIONS)
 
 
 def make_regularizer(

@@ -16,7 +16,48 @@ import dataclasses
 DATASET_TAGS = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32),
                 "imagenet": (1000, 224)}
 
-REGULARIZED = ("drop", "sepdrop", "shakedrop")
+# Per-channel statistics on the 0-255 scale, so that the models take raw
+# pixels: CIFAR's as the official code uses them (for CIFAR-100 too), and
+# ImageNet's (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) times 255 (also
+# imgclsmob's, below).
+CIFAR_MEAN = (125.3, 123.0, 113.9)
+CIFAR_STD = (63.0, 62.1, 66.7)
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """What a variant fixes besides its stem (and its default class count).
+
+    `downsampling` is the factor between the input and the last stage's
+    resolution; inputs must be multiples of it, so that every pooled
+    shortcut matches its strided branch.
+    """
+
+    stem_width: int
+    num_stages: int
+    classes: int
+    design_size: int
+    downsampling: int
+    mean: tuple
+    std: tuple
+
+
+VARIANTS = {
+    # No stem downsampling, then stages 2 and 3 halve: 32 -> 32, 16, 8.
+    "cifar": Variant(16, 3, 10, 32, 4, CIFAR_MEAN, CIFAR_STD),
+    # The stem quarters (conv /2, max-pool /2), stages 2-4 halve: 224 -> 56, 28, 14, 7.
+    "imagenet": Variant(64, 4, 1000, 224, 32, IMAGENET_MEAN, IMAGENET_STD),
+}
+# ResNet's bottleneck unit counts per stage (docs/architecture.md 1b), by depth.
+IMAGENET_STAGE_UNITS = {
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+    200: (3, 24, 36, 3),
+}
+WIDENINGS = ("additive", "multiplicative")
 
 
 def default_name(depth, alpha, regularization=None, variant="cifar", widening="additive"):
@@ -65,8 +106,8 @@ class TrainedWeights:
 # CIFAR-100 and SVHN ones; `imagenet1k_cls_dataset.py`), on the 0-255 scale.
 IMGCLSMOB_CIFAR_MEAN = tuple(255 * m for m in (0.4914, 0.4822, 0.4465))
 IMGCLSMOB_CIFAR_STD = tuple(255 * s for s in (0.2023, 0.1994, 0.2010))
-IMGCLSMOB_IMAGENET_MEAN = tuple(255 * m for m in (0.485, 0.456, 0.406))
-IMGCLSMOB_IMAGENET_STD = tuple(255 * s for s in (0.229, 0.224, 0.225))
+IMGCLSMOB_IMAGENET_MEAN = IMAGENET_MEAN
+IMGCLSMOB_IMAGENET_STD = IMAGENET_STD
 IMGCLSMOB_RELEASES = "https://github.com/osmr/imgclsmob/releases/download"
 
 

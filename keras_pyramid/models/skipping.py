@@ -84,6 +84,12 @@ class SkippableBranch(keras.layers.Layer):
             self.regularizer.build(shape)
         self._branch_shape = tuple(shape)
 
+    @property
+    def layers(self):
+        """The layers it holds, branch then regularizer, as `keras.Model.layers`
+        lists a model's: what a walk over a network's layers descends into."""
+        return [*self.branch, self.regularizer]
+
     def compute_output_shape(self, input_shape):
         shape = input_shape
         for layer in self.branch:
@@ -163,7 +169,7 @@ def _uses_xla(jit_compile):
     if backend == "jax":
         return True
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # this backend only: the package never imports it otherwise
 
         # Keras turns XLA off on machines with CPUs only.
         return any(d.device_type != "CPU" for d in tf.config.list_physical_devices())

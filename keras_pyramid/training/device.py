@@ -1,10 +1,13 @@
 """Defaults chosen per backend and device kind; each one overridable by its flag.
 
-| setting | CPU | GPU | why |
-|---|---|---|---|
-| mixed precision (`auto`) | off | bfloat16 where the GPU has it (compute capability >= 8.0) | bf16 has float32's range (no loss scaling); the logits and loss stay float32 (the head is a float32 layer) |
-| XLA (`--jit-compile auto`) | Keras': on for JAX, off for TF on CPU | Keras': on for JAX and TF | measured on CPU (README speed table); not measured on a GPU |
-| skipping dropped branches (`--skip-dropped auto`) | `skipping.skip_by_default` | the same rule | conds inside XLA measured slow on CPU; not measured on a GPU |
+- mixed precision (`auto`): off on a CPU; bfloat16 on a GPU that has it
+  (compute capability >= 8.0) and on a TPU. bf16 has float32's range (no
+  loss scaling); the logits and loss stay float32 (the head is a float32
+  layer).
+- XLA (`--jit-compile auto`): Keras' own (on for JAX; off for TF on a CPU,
+  on for TF on a GPU); measured on CPU (docs/performance.md), not on a GPU.
+- skipping dropped branches (`--skip-dropped auto`): `skipping.skip_by_default`
+  on every device; conds inside XLA measured slow on CPU, not measured on a GPU.
 
 Nothing here is measured on a GPU in this repository (none was available):
 `benchmarks/gpu_check.py` measures the GPU rows in one run.

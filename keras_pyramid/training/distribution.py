@@ -111,7 +111,8 @@ def data_parallel(mode="auto"):
     """A `Plan` for `mode`: "none", "auto" (data-parallel when there is more
     than one device, or several JAX processes) or "data-parallel" (required)."""
     if mode not in MODES:
-        raise DistributionError(f"`distribute` must be one of {MODES}. Received: distribute={mode!r}")
+        raise DistributionError(f"`distribute` must be one of {MODES}. "
+                                f"Received: distribute={mode!r}")
     if mode == "none":
         return Plan()
     backend = keras.backend.backend()

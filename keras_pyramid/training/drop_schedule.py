@@ -17,6 +17,7 @@ that step's training keep probability.
 import keras
 
 from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+from keras_pyramid.utils import checks
 
 # The scale changes in steps of 1 / RESOLUTION: a ramp over thousands of
 # steps then writes the state about RESOLUTION times, not at every step (a
@@ -32,12 +33,9 @@ def constant():
 def ramp(fraction, total_steps):
     """Linear from 0 to the target over the first `fraction` of `total_steps`,
     then the target (as scheduled drop-path does)."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+    if not checks.is_number(fraction) or not 0 < fraction <= 1:
         raise ValueError(f"`fraction` must be in (0, 1]. Received: fraction={fraction!r}")
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-        raise ValueError(
-            f"`total_steps` must be an int >= 1. Received: total_steps={total_steps!r}"
-        )
+    checks.check_int("total_steps", total_steps, minimum=1)
     ramp_steps = max(1, round(fraction * total_steps))
     return lambda step: min(1.0, step / ramp_steps)
 

@@ -1,6 +1,6 @@
 """Fine-tuning: a freshly built network starts from trained weights of another task.
 
-The weights (`weights_kind`) are a dataset tag of the trained weights
+The weights (`assign.weights_kind`) are a dataset tag of the trained weights
 ("cifar10", "cifar100", "svhn", "imagenet"), a `.keras` file, a `.weights.h5`
 file, or a training run directory (its `model.keras`). Build the new model
 with the preprocessing the weights were trained with, then copy them in:
@@ -32,85 +32,55 @@ in either phase freezes (or not), compiles, then loads its checkpoint.
 the JAX backend needs (see `_on_trainable_subset`).
 """
 
-import json
 import os
 import warnings
-import zipfile
 
 import keras
 
-from keras_pyramid.models import presets
+from keras_pyramid import applications
+from keras_pyramid.models.init import built_shapes_first
+from keras_pyramid.models.pyramidnet import normalization_statistics
+from keras_pyramid.utils.checks import fail
+from keras_pyramid.weights import cache, convert
+from keras_pyramid.weights.assign import (
+    HEAD,
+    RUN_MODEL,
+    WeightsMismatch,
+    assign_by_name,
+    load_keras_file,
+    refused,
+    weighted_layers,
+    weights_kind,
+)
 
-HEAD = "predictions"
-RUN_MODEL = "model.keras"  # what a training run directory holds at its end
+__all__ = ["HEAD", "RUN_MODEL", "build_optimizer", "load_backbone", "load_keras_file",
+           "set_backbone_trainable", "weights_kind", "weights_statistics"]
 
 
-def _invalid(reason, weights):
-    return ValueError(f"`weights` {reason}. Received: weights={weights!r}")
-
-
-def weights_kind(weights):
-    """"tag", "keras", "weights.h5" or "run" (a directory holding model.keras);
-    a one-line ValueError for anything else."""
-    if isinstance(weights, str) and weights in presets.DATASET_TAGS:
-        return "tag"
-    expected = (f"must be a dataset tag {tuple(presets.DATASET_TAGS)}, a .keras or "
-                ".weights.h5 file, or a training run directory")
-    if not isinstance(weights, (str, os.PathLike)):
-        raise _invalid(expected, weights)
-    path = os.fspath(weights)
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, RUN_MODEL)):
-            return "run"
-        raise _invalid(f"is a directory without {RUN_MODEL} (not a finished training run)",
-                       weights)
-    for kind in ("keras", "weights.h5"):
-        if path.endswith("." + kind):
-            if not os.path.isfile(path):
-                raise _invalid("file does not exist", weights)
-            return kind
-    raise _invalid(expected, weights)
+def _source_kind(weights):
+    """`weights_kind`, refusing None: fine-tuning starts from some weights."""
+    kind = weights_kind(weights)
+    if kind is None:
+        fail("weights", "be a dataset tag, a .keras or .weights.h5 file, or a training run "
+                        "directory to fine-tune from", weights)
+    return kind
 
 
 def _trained(model_name, tag):
     """The configuration and `TrainedWeights` of `tag` for registered `model_name`."""
-    from keras_pyramid.applications import trained_weights
-
     if model_name is None:
-        raise ValueError(
-            "A dataset tag needs the registered `model_name` whose trained weights it "
-            f"names (a model built from hyperparameters has none). Received: weights={tag!r}"
-        )
-    entry = trained_weights(model_name, tag)
-    return next(a for a in presets.ARCHITECTURES if entry in a.weights), entry
+        fail("weights", "come with the registered `model_name` whose trained weights a "
+                        "dataset tag names (a model built from hyperparameters has none)",
+             tag)
+    return applications.trained_weights(model_name, tag, with_architecture=True)
 
 
-def _source_model(model_name, weights, kind):
-    """The model the weights come in (for a tag, its configuration's plain
-    model with the converted file loaded)."""
+def _source(model_name, weights, kind):
+    """What the weights come as: a tag's converted tensors (by layer name,
+    no model built), or the model of a `.keras` file or run directory."""
     if kind == "tag":
-        from keras_pyramid.weights.cache import converted_weights, plain_model
-
-        architecture, entry = _trained(model_name, weights)
-        source = plain_model(architecture, entry)
-        source.load_weights(converted_weights(architecture, entry))
-        return source
+        return convert.read_tensors(cache.converted_weights(*_trained(model_name, weights)))
     return load_keras_file(os.path.join(weights, RUN_MODEL) if kind == "run" else weights)
-
-
-def load_keras_file(path):
-    """`keras.saving.load_model(path, compile=False)`, its variables created
-    shapes first: the file's values replace them, so no initializer needs to
-    run (under JAX each compiles an XLA program per weight shape: measured
-    here, 0.7 s instead of 72 s for PyramidNet-20 on a shared 2-core CPU)."""
-    from keras_pyramid.models.pyramidnet import built_shapes_first
-
-    with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))
-    config["compile_config"] = None  # what compile=False does
-    model = built_shapes_first(keras.saving.deserialize_keras_object, config)
-    model.load_weights(path)  # Keras reads the weights inside a .keras archive
-    return model
 
 
 def weights_statistics(model_name, weights):
@@ -119,16 +89,14 @@ def weights_statistics(model_name, weights):
     file or a run directory, (None, None) for a `.weights.h5` (it does not
     say) or a source without normalization. Build the new model with them,
     so that raw pixels mean what they meant in training."""
-    from keras_pyramid.models.pyramidnet import normalization_statistics
-
-    kind = weights_kind(weights)
+    kind = _source_kind(weights)
     if kind == "weights.h5":
         return None, None
     if kind == "tag":
         _, entry = _trained(model_name, weights)
         mean, std = entry.mean, entry.std
     else:
-        mean, std = normalization_statistics(_source_model(model_name, weights, kind))
+        mean, std = normalization_statistics(_source(model_name, weights, kind))
     if mean is None:
         return None, None
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
@@ -139,8 +107,6 @@ def _weights_file_model(model, weights):
     `load_weights`, or its backbone (up to `head_relu`) when the file's
     classifier does not fit. The file holds no architecture: it must be of
     `model`'s layer structure, and Keras' message says where it is not."""
-    from keras_pyramid.models.pyramidnet import built_shapes_first
-
     source = built_shapes_first(keras.models.clone_model, model)  # `model` stays as it is
     candidates = [source]
     if HEAD in [layer.name for layer in source.layers]:
@@ -155,43 +121,12 @@ def _weights_file_model(model, weights):
             return candidate
         except ValueError as error:  # Keras' load_weights: a shape or structure misfit
             reason = str(error).strip().splitlines()[0]
-    raise _invalid(f"does not fit {model.name} ({reason})", weights)
-
-
-def _copy_by_name(source, model, weights):
-    """Copies the conv, BatchNorm and dense weights of `source` into `model`
-    by layer name, all or nothing; the classifier only where its shapes
-    match. Returns ("copied" | "replaced" | "absent", layers copied)."""
-    from keras_pyramid.weights.convert import weighted_layers
-
-    available = {layer.name: layer for layer in weighted_layers(source)}
-    head, pairs = "absent", []
-    for layer in weighted_layers(model):
-        origin = available.pop(layer.name, None)
-        shapes = [tuple(w.shape) for w in layer.weights]
-        origin_shapes = None if origin is None else [tuple(w.shape) for w in origin.weights]
-        if layer.name == HEAD:
-            head = "copied" if shapes == origin_shapes else "replaced"
-            if head == "replaced":
-                continue  # the new task's classifier keeps its fresh initialization
-        elif origin is None:
-            raise _invalid(f"is of another architecture: it has no layer {layer.name!r} "
-                           f"({shapes} in {model.name})", weights)
-        elif shapes != origin_shapes:
-            raise _invalid(f"is of another architecture: layer {layer.name!r} is {shapes} in "
-                           f"{model.name}, {origin_shapes} in the source", weights)
-        pairs.append((layer, origin))
-    extra = [name for name in available if name != HEAD]
-    if extra:
-        raise _invalid(f"is of another architecture: it has layers {model.name} lacks, "
-                       f"e.g. {extra[0]!r}", weights)
-    for layer, origin in pairs:
-        layer.set_weights(origin.get_weights())
-    return head, len(pairs)
+    fail("weights", f"fit {model.name} ({reason})", weights)
 
 
 def load_backbone(model, model_name, weights):
-    """Copies trained weights into a freshly built `model`, by layer name.
+    """Copies trained weights into a freshly built `model`, by layer name
+    (`assign.assign_by_name`, all or nothing).
 
     Every conv, BatchNorm and dense weight of the source goes into the layer
     of the same name; the classifier (`predictions`) only where its shape
@@ -220,13 +155,16 @@ def load_backbone(model, model_name, weights):
         architecture, the first layer that does not fit, with both shapes.
         `model` is unchanged then.
     """
-    kind = weights_kind(weights)
+    kind = _source_kind(weights)
     if kind == "weights.h5":
         source = _weights_file_model(model, weights)
     else:
-        source = _source_model(model_name, weights, kind)
-    head, layers = _copy_by_name(source, model, weights)
-    return {"source": os.fspath(weights), "kind": kind, "head": head, "layers": layers}
+        source = _source(model_name, weights, kind)
+    try:
+        copied = assign_by_name(source, model, head="replace")
+    except WeightsMismatch as error:
+        raise refused(weights, error) from None
+    return {"source": os.fspath(weights), "kind": kind, **copied}
 
 
 def _set_trainable(container, trainable):
@@ -275,8 +213,6 @@ def build_optimizer(model, optimizer):
     if optimizer.built:
         raise ValueError("`optimizer` must not be built yet (it is built here, over every "
                          f"variable of the model). Received: optimizer={optimizer!r}")
-    from keras_pyramid.weights.convert import weighted_layers
-
     frozen = [layer.name for layer in weighted_layers(model) if not layer.trainable]
     if frozen:
         raise ValueError(f"`model` must not be frozen yet (build the optimizer first): "
@@ -305,7 +241,7 @@ def _on_trainable_subset(optimizer, variables):
     nothing reads, and only the subset's new values go back. EMA (which
     would average the placeholders) is refused.
     """
-    import jax.numpy as jnp
+    import jax.numpy as jnp  # the JAX backend's own: only imported under it
 
     if optimizer.use_ema:
         raise ValueError("`optimizer` with use_ema=True cannot update a frozen backbone's "

@@ -22,7 +22,8 @@ schedule continues where it was, and a training stream that is a function of
 the global step continues with the very batch that came next.
 """
 
-import json
+import csv
+import io
 import math
 import os
 import time
@@ -99,6 +100,9 @@ def _seed_states(model):
     return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
+# Not keras.callbacks.BackupAndRestore: it resumes at whole epochs only (or
+# at a step count without the gates' random state and the data's position),
+# where a run here resumes at the very next batch.
 class Checkpoint(keras.callbacks.Callback):
     """Saves weights, optimizer state and history, atomically, at an interval.
 
@@ -110,7 +114,8 @@ class Checkpoint(keras.callbacks.Callback):
     name, then renamed); only then is `latest.json` replaced to name it: that
     rename is the commit. `latest.json` records the completed epochs, the
     steps done in the epoch after them (0 at an epoch's end), the gates'
-    random generator states and the history of the completed epochs. Older weight files are removed after the commit.
+    random generator states and the history of the completed epochs. Older
+    weight files are removed after the commit.
     """
 
     def __init__(self, run_dir, steps_per_epoch, epochs, history=None, every_epochs=1,
@@ -210,10 +215,12 @@ def write_history(run_dir, history):
     atomic_write_json(os.path.join(run_dir, "history.json"), history)
     if not history:
         return
+    buffer = io.StringIO()
     columns = list(dict.fromkeys(key for row in history for key in row))
-    lines = [",".join(columns)]
-    lines += [",".join(repr(row.get(c, "")) for c in columns) for row in history]
-    atomic_write_text(os.path.join(run_dir, "history.csv"), "\n".join(lines) + "\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(os.path.join(run_dir, "history.csv"), buffer.getvalue())
 
 
 def plot_curves(run_dir, history):
@@ -336,62 +343,47 @@ def fit(
     checkpoint = Checkpoint(run_dir, steps_per_epoch, epochs, history,
                             every_epochs=checkpoint_epochs, every_steps=checkpoint_steps)
     guard = StopOnNonFiniteLoss(steps_per_epoch)
-    callbacks = [
-        guard,
-        checkpoint,
-        HistoryFiles(run_dir, checkpoint),
-        *([RunProgress(epochs)] if verbose else []),
-        *_tensorboard(run_dir),
-        *extra_callbacks,
-    ]
+    callbacks = [guard, checkpoint, HistoryFiles(run_dir, checkpoint),
+                 *([RunProgress(epochs)] if verbose else []), *_tensorboard(run_dir),
+                 *extra_callbacks]
 
-    def stream(global_step):
-        return train_data(global_step) if callable(train_data) else train_data
+    def epochs_from(first_epoch, last_epoch, first_step=0):
+        global_step = first_epoch * steps_per_epoch + first_step
+        model.fit(
+            train_data(global_step) if callable(train_data) else train_data,
+            epochs=last_epoch, initial_epoch=first_epoch,
+            steps_per_epoch=steps_per_epoch - first_step,
+            validation_data=evaluation_data, validation_steps=evaluation_steps,
+            callbacks=callbacks, verbose=verbose,
+            # The stream is already a seeded, shuffled dataset; Keras ignores
+            # (and warns about) its own shuffle for datasets.
+            shuffle=False,
+        )
 
     # Keras' fit runs whole epochs: an interrupted epoch is finished by a fit
     # call of its remaining steps, then the other epochs follow.
     if step and completed < epochs:
         checkpoint.first_step = guard.first_step = step
-        model.fit(
-            stream(completed * steps_per_epoch + step),
-            epochs=completed + 1,
-            initial_epoch=completed,
-            steps_per_epoch=steps_per_epoch - step,
-            validation_data=evaluation_data,
-            validation_steps=evaluation_steps,
-            callbacks=callbacks,
-            verbose=verbose,
-            # The stream is already a seeded, shuffled dataset; Keras ignores
-            # (and warns about) its own shuffle for datasets.
-            shuffle=False,
-        )
+        epochs_from(completed, completed + 1, step)
         checkpoint.first_step = guard.first_step = 0
         completed += 1
     if completed < epochs and not guard.where:
-        model.fit(
-            stream(completed * steps_per_epoch),
-            epochs=epochs,
-            initial_epoch=completed,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=evaluation_data,
-            validation_steps=evaluation_steps,
-            callbacks=callbacks,
-            verbose=verbose,
-            # The stream is already a seeded, shuffled dataset; Keras ignores
-            # (and warns about) its own shuffle for datasets.
-            shuffle=False,
-        )
+        epochs_from(completed, epochs)
     if guard.where:
-        latest = os.path.join(checkpoint.directory, LATEST)
-        kept = read_json(latest) if os.path.exists(latest) else {"epoch": 0}
-        raise NonFiniteLoss(
-            f"the loss became {guard.where['loss']} at epoch {guard.where['epoch']}, step "
-            f"{guard.where['step']} (global step {guard.where['global_step']}); training "
-            f"stopped. The last good checkpoint ({_describe(kept)}) is kept in "
-            f"{checkpoint.directory}: lower the learning rate, or check the "
-            "data, and run again to resume from it."
-        )
+        raise _non_finite_loss(guard.where, checkpoint.directory)
     return checkpoint.history
+
+
+def _non_finite_loss(where, directory):
+    latest = os.path.join(directory, LATEST)
+    kept = read_json(latest) if os.path.exists(latest) else {"epoch": 0}
+    return NonFiniteLoss(
+        f"the loss became {where['loss']} at epoch {where['epoch']}, step "
+        f"{where['step']} (global step {where['global_step']}); training "
+        f"stopped. The last good checkpoint ({_describe(kept)}) is kept in "
+        f"{directory}: lower the learning rate, or check the "
+        "data, and run again to resume from it."
+    )
 
 
 def _tensorboard(run_dir):

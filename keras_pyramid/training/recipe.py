@@ -17,6 +17,8 @@ import dataclasses
 
 import keras
 
+from keras_pyramid.utils import checks
+
 # Learning rate by dataset (PyramidNet paper; the SepDrop code used 0.5 for both).
 PAPER_LEARNING_RATES = {"cifar10": 0.1, "cifar100": 0.5}
 # Any other dataset (a tfds name, a folder): the paper's CIFAR-10 rate. 0.5
@@ -47,9 +49,7 @@ class Recipe:
 
     def __post_init__(self):
         for field in ("epochs", "batch_size"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{field}` must be an int >= 1. Received: {field}={value!r}")
+            checks.check_int(field, getattr(self, field), minimum=1)
         if not 0 <= self.freeze_backbone <= 1:
             raise ValueError("`freeze_backbone` must be in [0, 1]. "
                              f"Received: freeze_backbone={self.freeze_backbone!r}")

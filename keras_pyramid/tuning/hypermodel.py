@@ -28,11 +28,18 @@ import os
 import keras
 import keras_tuner as kt
 
+from keras_pyramid.models.hparams import (
+    HPARAM_NAMES,
+    OPTIONAL_DEFAULTS,
+    REGULARIZATIONS,
+    build_model,
+    effective,
+    parse_value,
+)
 from keras_pyramid.training import recipe as recipes
-from keras_pyramid.models.hparams import (HPARAM_NAMES, OPTIONAL_DEFAULTS, REGULARIZATIONS, build_model,
-                                   effective, parse_value)
 from keras_pyramid.utils.files import atomic_write_json, read_json
 
+TUNERS = ("random", "bayesian", "hyperband")  # KerasTuner's: RandomSearch, ...
 DEPTHS = (20, 32, 44, 56, 110)
 BATCH_SIZES = (64, 128, 256)
 ALPHA_RANGE = (12, 300, 6)

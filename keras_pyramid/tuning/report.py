@@ -12,8 +12,8 @@ import csv
 import io
 import os
 
-from keras_pyramid.utils.files import atomic_path, atomic_write_json, atomic_write_text
 from keras_pyramid.models.hparams import HPARAM_NAMES, effective
+from keras_pyramid.utils.files import atomic_path, atomic_write_json, atomic_write_text
 
 COLUMNS = ("trial", "status", "score", *HPARAM_NAMES)
 

@@ -1,2 +1,3 @@
-"""Trained weights: cache (fetch, check, store) and convert (PyTorch
-checkpoints -> this project's layer names)."""
+"""Trained weights: cache (fetch, check, store: returns a file), convert
+(PyTorch checkpoints -> tensors keyed by this project's layer names) and
+assign (weights into a network by layer name, flat or `skip_dropped`)."""

@@ -1,12 +1,15 @@
 """Trained weights by name: fetch once, convert once, offline after that.
 
-`load_trained(model, architecture, entry)` gives a model the weights of a
-`presets.TrainedWeights` entry of its `presets.Architecture`. Everything lives in Keras' cache,
-`$KERAS_HOME/models/keras_pyramid/` (`~/.keras` without KERAS_HOME):
+`converted_weights(architecture, entry)` returns the path of a
+`presets.TrainedWeights` entry of its `presets.Architecture`, converted to
+this project's layer names; it builds no model (the builder,
+`keras_pyramid.PyramidNet`, assigns the file's tensors by name). Everything
+lives in Keras' cache, `$KERAS_HOME/models/keras_pyramid/` (`~/.keras`
+without KERAS_HOME):
 
-    NAME-ERROR-SHA1.pth               the published PyTorch file, SHA-1 checked
-    NAME-ERROR-SHA1.weights.h5        it, converted: the plain model's weights
-    NAME-ERROR-SHA1.weights.h5.json   the converted file's SHA-256 and its source
+    NAME-ERROR-SHA1.pth         the published PyTorch file, SHA-1 checked
+    NAME-ERROR-SHA1.npz         it, converted: {layer name: tensors} (`convert`)
+    NAME-ERROR-SHA1.npz.json    the converted file's SHA-256 and its source
 
 1. A converted file whose SHA-256 matches its record is loaded: no network,
    no torch.
@@ -15,24 +18,27 @@
    (the release's `.pth.zip`), unzipped and checked again. A file that does
    not match its checksum is deleted, never loaded: fetched once more, then
    refused.
-3. It is converted (`convert.convert_into`, needs torch) into the plain
-   model of its configuration, saved as `.weights.h5`, and its checksum
-   recorded, each file written to a temporary name and renamed into place.
+3. It is converted (`convert.converted_tensors`, needs torch), saved, and
+   its checksum recorded, each file written to a temporary name and renamed
+   into place.
 
-The converted file is a Keras `.weights.h5` of the plain network, so it also
-loads into the `_drop`, `_sepdrop` and `_shakedrop` models of the same
-configuration (regularizers have no weights) and, without its classifier,
-into `include_top=False` backbones.
+The converted tensors are keyed by layer name, so they load into the plain,
+`_drop`, `_sepdrop` and `_shakedrop` networks of the configuration
+(regularizers have no weights), flat or `skip_dropped`, and, without their
+classifier, into `include_top=False` backbones.
 """
 
 import hashlib
-import json
 import os
 import zipfile
 
 import keras
 
+# Keras' own cache root, as get_file computes it; it has no public accessor.
+from keras.src.backend.config import keras_home
+
 from keras_pyramid.utils.files import atomic_write_json, read_json, temporary_path
+from keras_pyramid.weights import convert
 
 CACHE_SUBDIR = os.path.join("models", "keras_pyramid")
 
@@ -47,9 +53,6 @@ class ChecksumMismatch(ValueError):
 
 def cache_dir():
     """Where `keras.utils.get_file` caches our files (KERAS_HOME or ~/.keras)."""
-    # Keras' own cache root, as get_file computes it; it has no public accessor.
-    from keras.src.backend.config import keras_home
-
     return os.path.join(os.path.expanduser(keras_home()), CACHE_SUBDIR)
 
 
@@ -64,7 +67,7 @@ def file_digest(path, algorithm):
 def cached_paths(entry, directory=None):
     directory = directory or cache_dir()
     stem = entry.file_name.removesuffix(".pth")
-    converted = os.path.join(directory, f"{stem}.weights.h5")
+    converted = os.path.join(directory, f"{stem}.npz")
     return {
         "checkpoint": os.path.join(directory, entry.file_name),
         "converted": converted,
@@ -142,30 +145,19 @@ def fetch_checkpoint(entry, directory=None):
     )
 
 
-def plain_model(architecture, entry):
-    """The plain network these weights were trained as, with their
-    preprocessing, its variables filled by NumPy (seconds under JAX, too)."""
-    from keras_pyramid.models.pyramidnet import PyramidNet, built_shapes_first
-
-    return built_shapes_first(PyramidNet, **architecture.arguments(), classes=entry.classes,
-                              mean=entry.mean, std=entry.std)
-
-
 def converted_weights(architecture, entry, directory=None):
-    """The path of `entry`'s weights as a `.weights.h5` of the plain model,
-    converting (and fetching) them the first time."""
+    """The path of `entry`'s tensors converted to our layer names (`.npz`,
+    see `convert.read_tensors`), converting (and fetching) them the first
+    time."""
     paths = cached_paths(entry, directory)
     converted = _verified_conversion(entry, paths)
     if converted:
         return converted
     checkpoint = fetch_checkpoint(entry, directory)
-    from keras_pyramid.weights.convert import convert_into, read_state_dict
-
-    model = plain_model(architecture, entry)
-    convert_into(model, read_state_dict(checkpoint), entry.source, architecture.bottleneck)
-    temporary = temporary_path(paths["converted"])
-    model.save_weights(temporary)
-    os.replace(temporary, paths["converted"])
+    tensors = convert.converted_tensors(
+        convert.read_state_dict(checkpoint), entry.source, depth=architecture.depth,
+        bottleneck=architecture.bottleneck, variant=architecture.variant)
+    convert.save_tensors(paths["converted"], tensors)
     atomic_write_json(paths["record"], {
         "sha256": file_digest(paths["converted"], "sha256"),
         "source": entry.source,
@@ -174,42 +166,3 @@ def converted_weights(architecture, entry, directory=None):
         "url": entry.url,
     })
     return paths["converted"]
-
-
-def load_trained(model, architecture, entry, directory=None):
-    """Loads `entry`'s weights into `model` (its configuration's plain,
-    regularized or backbone-only network). Returns the model."""
-    from keras_pyramid.models.skipping import SkippableBranch
-
-    path = converted_weights(architecture, entry, directory)
-    if any(isinstance(layer, SkippableBranch) for layer in model.layers):
-        # Its branches hold their layers inside one layer, which a weights
-        # file of the flat network does not match: through the plain model, by name.
-        plain = plain_model(architecture, entry)
-        plain.load_weights(path)
-        return copy_weights(plain, model)
-    model.load_weights(path)
-    return model
-
-
-def copy_weights(source, target):
-    """Copies the weights of `source` into `target` layer by layer, by name
-    (conv, BatchNorm and dense layers), e.g. from a `.keras` file of another
-    regularization. The classifier is copied only when `target` has one.
-    Raises ValueError naming the first layer that is missing or differs."""
-    from keras_pyramid.weights.convert import weighted_layers
-
-    available = {layer.name: layer for layer in weighted_layers(source)}
-    for layer in weighted_layers(target):
-        origin = available.get(layer.name)
-        if origin is None:
-            raise ValueError(f"`weights` has no layer {layer.name!r} of {target.name}")
-        shapes = [tuple(w.shape) for w in layer.weights]
-        origin_shapes = [tuple(w.shape) for w in origin.weights]
-        if shapes != origin_shapes:
-            raise ValueError(
-                f"`weights` layer {layer.name!r} does not fit: {shapes} in {target.name}, "
-                f"{origin_shapes} in {source.name}"
-            )
-        layer.set_weights(origin.get_weights())
-    return target

@@ -1,4 +1,4 @@
-"""PyramidNet checkpoints from PyTorch -> these models' weights, exactly.
+"""PyramidNet checkpoints from PyTorch -> tensors keyed by our layer names, exactly.
 
 Two sources name the same network's tensors differently (docs/architecture.md section 6):
 
@@ -22,10 +22,13 @@ kernel, a linear's (out, in) weight its transpose; BatchNorm's weight, bias,
 running mean and variance are gamma, beta and the moving statistics
 (`num_batches_tracked` has no counterpart and is dropped).
 
-The mapping goes by the model's structure: every conv, BatchNorm and dense
-layer of the model must find its tensors with the same shapes, and every
-tensor of the checkpoint must be used, or `CheckpointMismatch` names the
-first layer that does not fit, with both shapes.
+`converted_tensors` goes by the configuration's layer names
+(`pyramidnet.weighted_layer_names`): every layer must find its tensors and
+every tensor must be used, or `CheckpointMismatch` names the first that
+does not. The result, `{layer name: [arrays in Keras' order]}`, loads into
+any network of the configuration (flat or `skip_dropped`, any
+regularization) with `assign.assign_by_name`, which checks the shapes; it
+is stored as `.npz` (`save_tensors`, `read_tensors`).
 """
 
 import io
@@ -33,8 +36,13 @@ import os
 import re
 import zipfile
 
-import keras
 import numpy as np
+
+from keras_pyramid.models import presets
+from keras_pyramid.models.pyramidnet import weighted_layer_names
+from keras_pyramid.utils.checks import check_choice
+from keras_pyramid.utils.files import temporary_path
+from keras_pyramid.weights.assign import HEAD, WeightsMismatch
 
 SOURCES = ("pytorchcv", "official")
 _UNIT = re.compile(r"stage(\d+)_unit(\d+)_(conv|bn)(\d)$")
@@ -48,7 +56,7 @@ _OUTSIDE_UNITS = {
 }
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(WeightsMismatch):
     """The checkpoint is not of the model's configuration."""
 
 
@@ -62,7 +70,7 @@ def read_state_dict(path):
     run code here. Needs torch (the `convert` extra).
     """
     try:
-        import torch
+        import torch  # optional and heavy: the `convert` extra, needed here only
     except ImportError:
         raise ImportError(
             "Converting a PyTorch checkpoint needs torch: pip install 'keras-pyramid[convert]'"
@@ -122,108 +130,72 @@ def source_prefix(layer_name, source, bottleneck):
     return f"{unit_prefix}.body.conv{index}.{kind}"
 
 
-def weighted_layers(model):
-    """The conv, BatchNorm and dense layers of `model`, in order, the branch
-    layers inside a `SkippableBranch` included."""
-    from keras_pyramid.models.skipping import SkippableBranch
-
-    kinds = (keras.layers.Conv2D, keras.layers.BatchNormalization, keras.layers.Dense)
-    layers = []
-    for layer in model.layers:
-        layers.extend(layer.branch if isinstance(layer, SkippableBranch) else [layer])
-    return [layer for layer in layers if isinstance(layer, kinds)]
-
-
-def _keras_values(layer, prefix):
-    """The layer's weights from the checkpoint, in Keras' order and layout."""
-    if isinstance(layer, keras.layers.Conv2D):
-        return [(f"{prefix}.weight", lambda w: np.transpose(w, (2, 3, 1, 0)))]
-    if isinstance(layer, keras.layers.Dense):
+def _tensor_layout(layer_name, prefix):
+    """(checkpoint key, conversion to Keras' layout or None) of each of the
+    layer's weights, in Keras' order."""
+    if layer_name == HEAD:
         return [(f"{prefix}.weight", np.transpose), (f"{prefix}.bias", None)]
+    if re.search(r"conv\d*$", layer_name):
+        return [(f"{prefix}.weight", lambda w: np.transpose(w, (2, 3, 1, 0)))]
     return [(f"{prefix}.{name}", None) for name in _BN_TENSORS]
 
 
-def convert_into(model, state_dict, source, bottleneck):
-    """Sets `model`'s weights from `state_dict` (see `read_state_dict`).
-
-    Every conv, BatchNorm and dense layer must find its tensors with equal
-    shapes, and every tensor must be used: otherwise `CheckpointMismatch`,
-    naming the first layer (or tensor) that does not fit. A model without
-    its top (`include_top=False`) leaves the classifier's tensors unused on
-    purpose. Returns the model.
-    """
-    if source not in SOURCES:
-        raise ValueError(f"`source` must be one of {SOURCES}. Received: source={source!r}")
+def converted_tensors(state_dict, source, *, depth, bottleneck=False, variant="cifar"):
+    """`{layer name: [arrays]}` of the configuration (`depth`, `bottleneck`,
+    `variant`) from a PyTorch `state_dict` (see `read_state_dict`) of
+    `source`, in Keras' layout. Raises `CheckpointMismatch` for a missing or
+    an unused tensor."""
+    check_choice("source", source, SOURCES)
+    configuration = f"a {variant} PyramidNet-{depth}{' (bottleneck)' if bottleneck else ''}"
     unused = {key for key in state_dict if not key.endswith("num_batches_tracked")}
-    has_top = False
-    for layer in weighted_layers(model):
-        has_top = has_top or layer.name == "predictions"
-        prefix = source_prefix(layer.name, source, bottleneck)
-        values = []
-        for variable, (key, to_keras) in zip(layer.weights,
-                                              _keras_values(layer, prefix)):
+    tensors = {}
+    for name in weighted_layer_names(depth, bottleneck, variant):
+        prefix = source_prefix(name, source, bottleneck)
+        tensors[name] = []
+        for key, to_keras in _tensor_layout(name, prefix):
             if key not in state_dict:
-                raise CheckpointMismatch(
-                    f"the checkpoint has no {key!r} for layer {layer.name!r} "
-                    f"(shape {tuple(variable.shape)}): is it a {source} checkpoint of "
-                    f"{model.name}?"
-                )
-            value = state_dict[key] if to_keras is None else to_keras(state_dict[key])
-            if tuple(value.shape) != tuple(variable.shape):
-                raise CheckpointMismatch(
-                    f"layer {layer.name!r} does not fit: {tuple(variable.shape)} in "
-                    f"{model.name}, {tuple(value.shape)} in the checkpoint ({key}); the "
-                    "checkpoint is of another configuration"
-                )
-            values.append(value)
+                raise CheckpointMismatch(f"the checkpoint has no {key!r} for layer {name!r}: "
+                                         f"is it a {source} checkpoint of {configuration}?")
+            value = np.asarray(state_dict[key])
+            tensors[name].append(value if to_keras is None else to_keras(value))
             unused.discard(key)
-        layer.set_weights(values)
-    if not has_top:
-        top = source_prefix("predictions", source, bottleneck)
-        unused -= {f"{top}.weight", f"{top}.bias"}
     if unused:
         raise CheckpointMismatch(
             f"the checkpoint has {len(unused)} tensor{'s' if len(unused) > 1 else ''} "
-            f"{model.name} has no place for, "
-            f"e.g. {sorted(unused)[0]!r}: it is of a deeper or other configuration"
-        )
-    return model
+            f"{configuration} has no place for, e.g. {sorted(unused)[0]!r}: it is of a "
+            "deeper or other configuration")
+    return tensors
+
+
+def save_tensors(path, tensors):
+    """Writes `{layer name: [arrays]}` as one `.npz` (keys `NAME/INDEX`),
+    under a temporary name renamed into place."""
+    arrays = {f"{name}/{index}": np.ascontiguousarray(value)
+              for name, values in tensors.items() for index, value in enumerate(values)}
+    temporary = temporary_path(path)
+    with open(temporary, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(temporary, path)
+    return path
+
+
+def read_tensors(path):
+    """The `{layer name: [arrays]}` that `save_tensors` wrote."""
+    tensors = {}
+    with np.load(path, allow_pickle=False) as arrays:
+        keys = sorted(arrays.files, key=lambda key: (key.rsplit("/", 1)[0],
+                                                      int(key.rsplit("/", 1)[1])))
+        for key in keys:
+            tensors.setdefault(key.rsplit("/", 1)[0], []).append(arrays[key])
+    return tensors
 
 
 def source_statistics(source, dataset, variant):
     """(mean, std), 0-255 scale, that a source's checkpoints were trained with:
     imgclsmob's transforms for pytorchcv (`presets`), the official code's
     (this package's variant defaults) for "official"."""
-    from keras_pyramid.models import presets
-    from keras_pyramid.models.pyramidnet import VARIANTS
-
     if source == "pytorchcv":
         if dataset == "imagenet":
             return presets.IMGCLSMOB_IMAGENET_MEAN, presets.IMGCLSMOB_IMAGENET_STD
         return presets.IMGCLSMOB_CIFAR_MEAN, presets.IMGCLSMOB_CIFAR_STD
-    return VARIANTS[variant].mean, VARIANTS[variant].std
-
-
-def converted_model(checkpoint, name, source, dataset):
-    """The registered model `name` with the weights of a PyTorch `checkpoint`
-    of `source` trained on `dataset` (a tag of `presets.DATASET_TAGS`): its
-    class count and the preprocessing of that source, so that it takes raw
-    0-255 pixels. Any regularization of the configuration works (the
-    regularizers have no weights)."""
-    from keras_pyramid.applications import PRESETS, build
-    from keras_pyramid.models.pyramidnet import built_shapes_first
-    from keras_pyramid.models.presets import DATASET_TAGS
-
-    if source not in SOURCES:
-        raise ValueError(f"`source` must be one of {SOURCES}. Received: source={source!r}")
-    if dataset not in DATASET_TAGS:
-        raise ValueError(f"`dataset` must be one of {tuple(DATASET_TAGS)}. "
-                         f"Received: dataset={dataset!r}")
-    if name not in PRESETS:
-        build(name)  # its ValueError lists the valid names
-    state_dict = read_state_dict(checkpoint)
-    preset = PRESETS[name]
-    mean, std = source_statistics(source, dataset, preset["variant"])
-    model = built_shapes_first(build, name, classes=DATASET_TAGS[dataset][0], mean=mean,
-                               std=std)
-    return convert_into(model, state_dict, source, preset["bottleneck"])
+    return presets.VARIANTS[variant].mean, presets.VARIANTS[variant].std

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-
 from helpers import CIFAR10_NAMES, write_image_folder
+
 from keras_pyramid import data
 from keras_pyramid.data import pipeline
 
@@ -244,7 +244,7 @@ def test_cifar_augmentation_is_random_crop_and_flip_of_the_padded_image():
 
     image = tf.constant(np.random.default_rng(0).integers(1, 256, (32, 32, 3)), tf.uint8)
     padded = np.pad(image.numpy(), ((4, 4), (4, 4), (0, 0)))
-    outputs = [data.augment(image, tf.constant([7, i], tf.int64)).numpy() for i in range(40)]
+    outputs = [data.cifar_augment(image, tf.constant([7, i], tf.int64)).numpy() for i in range(40)]
     assert len({digest(o) for o in outputs}) > 10
     flipped = 0
     for out in outputs:

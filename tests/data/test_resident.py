@@ -7,11 +7,10 @@ import sys
 import keras
 import numpy as np
 import pytest
-
 from helpers import REPO, blocked_tensorflow_path, random_images, run_command, tiny_model
-from keras_pyramid.training import recipe
+
 from keras_pyramid.data import resident
-from keras_pyramid.training import fit as training
+from keras_pyramid.training import fit, recipe
 
 BACKEND = keras.backend.backend()
 DRAWS = 3000  # augmentations per method in the statistics test
@@ -48,7 +47,7 @@ def test_crop_and_flip_is_exactly_the_padded_window():
 
 def test_the_augmentation_draws_as_the_tf_data_one(cifar10_tfds_dir):
     """Offsets uniform on 0..8 in each direction and flips at 1/2, in the
-    device layer and in tf.data's `data.augment`: equal frequencies within
+    device layer and in tf.data's `data.cifar_augment`: equal frequencies within
     sampling error, and the same mean augmented image."""
     import tensorflow as tf
 
@@ -58,7 +57,7 @@ def test_the_augmentation_draws_as_the_tf_data_one(cifar10_tfds_dir):
     layer = resident.CifarAugmentation(seed=3)
     ours = keras.ops.convert_to_numpy(layer(np.repeat(image[None], DRAWS, 0), training=True))
     theirs = next(iter(tf.data.Dataset.range(DRAWS).map(
-        lambda i: data.augment(tf.constant(image), tf.stack([tf.constant(7, tf.int64), i])))
+        lambda i: data.cifar_augment(tf.constant(image), tf.stack([tf.constant(7, tf.int64), i])))
         .batch(DRAWS))).numpy()
     for augmented in (ours, theirs):
         row, column, flip = recovered_draws(augmented)
@@ -102,7 +101,7 @@ def fit_resident(run_dir, epochs, x, y):
                     loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
     stream = resident.ResidentData(x, y, batch_size=8, seed=11)
     evaluation = resident.ResidentData(x[:16], y[:16], batch_size=8)
-    history = training.fit(trainer, stream.training_stream, evaluation.evaluation_stream(),
+    history = fit.fit(trainer, stream.training_stream, evaluation.evaluation_stream(),
                            epochs=epochs, steps_per_epoch=4, run_dir=str(run_dir),
                            evaluation_steps=evaluation.evaluation_steps, verbose=0,
                            checkpoint_steps=2)

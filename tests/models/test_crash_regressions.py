@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from helpers import random_images, run_python
 from keras import ops
 
-from helpers import random_images, run_python
 from keras_pyramid.models.layers import average_pool_2x2_by_slices
 
 # The trigger of the jaxlib 0.10.2 YNN "reduce" fusion segfault, written with
@@ -73,7 +73,7 @@ INFERRED = ["pyramidnet110_a84"]
 # JAX more than the rest of the test.
 EVERY_CONFIGURATION = """
 import json, sys, keras, numpy as np, keras_pyramid
-from keras_pyramid.models.pyramidnet import initialize_with_numpy
+from keras_pyramid.models.init import initialize_with_numpy
 trained, inferred = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 
 
@@ -104,8 +104,8 @@ for name in inferred:
 
 
 def test_every_distinct_architecture_infers_and_trains():
-    code = ("import sys; sys.argv[1:] = [%r, %r]\n" % (json.dumps(TRAINED), json.dumps(INFERRED))
-            + EVERY_CONFIGURATION)
+    arguments = [json.dumps(TRAINED), json.dumps(INFERRED)]
+    code = f"import sys; sys.argv[1:] = {arguments!r}\n" + EVERY_CONFIGURATION
     rows = [json.loads(line) for line in run_python(code, timeout=1500).splitlines()
             if line.startswith("{")]
     assert [row["name"] for row in rows] == [

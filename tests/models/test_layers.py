@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import gradient_of_sum
 from keras import ops
 
-from helpers import gradient_of_sum
 from keras_pyramid.models.layers import (
     PyramidSepDrop,
     PyramidShortcut,
@@ -13,7 +13,6 @@ from keras_pyramid.models.layers import (
     StochasticDepth,
     linear_drop_rates,
 )
-
 
 REGULARIZER_IDS = ["drop", "sepdrop", "shakedrop"]
 

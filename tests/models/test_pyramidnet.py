@@ -6,9 +6,9 @@ import sys
 import keras
 import numpy as np
 import pytest
+from helpers import REPO, random_images, tiny_model, trainable_parameter_count
 
 import keras_pyramid
-from helpers import REPO, random_images, tiny_model, trainable_parameter_count
 from keras_pyramid import applications
 from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models.pyramidnet import unit_widths
@@ -113,7 +113,7 @@ def test_imagenet_stem_and_stage_plan_follow_resnet():
 
 
 def test_initialize_with_numpy_follows_the_initializers():
-    from keras_pyramid.models.pyramidnet import initialize_with_numpy
+    from keras_pyramid.models.init import initialize_with_numpy
 
     with keras.StatelessScope(initialize_variables=False):
         model = tiny_model("sepdrop", depth=14, alpha=48, seed=5)
@@ -223,7 +223,7 @@ def test_regularizer_drop_rates_follow_the_linear_rule():
     model = tiny_model("sepdrop", depth=14, drop_rate=0.6)  # 6 units
     layers = [layer for layer in model.layers if isinstance(layer, PyramidSepDrop)]
     rates = [layer.drop_rate for layer in layers]
-    np.testing.assert_allclose(rates, [0.6 * l / 6 for l in range(1, 7)])
+    np.testing.assert_allclose(rates, [0.6 * unit / 6 for unit in range(1, 7)])
     # Identity channels are the unit's input channels: 16 for the first unit.
     assert layers[0].identity_channels == 16
 
@@ -410,7 +410,8 @@ def test_weights_ported_from_pytorch_give_the_same_logits(variant, bottleneck):
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # the benchmark's yardstick
     from torch_pyramidnet import TorchPyramidNet
 
-    from keras_pyramid.models.pyramidnet import VARIANTS, initialize_with_numpy, stage_plan
+    from keras_pyramid.models.init import initialize_with_numpy
+    from keras_pyramid.models.pyramidnet import VARIANTS, stage_plan
 
     depth, alpha, size = {("cifar", False): (8, 6, 16), ("cifar", True): (11, 6, 16),
                           ("imagenet", True): (50, 48, 64)}[variant, bottleneck]

@@ -5,8 +5,8 @@ import re
 import keras
 import numpy as np
 import pytest
-
 from helpers import gradient_of_sum, random_images, tiny_model
+
 from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models.skipping import SkippableBranch
 

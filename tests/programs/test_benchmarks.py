@@ -2,23 +2,23 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import keras
 import pytest
-from helpers import REPO, blocked_tensorflow_path
+from helpers import REPO, blocked_tensorflow_path, run_command
 
 SPEED = os.path.join(REPO, "benchmarks", "speed.py")
 
 
-def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path, cifar10_sample_tfds_dir):
+def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path,
+                                                                   cifar10_sample_tfds_dir):
     backend = keras.backend.backend()
     output = tmp_path / "speed.json"
     command = [sys.executable, SPEED, "--models", "pyramidnet8_a24", "--backends", backend,
                "--full", "", "--regularized", "pyramidnet8_a24", "--repeats", "2", "--steps", "1",
                "--warmup", "0", "--output", str(output), "--data-dir", cifar10_sample_tfds_dir]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    finished = run_command(command)
     assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-2000:]
     report = json.loads(output.read_text())
     assert report["machine"]["cores"] == os.cpu_count()
@@ -45,7 +45,7 @@ def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path, cif
     ratio = ours["train"]["median"] / yardstick["train"]["median"]
     assert f"| {ratio:.2f} |" in finished.stdout  # the printed table carries the ratio
 
-    again = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    again = run_command(command)
     kept = f"{len(report['results'])} cases kept"
     assert again.returncode == 0 and kept in again.stdout  # resumed, not redone
 
@@ -57,7 +57,7 @@ def test_the_jax_step_profile_compares_the_gated_steps(tmp_path):
     command = [sys.executable, os.path.join(REPO, "benchmarks", "profile_jax_step.py"),
                "--depth", "8", "--batch", "8", "--rounds", "2", "--steps", "1", "--traces", "2",
                "--output", str(tmp_path)]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    finished = run_command(command)
     assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-2000:]
     report = json.loads((tmp_path / "profile.json").read_text())
     steps = report["steps"]
@@ -80,17 +80,14 @@ def test_the_gpu_check_smoke_run_writes_its_report_without_tensorflow(tmp_path):
     """`gpu_check.py --smoke`: both backends and the PyTorch yardstick, a short
     training run on real CIFAR-10 images, with TensorFlow unimportable."""
     data = tmp_path / "smoke.npz"
-    made = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "gpu_subset.py"),
-                           str(data), "--train", "128", "--test", "32"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    made = run_command([sys.executable, os.path.join(REPO, "benchmarks", "gpu_subset.py"),
+                        str(data), "--train", "128", "--test", "32"], timeout=120)
     assert made.returncode == 0, made.stderr[-2000:]
     output = tmp_path / "gpu_check.json"
-    env = dict(os.environ, PYTHONPATH=blocked_tensorflow_path(tmp_path / "blocked")
-               + os.pathsep + REPO)
-    finished = subprocess.run(
+    finished = run_command(
         [sys.executable, os.path.join(REPO, "benchmarks", "gpu_check.py"), "--smoke",
-         "--data", str(data), "--output", str(output)],
-        env=env, capture_output=True, text=True, timeout=600, check=False)
+         "--data", str(data), "--output", str(output)], timeout=600,
+        environment={"PYTHONPATH": blocked_tensorflow_path(tmp_path / "blocked")})
     assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-3000:]
     report = json.loads(output.read_text())
     assert report["smoke"] and report["environment"]["keras"] == keras.__version__

@@ -14,7 +14,6 @@ import os
 
 import keras
 import pytest
-
 from helpers import REPO, load_program, tiny_model, write_image_folder
 
 PROGRAMS = {
@@ -110,7 +109,8 @@ CASES = [
     ("search", ["--hp", "depth=21"], "depth='21'"),
     ("search", ["--hp", "drop_rate=1.5"], "drop_rate='1.5'"),
     ("search", ["--hp", "drop_rate=nan"], "drop_rate='nan'"),
-    ("search", ["--hp", "learning_rate=inf"], "must be a finite number. Received: learning_rate='inf'"),
+    ("search", ["--hp", "learning_rate=inf"],
+     "must be a finite number. Received: learning_rate='inf'"),
     ("search", ["--hp", "alpha=0"], "alpha='0'"),
     ("search", ["--hp", "batch_size=100000"],
      "--hp batch_size 100000 exceeds the 45,000 images of the training split"),

@@ -8,10 +8,16 @@ import sys
 import keras
 import numpy as np
 import pytest
+from helpers import (
+    REPO,
+    TINY_HPARAMS,
+    assert_run_directory_reloads,
+    load_cifar10_npz,
+    load_program,
+    run_command,
+)
 
 import keras_pyramid
-from helpers import (REPO, TINY_HPARAMS, assert_run_directory_reloads, load_cifar10_npz,
-                      load_program, run_command)
 from keras_pyramid.training import recipe
 
 TRAIN = os.path.join(REPO, "applications", "train.py")
@@ -77,9 +83,9 @@ def test_evaluate_writes_error_per_class_and_confusion_matrix(tmp_path, cifar10_
 
 KILL_AFTER_CHECKPOINT = """
 import os, runpy, signal, sys
-from keras_pyramid.training import fit as training
+from keras_pyramid.training import fit
 
-original = training.atomic_write_json
+original = fit.atomic_write_json
 
 
 def write_then_die(path, record):
@@ -88,7 +94,7 @@ def write_then_die(path, record):
         os.kill(os.getpid(), signal.SIGKILL)  # right after the commit
 
 
-training.atomic_write_json = write_then_die
+fit.atomic_write_json = write_then_die
 sys.exit(runpy.run_path({train!r})["main"](sys.argv[1:]))
 """
 

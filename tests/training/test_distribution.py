@@ -5,15 +5,14 @@ own engine."""
 
 import json
 import os
-import subprocess
 import sys
 
 import keras
 import pytest
+from helpers import REPO, TINY_HPARAMS, free_port, run_command, run_python, start_command
 
-from helpers import REPO, TINY_HPARAMS, free_port, subprocess_environment
-from keras_pyramid.training import distribution
 from keras_pyramid.models.layers import StochasticDepth
+from keras_pyramid.training import distribution
 
 TRAIN = os.path.join(REPO, "applications", "train.py")
 
@@ -111,10 +110,7 @@ report["kept"] = [[float(tf.reduce_mean(out)) for out in
 
 def run_check(setup, body):
     code = COMMON.format(repo=REPO, setup=setup, body=body)
-    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=600, check=False, env=subprocess_environment())
-    assert finished.returncode == 0, finished.stderr[-4000:]
-    return json.loads(finished.stdout.strip().splitlines()[-1])
+    return json.loads(run_python(code).strip().splitlines()[-1])
 
 
 def assert_replicas_share_gates(kept):
@@ -133,8 +129,7 @@ def train_command(tmp_path, data_dir, *extra):
 
 
 def run_train(command, **env):
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False,
-                          env=subprocess_environment(**env))
+    return run_command(command, environment=env)
 
 
 def test_data_parallel_training_on_two_devices(tmp_path, cifar10_sample_tfds_dir):
@@ -166,12 +161,13 @@ def test_data_parallel_training_on_two_devices(tmp_path, cifar10_sample_tfds_dir
     assert_replicas_share_gates(report["kept"])
 
     if backend == "tensorflow":  # several machines: two workers through TF_CONFIG
-        two_workers = train_in_two_processes(tmp_path, cifar10_sample_tfds_dir, tf_worker_environment,
-                                             "--sync-batch-norm", "--epochs", "2")
+        two_workers = train_in_two_processes(tmp_path, cifar10_sample_tfds_dir,
+                                             tf_worker_environment, "--sync-batch-norm",
+                                             "--epochs", "2")
         # Without skipping, as the two workers (several replicas never skip):
         # skipped branches keep their BN statistics, which the evaluation uses.
-        one_process = run_train(train_command(tmp_path, cifar10_sample_tfds_dir, "--distribute", "none",
-                                              "--epochs", "2", "--skip-dropped", "off"))
+        one_process = run_train(train_command(tmp_path, cifar10_sample_tfds_dir, "--distribute",
+                                              "none", "--epochs", "2", "--skip-dropped", "off"))
         assert one_process.returncode == 0, one_process.stderr[-3000:]
         single = json.loads((tmp_path / "run" / "results.json").read_text())
         # Each worker trains on half of every global batch; with global
@@ -226,10 +222,8 @@ def train_in_two_processes(tmp_path, data_dir, environment_of, *extra):
     try:
         for index in (0, 1):
             command = train_command(tmp_path / f"process{index}", data_dir, *extra)
-            environment = subprocess_environment(**environment_of(index, addresses))
-            environment.pop("XLA_FLAGS", None)
-            processes.append(subprocess.Popen(command, env=environment, text=True,
-                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+            processes.append(start_command(
+                command, environment={**environment_of(index, addresses), "XLA_FLAGS": None}))
         outputs = [process.communicate(timeout=600) for process in processes]
     finally:
         for process in processes:
@@ -261,7 +255,8 @@ def test_unknown_modes_and_uneven_batches_are_refused():
 
 def test_a_malformed_tf_config_is_named(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{worker: 1")
-    with pytest.raises(distribution.DistributionError, match=r"TF_CONFIG must be JSON.*\{worker: 1"):
+    with pytest.raises(distribution.DistributionError,
+                       match=r"TF_CONFIG must be JSON.*\{worker: 1"):
         distribution._tf_cluster()
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]}}))
     assert distribution._tf_cluster() == {"worker": ["a:1", "b:2"]}

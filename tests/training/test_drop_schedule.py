@@ -4,10 +4,10 @@ import h5py
 import keras
 import numpy as np
 import pytest
-
 from helpers import tiny_model
-from keras_pyramid.training import drop_schedule
+
 from keras_pyramid.models.layers import PyramidSepDrop, StochasticDepth
+from keras_pyramid.training import drop_schedule
 
 
 def test_schedule_values_at_given_steps():

@@ -6,15 +6,14 @@ import shutil
 import keras
 import numpy as np
 import pytest
-
-import keras_pyramid
 from helpers import SERVED_NAME as SERVED
 from helpers import random_images, tiny_model
-from keras_pyramid.training import finetune
+
+import keras_pyramid
 from keras_pyramid.models import presets
-from keras_pyramid.training import recipe
-from keras_pyramid.weights.convert import weighted_layers
-from keras_pyramid.models.pyramidnet import built_shapes_first
+from keras_pyramid.models.init import built_shapes_first
+from keras_pyramid.training import finetune, recipe
+from keras_pyramid.weights.assign import weighted_layers
 
 SOURCE_STATISTICS = ((10.0, 20.0, 30.0), (40.0, 50.0, 60.0))
 
@@ -67,14 +66,17 @@ def test_weights_kinds_and_one_line_errors(sources):
         assert finetune.weights_kind(sources[kind]) == kind
     empty = sources["folder"] / "empty"
     empty.mkdir(exist_ok=True)
-    for weights, reason in [("cifar1000", "must be a dataset tag"), (None, "must be a dataset"),
-                            (str(empty), "without model.keras"),
-                            ("missing.keras", "file does not exist")]:
+    for weights, reason in [("cifar1000", "must be None, a dataset tag"),
+                            (str(empty), "holding model.keras"),
+                            ("missing.keras", "be a file that exists")]:
         with pytest.raises(ValueError) as caught:
             finetune.weights_kind(weights)
         message = str(caught.value)
         assert "\n" not in message and reason in message
         assert message.startswith("`weights`") and f"weights={weights!r}" in message
+    assert finetune.weights_kind(None) is None  # the one weights_kind: None is no weights
+    with pytest.raises(ValueError, match="to fine-tune from. Received: weights=None"):
+        finetune.load_backbone(tiny(), None, None)
 
 
 @pytest.mark.parametrize("kind", ["keras", "run", "weights.h5"])
@@ -109,7 +111,7 @@ def test_another_architecture_is_a_one_line_error_naming_the_first_misfit(source
     assert ("layer 'stage1_unit1_conv1' is [(3, 3, 16, 19)] in pyramidnet8_a8, "
             "[(3, 3, 16, 18)] in the source") in message
     # A .weights.h5 holds no architecture: Keras' own message, on one line.
-    with pytest.raises(ValueError, match=r"^`weights` does not fit pyramidnet8_a8 \(.*stage1"):
+    with pytest.raises(ValueError, match=r"^`weights` must fit pyramidnet8_a8 \(.*stage1"):
         finetune.load_backbone(model, None, sources["weights.h5"])
     for layer, old in zip(weighted_layers(model), before):  # all or nothing
         for a, b in zip(values(layer), old):
@@ -122,7 +124,7 @@ def test_statistics_come_with_the_weights(sources):
     assert finetune.weights_statistics(None, sources["weights.h5"]) == (None, None)
     assert finetune.weights_statistics("pyramidnet110_a48_sepdrop", "svhn") == (
         presets.IMGCLSMOB_CIFAR_MEAN, presets.IMGCLSMOB_CIFAR_STD)
-    with pytest.raises(ValueError, match="needs the registered `model_name`"):
+    with pytest.raises(ValueError, match="with the registered `model_name`"):
         finetune.weights_statistics(None, "cifar10")
     with pytest.raises(ValueError, match="No trained weights for pyramidnet20_a48"):
         finetune.load_backbone(tiny(), "pyramidnet20_a48", "cifar10")
@@ -234,7 +236,9 @@ def test_cosine_schedule_and_the_finetune_recipe():
     schedule = recipe.learning_rate_schedule(recipe.finetune_recipe(epochs=4), 10)
     assert isinstance(recipe.make_optimizer(plan, 10)._learning_rate,
                       keras.optimizers.schedules.CosineDecay)
-    value = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))
+    def value(step):
+        return float(keras.ops.convert_to_numpy(schedule(step)))
+
     assert value(0) == pytest.approx(0.01)
     assert value(20) == pytest.approx(0.005)
     assert value(40) == pytest.approx(0.0, abs=1e-9)

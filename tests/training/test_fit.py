@@ -1,13 +1,17 @@
 """Serialization across processes and backends, mixed precision, learning."""
 
 import json
+import os
+import signal
+import sys
 
 import keras
 import numpy as np
 import pytest
+from helpers import BACKENDS, REPO, random_images, run_command, run_python, tiny_model
 
-from helpers import BACKENDS, random_images, run_python, tiny_model
 from keras_pyramid.models.layers import PyramidSepDrop
+from keras_pyramid.training import fit
 
 LOAD_AND_PREDICT = """
 import json, sys
@@ -115,25 +119,23 @@ def test_a_few_training_steps_lower_the_loss(regularization):
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     import tensorflow as tf
 
-    from keras_pyramid.training import fit as training
-
     images = random_images(24)
     images[16:20] = np.nan  # the 5th batch of 4: epoch 2, step 2 at 3 steps per epoch
     labels = np.arange(24) % 10
     data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4).repeat()
     model = tiny_model(None, classes=10)
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
-    with pytest.raises(training.NonFiniteLoss,
+    with pytest.raises(fit.NonFiniteLoss,
                        match=r"at epoch 2, step 2 \(global step 5\).*checkpoint \(epoch 1\)"):
-        training.fit(model, data, None, epochs=3, steps_per_epoch=3, run_dir=str(tmp_path),
-                     verbose=0)
+        fit.fit(model, data, None, epochs=3, steps_per_epoch=3, run_dir=str(tmp_path),
+                verbose=0)
     latest = json.loads((tmp_path / "checkpoint" / "latest.json").read_text())
     assert latest["epoch"] == 1 and len(latest["history"]) == 1
     assert all(np.isfinite(v) for v in latest["history"][0].values())
     # The kept checkpoint holds finite weights, and a run resumes from it.
     resumed = tiny_model(None, classes=10)
     resumed.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
-    completed, step, _ = training.restore(resumed, str(tmp_path))
+    completed, step, _ = fit.restore(resumed, str(tmp_path))
     assert (completed, step) == (1, 0)
     assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in resumed.weights)
 
@@ -144,7 +146,7 @@ import numpy as np
 import keras
 sys.path.insert(0, {tests!r})
 from helpers import random_images, tiny_model
-from keras_pyramid.training import fit as training
+from keras_pyramid.training import fit
 
 calls = []
 original = keras.Model.save_weights
@@ -166,24 +168,15 @@ model = tiny_model(None, classes=10)
 model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
 import tensorflow as tf
 data = tf.data.Dataset.from_tensor_slices((random_images(12), np.arange(12) % 10)).batch(4)
-training.fit(model, data.repeat(), None, epochs=3, steps_per_epoch=3, run_dir={run_dir!r},
-             verbose=0)
+fit.fit(model, data.repeat(), None, epochs=3, steps_per_epoch=3, run_dir={run_dir!r},
+        verbose=0)
 """
 
 
 def test_a_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from helpers import REPO
-    from keras_pyramid.training import fit as training
-
     code = KILLED_WHILE_CHECKPOINTING.format(tests=os.path.join(REPO, "tests"),
                                              run_dir=str(tmp_path))
-    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=600, check=False, env=dict(os.environ, PYTHONPATH=REPO))
+    finished = run_command([sys.executable, "-c", code], timeout=600)
     assert finished.returncode == -signal.SIGKILL, finished.stderr[-3000:]
     checkpoint = tmp_path / "checkpoint"
     latest = json.loads((checkpoint / "latest.json").read_text())
@@ -192,5 +185,5 @@ def test_a_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
     assert torn, "the kill did not happen during the write"
     model = tiny_model(None, classes=10)
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
-    completed, step, history = training.restore(model, str(tmp_path))
+    completed, step, history = fit.restore(model, str(tmp_path))
     assert (completed, step) == (1, 0) and len(history) == 1

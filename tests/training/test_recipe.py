@@ -11,7 +11,10 @@ def test_schedule_values_at_the_boundaries():
     plan = recipe.paper_recipe("cifar100", epochs=300)
     assert plan.learning_rate == 0.5 and plan.milestone_epochs() == [150, 225]
     schedule = recipe.learning_rate_schedule(plan, steps_per_epoch=10)
-    value = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))
+
+    def value(step):
+        return float(keras.ops.convert_to_numpy(schedule(step)))
+
     assert value(0) == pytest.approx(0.5)
     assert value(1499) == pytest.approx(0.5)  # last step of epoch 149
     assert value(1500) == pytest.approx(0.05)  # first step of epoch 150

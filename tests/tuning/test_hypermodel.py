@@ -6,21 +6,28 @@ import importlib.util
 import json
 import os
 import signal
-import subprocess
 import sys
+from subprocess import STDOUT
 
 import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import (
+    REPO,
+    SAMPLE_TEST_EXAMPLES,
+    assert_run_directory_reloads,
+    free_port,
+    load_program,
+    run_command,
+    start_command,
+)
 
-from helpers import (REPO, SAMPLE_TEST_EXAMPLES, assert_run_directory_reloads, free_port,
-                      load_program, subprocess_environment)
 from keras_pyramid.models import hparams
-from keras_pyramid.tuning import hypermodel as tuning
 from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models.pyramidnet import unit_widths
+from keras_pyramid.tuning import hypermodel as tuning
 
 SEARCH = os.path.join(REPO, "tuning", "search.py")
 TRAIN = os.path.join(REPO, "applications", "train.py")
@@ -185,8 +192,7 @@ def search_command(directory, data_dir, *extra):
 
 
 def run(command, timeout=600, env=None):
-    return subprocess.run(command, env=subprocess_environment(**(env or {})),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return run_command(command, timeout=timeout, environment=env)
 
 
 def trial_files(project):
@@ -257,15 +263,14 @@ def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_
 
 def test_a_chief_and_two_workers_finish_a_search_together(tmp_path, cifar10_sample_tfds_dir):
     command = search_command(tmp_path / "search", cifar10_sample_tfds_dir, "--max-trials", "3")
-    base = subprocess_environment(KERASTUNER_ORACLE_IP="127.0.0.1",
-                                  KERASTUNER_ORACLE_PORT=str(free_port()))
+    base = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
     processes = {}
     try:
         for tuner_id in ("chief", "tuner0", "tuner1"):
             log = open(tmp_path / f"{tuner_id}.log", "w")
-            processes[tuner_id] = (subprocess.Popen(
-                command, env={**base, "KERASTUNER_TUNER_ID": tuner_id},
-                stdout=log, stderr=subprocess.STDOUT), log)
+            processes[tuner_id] = (start_command(
+                command, environment={**base, "KERASTUNER_TUNER_ID": tuner_id},
+                stdout=log, stderr=STDOUT), log)
         # A worker without its chief (or a chief without workers) waits
         # forever: every process gets a hard limit.
         codes = {tuner_id: process.wait(timeout=600)

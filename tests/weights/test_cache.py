@@ -16,15 +16,23 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-
-import keras_pyramid
-from helpers import (CIFAR_STATISTICS, REPO, SAMPLE_TEST_EXAMPLES, load_program,
-                      pytorchcv_probabilities, run_python, with_entry)
+from helpers import (
+    CIFAR_STATISTICS,
+    REPO,
+    SAMPLE_TEST_EXAMPLES,
+    load_program,
+    pytorchcv_probabilities,
+    run_python,
+    with_entry,
+)
 from helpers import SERVED_NAME as NAME
 from helpers import file_sha1 as sha1
-from keras_pyramid.weights import convert
+
+import keras_pyramid
 from keras_pyramid.models import presets
 from keras_pyramid.weights import cache as weights
+from keras_pyramid.weights import convert
+from keras_pyramid.weights.assign import assign_by_name, weighted_layers
 
 torch = pytest.importorskip("torch")
 pyramidnet_cifar = pytest.importorskip("pytorchcv.models.pyramidnet_cifar")
@@ -74,8 +82,7 @@ presets.ARCHITECTURES = tuple(
 plain = keras_pyramid.build("NAME", weights="cifar10")
 sepdrop = keras_pyramid.build("NAME_sepdrop", weights="cifar10")
 backbone = keras_pyramid.build("NAME", weights="cifar10", include_top=False, pooling="avg")
-converted = "keras_pyramid.weights.convert" in sys.modules  # nothing tried to convert
-from keras_pyramid.weights.convert import weighted_layers
+from keras_pyramid.weights.assign import weighted_layers
 def weight_difference(model):
     reference = {layer.name: layer.get_weights() for layer in weighted_layers(plain)}
     return max(float(np.abs(a - b).max()) for layer in weighted_layers(model)
@@ -83,7 +90,6 @@ def weight_difference(model):
 images = np.load("IMAGES")
 print(json.dumps({
     "torch_imported": "torch" in sys.modules,
-    "converted": converted,
     "probabilities": plain.predict(images, verbose=0).tolist(),
     "sepdrop_weight_difference": weight_difference(sepdrop),
     "backbone_weight_difference": weight_difference(backbone),
@@ -96,8 +102,10 @@ def test_second_load_is_offline_needs_no_torch_and_fits_every_variant(served, tm
     """In a fresh process, with the URL pointing nowhere: the converted file
     in the cache serves the plain model, its `_sepdrop` variant and the
     backbone; torch is not imported (blocked, except under the torch
-    backend, where the check is that nothing converted)."""
+    backend) and the PyTorch file is gone, so nothing can convert again."""
     keras_pyramid.build(NAME, weights="cifar10")  # the first load fills the cache
+    os.remove(served["paths"]["checkpoint"])
+    converted_at = os.stat(served["paths"]["converted"]).st_mtime_ns
     offline = dataclasses.asdict(served["entry"])
     offline["url"] = f"file://{tmp_path}/nowhere.pth.zip"
     np.save(tmp_path / "images.npy", served["images"][:16])
@@ -107,7 +115,7 @@ def test_second_load_is_offline_needs_no_torch_and_fits_every_variant(served, tm
     keras_home = str(served["cache"]).removesuffix(os.sep + weights.CACHE_SUBDIR)
     report = json.loads(run_python(code, environment={"KERAS_HOME": keras_home})
                         .strip().splitlines()[-1])
-    assert not report["converted"]
+    assert os.stat(served["paths"]["converted"]).st_mtime_ns == converted_at
     assert report["torch_imported"] == (BACKEND == "torch")
     difference = np.abs(np.array(report["probabilities"]) - served["probabilities"][:16]).max()
     assert difference < TOLERANCE
@@ -119,8 +127,8 @@ def test_a_skipping_network_gets_the_same_weights(served):
     """skip_dropped nests each branch's layers in one layer: loaded by name."""
     plain = keras_pyramid.build(NAME, weights="cifar10")
     skipping = keras_pyramid.build(NAME + "_sepdrop", weights="cifar10", skip_dropped=True)
-    layers = convert.weighted_layers(skipping)
-    assert len(layers) == len(convert.weighted_layers(plain))
+    layers = weighted_layers(skipping)
+    assert len(layers) == len(weighted_layers(plain))
     for layer in layers:
         for a, b in zip(layer.get_weights(), plain.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(a, b)
@@ -173,7 +181,7 @@ def test_without_network_or_cache_the_error_says_what_to_put_where(served, tmp_p
     (dict(weights="cifar10", classes=100), "`classes` must be 10 (or None)"),
     (dict(weights="cifar10", depth=20, alpha=48), "No trained weights for pyramidnet20_a48; "
                                                   "these configurations have some: "),
-    (dict(weights="missing.keras"), "`weights` file does not exist"),
+    (dict(weights="missing.keras"), "`weights` must be a file that exists"),
 ])
 def test_bad_weights_arguments_are_value_errors(served, arguments, message):
     arguments = {"depth": 8, "alpha": 24, **arguments}
@@ -222,19 +230,24 @@ def test_a_checkpoint_of_another_configuration_names_the_first_misfit(published,
     torch.manual_seed(0)
     wider = pyramidnet_cifar.get_pyramidnet_cifar(10, 8, 30, False)
     model = keras_pyramid.build(NAME)
-    with pytest.raises(convert.CheckpointMismatch) as caught:
-        convert.convert_into(model, {k: v.numpy() for k, v in wider.state_dict().items()},
-                             "pytorchcv", bottleneck=False)
-    assert "layer 'stage1_unit1_conv1' does not fit: (3, 3, 16, 24)" in str(caught.value)
-    assert "(3, 3, 16, 26) in the checkpoint" in str(caught.value)
+    tensors = convert.converted_tensors({k: v.numpy() for k, v in wider.state_dict().items()},
+                                        "pytorchcv", depth=8, bottleneck=False)
+    with pytest.raises(ValueError) as caught:  # shapes are checked where they are assigned
+        assign_by_name(tensors, model)
+    assert "layer 'stage1_unit1_conv1' is [(3, 3, 16, 24)]" in str(caught.value)
+    assert "[(3, 3, 16, 26)] in the source" in str(caught.value)
     # Its own tensors plus a second unit's: one too many.
     extra = {k: v.numpy() for k, v in
              pyramidnet_cifar.get_pyramidnet_cifar(10, 8, 24, False).state_dict().items()}
     extra["features.stage1.unit2.bn.weight"] = np.ones(24, "float32")
     with pytest.raises(convert.CheckpointMismatch,
-                       match="1 tensor pyramidnet8_a24 has no place for, e.g. "
+                       match=r"1 tensor a cifar PyramidNet-8 has no place for, e.g. "
                              "'features.stage1.unit2.bn.weight'"):
-        convert.convert_into(model, extra, "pytorchcv", False)
+        convert.converted_tensors(extra, "pytorchcv", depth=8)
+    del extra["features.stage1.unit2.bn.weight"], extra["features.stage1.unit1.bn.bias"]
+    with pytest.raises(convert.CheckpointMismatch,
+                       match="no 'features.stage1.unit1.bn.bias' for layer 'stage1_unit1_bn3'"):
+        convert.converted_tensors(extra, "pytorchcv", depth=8)
     checkpoint = tmp_path / "wider.pth"
     torch.save(wider.state_dict(), checkpoint)
     with pytest.raises(SystemExit) as exit_status:
@@ -259,10 +272,11 @@ def test_a_keras_file_initialises_another_regularization_and_a_new_head(served, 
         predictions(keras_pyramid.build(NAME + "_sepdrop", weights=source_path,
                                         drop_rate=0.0), served["images"][:8]),
         served["probabilities"][:8], atol=TOLERANCE)  # rate 0: the plain network
-    for layer in convert.weighted_layers(tuned):
+    for layer in weighted_layers(tuned):
         for a, b in zip(layer.get_weights(), plain.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="layer 'predictions' does not fit"):
+    with pytest.raises(ValueError,
+                       match=r"another architecture: layer 'predictions' is \[\(40, 5\)"):
         keras_pyramid.build(NAME, weights=source_path, classes=5)
 
 

@@ -24,9 +24,16 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-
-from helpers import (CIFAR_STATISTICS, REPO, calibrate_head, load_cifar10_npz, load_program,
-                      pytorchcv_probabilities, randomize_batchnorm, run_python)
+from helpers import (
+    CIFAR_STATISTICS,
+    REPO,
+    calibrate_head,
+    load_cifar10_npz,
+    load_program,
+    pytorchcv_probabilities,
+    randomize_batchnorm,
+    run_python,
+)
 
 torch = pytest.importorskip("torch")
 pyramidnet_cifar = pytest.importorskip("pytorchcv.models.pyramidnet_cifar")

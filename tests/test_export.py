@@ -100,6 +100,9 @@ def trained_tiny_classifier(regularization="sepdrop"):
     SepDrop gets two rates: the served graph must scale each channel group
     by its own keep probability."""
     rates = {"new_drop_rate": 0.2} if regularization == "sepdrop" else {}
+    # The initial weights follow Keras' global seed, which the tests run
+    # before (a training run in-process) leave wherever they left it.
+    keras.utils.set_random_seed(0)
     model = tiny_model(regularization, input_shape=IMAGE_SHAPE, classes=CLASSES, **rates)
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
@@ -252,7 +255,8 @@ def test_the_exported_graph_has_no_random_op(exported):
 
 TRAINING_MODE_EXPORT = """
 import sys, keras
-from tests.conftest import tiny_model
+sys.path.insert(0, TESTS)
+from helpers import tiny_model
 model = tiny_model("sepdrop", input_shape=(32, 32, 3), classes=10)
 archive = keras.export.ExportArchive()
 archive.track(model)
@@ -270,8 +274,9 @@ def test_the_random_op_detector_finds_the_training_graph_randomness(tmp_path):
     graph is written by TensorFlow, so the torch run checks that.)"""
     backend = keras.backend.backend()
     folder = str(tmp_path / "training")
-    run_python(TRAINING_MODE_EXPORT.replace("sys.argv[1]", repr(folder)),
-               backend="tensorflow" if backend == "torch" else backend)
+    code = TRAINING_MODE_EXPORT.replace("sys.argv[1]", repr(folder)).replace(
+        "TESTS", repr(os.path.join(REPO, "tests")))
+    run_python(code, backend="tensorflow" if backend == "torch" else backend)
     assert random_ops(folder) != []
 
 

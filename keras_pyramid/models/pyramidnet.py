@@ -17,16 +17,17 @@ import math
 import keras
 import numpy as np
 
-from keras_pyramid.models.blocks import UNIT_LAYERS, batch_norm, conv, pyramidal_unit
+from keras_pyramid.models.blocks import batch_norm, conv, pyramidal_unit
 from keras_pyramid.models.init import torch_linear_initializers
 from keras_pyramid.models.layers import GRANULARITIES, check_regularization, linear_drop_rates
-from keras_pyramid.models.presets import (
-    IMAGENET_STAGE_UNITS,
-    VARIANTS,
-    WIDENINGS,
-    Variant,
-    default_name,
+from keras_pyramid.models.plan import (
+    stage_plan,
+    unit_name,
+    unit_positions,
+    unit_widths,
+    weighted_layer_names,
 )
+from keras_pyramid.models.presets import VARIANTS, Variant, default_name
 from keras_pyramid.utils.checks import (
     check_bool,
     check_choice,
@@ -34,85 +35,11 @@ from keras_pyramid.utils.checks import (
     check_number,
     check_rate,
     fail,
-    is_int,
 )
 
+# The stage plan's functions are re-exported: the builder's public companions.
 __all__ = ["PyramidNet", "VARIANTS", "Variant", "normalization_statistics", "stage_plan",
            "unit_widths", "weighted_layer_names"]
-
-
-def units_per_stage(depth, bottleneck):
-    """`n` of docs/architecture.md section 1 (CIFAR): `(depth - 2) / 6` basic,
-    `(depth - 2) / 9` bottleneck."""
-    divisor = VARIANTS["cifar"].num_stages * (3 if bottleneck else 2)
-    if not is_int(depth) or depth < divisor + 2 or (depth - 2) % divisor:
-        examples = "164, 200, 236, 272" if bottleneck else "110"
-        fail("depth", f"be an int with (depth - 2) % {divisor} == 0 and at least "
-                      f"{divisor + 2} for {'bottleneck' if bottleneck else 'basic'} units "
-                      f"(e.g. {examples})", depth)
-    return (depth - 2) // divisor
-
-
-def stage_plan(depth, bottleneck=False, variant="cifar"):
-    """The number of units in each stage.
-
-    CIFAR: three stages of `n = units_per_stage(depth, bottleneck)`.
-    ImageNet: bottleneck units only, in ResNet's four stages
-    (`IMAGENET_STAGE_UNITS`, e.g. 101 -> (3, 4, 23, 3)).
-    """
-    check_choice("variant", variant, VARIANTS)
-    check_bool("bottleneck", bottleneck)
-    if variant == "cifar":
-        return (units_per_stage(depth, bottleneck),) * VARIANTS["cifar"].num_stages
-    if not bottleneck:
-        fail("bottleneck", "be True for variant='imagenet' (the ImageNet PyramidNets have "
-                           "bottleneck units only)", bottleneck)
-    if not is_int(depth) or depth not in IMAGENET_STAGE_UNITS:
-        fail("depth", f"be one of {tuple(IMAGENET_STAGE_UNITS)} for variant='imagenet' "
-                      "(ResNet's unit counts)", depth)
-    return IMAGENET_STAGE_UNITS[depth]
-
-
-def unit_widths(depth, alpha, bottleneck=False, *, variant="cifar", widening="additive"):
-    """Width `D_k` of every unit k = 1 .. N (inner width for bottleneck units).
-
-    From `c_0` (16 for CIFAR, 64 for ImageNet), kept as a float:
-    additive `c_k = c_{k-1} + alpha / N`, so the last unit is `c_0 + alpha`
-    wide (alpha is the total widening); multiplicative
-    `c_k = c_{k-1} * alpha ** (1 / N)`, so the last is `c_0 * alpha` wide.
-    `D_k = floor(c_k + 0.5)` (round half up), as all official code does.
-    """
-    check_number("alpha", alpha, positive=True)
-    check_choice("widening", widening, WIDENINGS)
-    num_units = sum(stage_plan(depth, bottleneck, variant))
-    width = float(VARIANTS[variant].stem_width)
-    widths = []
-    for _ in range(num_units):
-        if widening == "additive":
-            width += alpha / num_units
-        else:
-            width *= alpha ** (1.0 / num_units)
-        widths.append(int(math.floor(width + 0.5)))
-    return widths
-
-
-def unit_positions(stages):
-    """(stage, unit), both from 0, of every unit of a stage plan, in order."""
-    return [(stage, unit) for stage, count in enumerate(stages) for unit in range(count)]
-
-
-def unit_name(stage, unit):
-    """`stage{S}_unit{U}`, both counted from 1: the prefix of the unit's layers."""
-    return f"stage{stage + 1}_unit{unit + 1}"
-
-
-def weighted_layer_names(depth, bottleneck=False, variant="cifar"):
-    """The names of the conv, BatchNorm and dense layers `PyramidNet` builds, in
-    order: the names trained weights are keyed by (`weights.convert`)."""
-    branch = [f"{unit_name(*position)}_{suffix}"
-              for position in unit_positions(stage_plan(depth, bottleneck, variant))
-              for suffix in UNIT_LAYERS[bottleneck]]
-    return ["stem_conv", "stem_bn", *branch, "head_bn", "predictions"]
 
 
 def check_input_shape(input_shape, data_format, variant):
@@ -184,6 +111,13 @@ def normalization_statistics(model):
     except ValueError:
         return None, None
     return config["mean"], [math.sqrt(v) for v in np.ravel(config["variance"])]
+
+
+def normalization(mean, std, data_format):
+    """`(x - mean) / std` per channel, so that the model takes raw pixels."""
+    return keras.layers.Normalization(axis=-1 if data_format == "channels_last" else 1,
+                                      mean=mean, variance=[s**2 for s in std],
+                                      name="normalization")
 
 
 def stem(x, variant, data_format, weight_regularizer=None):
@@ -261,32 +195,12 @@ def model_inputs(input_tensor, input_shape, data_format, variant):
     return input_tensor, keras.utils.get_source_inputs(input_tensor)
 
 
-def PyramidNet(
-    depth,
-    alpha,
-    bottleneck=False,
-    *,
-    variant="cifar",
-    widening="additive",
-    regularization=None,
-    drop_rate=0.5,
-    new_drop_rate=None,
-    include_top=True,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=None,
-    classifier_activation="softmax",
-    include_preprocessing=True,
-    mean=None,
-    std=None,
-    seed=None,
-    name=None,
-    granularity="batch",
-    weight_decay=0.0,
-    skip_dropped=False,
-    head_dropout=0.0,
-):
+def PyramidNet(depth, alpha, bottleneck=False, *, variant="cifar", widening="additive",
+               regularization=None, drop_rate=0.5, new_drop_rate=None, include_top=True,
+               input_tensor=None, input_shape=None, pooling=None, classes=None,
+               classifier_activation="softmax", include_preprocessing=True, mean=None,
+               std=None, seed=None, name=None, granularity="batch", weight_decay=0.0,
+               skip_dropped=False, head_dropout=0.0):
     """Builds a PyramidNet (Han et al. 2017), optionally with stochastic depth.
 
     `[(x - mean) / std] -> stem -> units -> BN -> ReLU -> global average pool
@@ -302,11 +216,8 @@ def PyramidNet(
             (bottleneck). ImageNet: 50, 101, 152 or 200.
         alpha: number > 0: the total widening over all N units (additive),
             or the ratio of the last width to the stem's (multiplicative).
-        bottleneck: bool, bottleneck units (4x expansion) instead of basic;
-            must be True for ImageNet.
-        variant: "cifar" (3x3/16 stem, 3 stages, 32x32, CIFAR statistics) or
-            "imagenet" (7x7/2 stem and 3x3/2 max-pool, 4 stages, 224x224,
-            ImageNet statistics).
+        bottleneck: bool, bottleneck units (4x expansion); True for ImageNet.
+        variant: "cifar" or "imagenet" (the module doc; `presets.VARIANTS`).
         widening: "additive" (the paper) or "multiplicative".
         regularization: None, "drop" (PyramidDrop), "sepdrop" (PyramidSepDrop)
             or "shakedrop". PyramidSepDrop on bottleneck units is this
@@ -319,26 +230,22 @@ def PyramidNet(
             this project's extension).
         include_top: bool, whether to include the classifier.
         input_tensor: optional Keras tensor to use as the model's input.
-        input_shape: optional shape tuple, default the variant's design size
-            (channels first for channels_first); height and width multiples
-            of 4 (CIFAR) or 32 (ImageNet).
+        input_shape: optional shape tuple, default the variant's design size;
+            height and width multiples of 4 (CIFAR) or 32 (ImageNet).
         pooling: None, "avg" or "max": the features' pooling without the top.
         classes: int >= 1 or None, the variant's (10 or 1000).
         classifier_activation: the top layer's activation, None for logits.
         include_preprocessing: bool; True: the model takes raw 0-255 pixels
             and normalizes them, `(x - mean) / std` per channel.
         mean, std: 3 numbers each (0-255 scale) or None, the variant's.
-        seed: int or None; unit l's regularizer gets `seed + l`, so two
-            models built with the same seed draw the same gates.
+        seed: int or None; unit l's regularizer gets `seed + l` (same gates).
         name: the model's name, default like "pyramidnet110_a48_sepdrop".
-        granularity: "batch" (the papers) or "sample": gates per mini-batch
-            or per example.
+        granularity: "batch" (the papers) or "sample": gates per batch or example.
         weight_decay: float >= 0, the coupled (Torch-style) coefficient
             `lambda`: an L2 penalty `lambda / 2 * sum(w^2)` on EVERY parameter.
-        skip_dropped: bool; with "drop" or "sepdrop" and per-batch gates,
-            each unit's branch is one `SkippableBranch` layer that does not
-            compute the branch when its gates are closed: the same function
-            and weights in another layer structure (docs: when it pays).
+        skip_dropped: bool; with "drop" or "sepdrop" and per-batch gates, each
+            branch is one `SkippableBranch`, not computed when its gates are
+            closed: the same function and weights, another layer structure.
         head_dropout: float in [0, 1), a Dropout before the classifier (0.5
             in the ImageNet 200-layer alpha 450 model); 0 adds no layer.
 
@@ -356,11 +263,7 @@ def PyramidNet(
     inputs, sources = model_inputs(input_tensor, input_shape, data_format, variant)
     # Coupled weight decay = the gradient of lambda / 2 * w^2 (docs/architecture.md section 4).
     wr = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
-    x = inputs
-    if include_preprocessing:
-        x = keras.layers.Normalization(
-            axis=-1 if data_format == "channels_last" else 1, mean=mean,
-            variance=[s**2 for s in std], name="normalization")(x)
+    x = normalization(mean, std, data_format)(inputs) if include_preprocessing else inputs
     x = stem(x, variant, data_format, wr)
     x = units(x, widths, stage_plan(depth, bottleneck, variant), drop_rate=drop_rate,
               new_drop_rate=new_drop_rate, seed=seed, bottleneck=bottleneck,

@@ -39,7 +39,7 @@ import zipfile
 import numpy as np
 
 from keras_pyramid.models import presets
-from keras_pyramid.models.pyramidnet import weighted_layer_names
+from keras_pyramid.models.plan import weighted_layer_names
 from keras_pyramid.utils.checks import check_choice
 from keras_pyramid.utils.files import temporary_path
 from keras_pyramid.weights.assign import HEAD, WeightsMismatch

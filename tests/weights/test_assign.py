@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from helpers import tiny_model
+
 from keras_pyramid.weights import convert
 from keras_pyramid.weights.assign import WeightsMismatch, assign_by_name, weighted_layers
 

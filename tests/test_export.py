@@ -101,8 +101,9 @@ def trained_tiny_classifier(regularization="sepdrop"):
     by its own keep probability."""
     rates = {"new_drop_rate": 0.2} if regularization == "sepdrop" else {}
     # The initial weights follow Keras' global seed, which the tests run
-    # before (a training run in-process) leave wherever they left it.
-    keras.utils.set_random_seed(0)
+    # before (a training run in-process) leave wherever they left it; seed 3
+    # predicts 3 to 5 classes on the 64 test images on every backend.
+    keras.utils.set_random_seed(3)
     model = tiny_model(regularization, input_shape=IMAGE_SHAPE, classes=CLASSES, **rates)
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)

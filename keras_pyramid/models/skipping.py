@@ -149,7 +149,7 @@ class SkippableBranch(keras.layers.Layer):
 def skip_by_default(jit_compile="auto", replicas=1):
     """Whether training should skip dropped branches here (`--skip-dropped auto`).
 
-    Measured with `benchmarks/speed.py` on CPU (README table): skipping
+    Measured with `benchmarks/speed.py` on CPU (benchmarks/results/README.md): skipping
     speeds the training step up without XLA (PyTorch, TensorFlow without
     jit) and slows it down under XLA, where a convolution's gradient inside
     a taken cond branch is far slower than outside one. With accelerators

@@ -53,7 +53,6 @@ def spread(values):
 def measured(networks, backend, repeats, warmup, measure):
     """Each network in float32 and bfloat16, timed by speed.py's `measure`
     (its Keras or its plain-PyTorch measurement): one step per timing."""
-    import speed
 
     settings = {"threads": os.cpu_count(),
                 "timing": {"steps": 1, "warmup": warmup, "repeats": repeats}}
@@ -73,8 +72,8 @@ def measured(networks, backend, repeats, warmup, measure):
 def keras_worker(settings, repeats, data_path, train_seconds):
     """Runs in a child process whose KERAS_BACKEND is set: Keras' figures."""
     import keras
-
     import speed
+
     from keras_pyramid.training import device
 
     def measure_keras(case, timing, batch):
@@ -97,8 +96,8 @@ def train_for(settings, data_path, seconds):
     import keras
 
     import keras_pyramid
-    from keras_pyramid.training import recipe
     from keras_pyramid.data import resident
+    from keras_pyramid.training import recipe
 
     name, batch = settings["train"]
     x_train, y_train, x_test, y_test, names = resident.load_npz(data_path)
@@ -129,9 +128,8 @@ def train_for(settings, data_path, seconds):
 
 def yardstick(settings, repeats):
     """Plain PyTorch, the same networks, on the same device (speed.py's)."""
-    import torch
-
     import speed
+    import torch
 
     return {"backend": "pytorch (plain)", "device": "cuda" if torch.cuda.is_available()
             else "cpu", "networks": measured(settings["networks"], "torch", repeats,
@@ -242,7 +240,7 @@ def main(argv=None):
         else:
             report["backends"].append(found)
         print(f"{child}: done in {found['seconds']:.0f} s", flush=True)
-    from keras_pyramid.training.fit import atomic_write_json, atomic_write_text
+    from keras_pyramid.utils.files import atomic_write_json, atomic_write_text
 
     atomic_write_json(args.output, report)
     atomic_write_text(os.path.splitext(args.output)[0] + ".md", markdown(report))

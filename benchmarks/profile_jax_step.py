@@ -17,7 +17,8 @@ what `fit` runs) and reports:
 - XLA profiles (`jax.profiler.trace`) of `--steps` steps, `--traces` per
   step taken in turns, summed per operation and grouped: convolutions (XLA
   CPU hands them to XNNPACK or oneDNN fusions), layout transposes, and
-  everything else (batch norm, ReLU, adds, the gates, the optimizer). Times are thread-milliseconds per
+  everything else (batch norm, ReLU, adds, the gates, the optimizer). Times are
+  thread-milliseconds per
   step (the median over the traces): XLA's pool runs ops on every core, so
   they can add up to more than the wall time.
 
@@ -187,7 +188,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from keras_pyramid.training.fit import atomic_write_json
+    from keras_pyramid.utils.files import atomic_write_json
 
     os.makedirs(args.output, exist_ok=True)
     report = profile(args)

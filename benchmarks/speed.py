@@ -98,7 +98,8 @@ def cases(models, backends, full_models, regularized_models):
                             "channels_first": "channels_last"}[default["data_format"]]
             yield {**default, "data_format": other_format}
             yield {**default, "precision": "bfloat16"}
-            if backend == "tensorflow":  # JAX without jit runs op by op; torch.compile takes minutes
+            # JAX without jit runs op by op; torch.compile takes minutes.
+            if backend == "tensorflow":
                 yield {**default, "jit": True}
 
 
@@ -456,7 +457,7 @@ def main(argv=None):
         worker(job["cases"], job["settings"])
         return 0
     # Imported here: only the measuring processes choose a backend.
-    from keras_pyramid.training.fit import atomic_write_json
+    from keras_pyramid.utils.files import atomic_write_json
     settings = {"threads": args.threads, "data_dir": args.data_dir, "pipeline_batch": 64,
                 "timing": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats}}
     planned = list(cases(args.models, args.backends, args.full.split(","),

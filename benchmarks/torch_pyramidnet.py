@@ -2,7 +2,8 @@
 
 The benchmarks' yardstick (`speed.py`), and the tests' check that weights
 ported from PyTorch give the same logits (so the yardstick computes exactly
-our network, no regularizer): the official code pads strided convs by 1 pixel on every side, pools the
+our network, no regularizer): the official code pads strided convs by 1 pixel on every
+side, pools the
 shortcut with `AvgPool2d(2, 2, ceil_mode=True)` and appends zero channels.
 Modules are keyed by the Keras layer names so that weights copy by name.
 `variant="imagenet"` has the official ImageNet stem (7x7/2 conv to 64, BN,

@@ -259,7 +259,7 @@ def main(argv=None):
         "platform": platform.platform(), "versions": versions(),
         "wall_seconds": time.perf_counter() - start,
     }
-    from keras_pyramid.training.fit import atomic_write_json
+    from keras_pyramid.utils.files import atomic_write_json
 
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     atomic_write_json(args.output, report)

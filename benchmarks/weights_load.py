@@ -76,7 +76,7 @@ def main(argv=None):
               "python": sys.version.split()[0], "keras": keras.__version__}
     print(json.dumps(report, indent=2))
     if args.output:
-        from keras_pyramid.training.fit import atomic_write_json
+        from keras_pyramid.utils.files import atomic_write_json
 
         atomic_write_json(args.output, report)
     return 0

@@ -16,7 +16,6 @@ import os
 
 import keras
 import pytest
-
 from helpers import REPO
 
 pytestmark = pytest.mark.skipif(

@@ -12,9 +12,9 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from helpers import REPO, load_program
 
 import keras_pyramid  # noqa: F401  registers the classes the files name
-from helpers import REPO, load_program
 
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "v0_1_0")
 

@@ -105,14 +105,6 @@ class _BranchRegularizer(keras.layers.Layer):
             for rate in self.gate_drop_rates
         )
 
-    def load_own_variables(self, store):
-        # Files saved before drop-rate schedules existed hold no rate_scale:
-        # it keeps its value (1 in a fresh model: the constant schedule those
-        # files trained with).
-        if not len(store.keys()):
-            return
-        super().load_own_variables(store)
-
     def compute_output_shape(self, input_shape):
         return input_shape
 

@@ -59,12 +59,15 @@ def parse_schedule(schedule, total_steps):
 
 
 def branch_regularizers(model):
-    """Every drop-rate-carrying layer of `model`, also inside skippable branches."""
+    """Every drop-rate-carrying layer of `model`, also inside skippable branches
+    (walked through the public `layers` of every layer that holds layers)."""
     kinds = (StochasticDepth, PyramidSepDrop, ShakeDrop)
     found = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in model.layers:
         if isinstance(layer, kinds) and layer not in found:
             found.append(layer)
+        elif hasattr(layer, "layers"):
+            found.extend(inner for inner in branch_regularizers(layer) if inner not in found)
     return found
 
 

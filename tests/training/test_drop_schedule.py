@@ -1,6 +1,5 @@
 """Drop-rate schedules: values, the scale in training only, no retrace, resume."""
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -107,33 +106,3 @@ def test_steps_per_execution_is_refused():
     schedule = drop_schedule.DropRateSchedule(drop_schedule.constant())
     with pytest.raises(ValueError, match="steps_per_execution=2"):
         model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[schedule])
-
-
-def test_files_without_the_scale_load_and_keep_the_scale(tmp_path):
-    """Weights saved before schedules existed hold no rate_scale: they load,
-    every other weight arrives, and the scale keeps its value (1 in a fresh
-    model, the constant schedule those files were trained with)."""
-    model = tiny_model("drop")
-    path = str(tmp_path / "old.weights.h5")
-    model.save_weights(path)
-    with h5py.File(path, "r+") as f:  # remove what older versions did not write
-        removed = 0
-        for group in f["layers"]:  # keyed by class: stochastic_depth, stochastic_depth_1, ...
-            if group.startswith("stochastic_depth"):
-                for key in list(f["layers"][group]["vars"]):
-                    del f["layers"][group]["vars"][key]
-                    removed += 1
-    assert removed == 3
-    keras.utils.set_random_seed(99)  # other initial weights than `model`'s
-    fresh = tiny_model("drop")
-    for layer in drop_schedule.branch_regularizers(fresh):
-        layer.rate_scale.assign(0.25)
-    fresh.load_weights(path)
-    for layer in drop_schedule.branch_regularizers(fresh):
-        assert float(keras.ops.convert_to_numpy(layer.rate_scale)) == 0.25  # untouched
-    saved = {v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
-    loaded = {v.path: keras.ops.convert_to_numpy(v) for v in fresh.weights}
-    kernels = [path for path in saved if path.endswith("kernel")]
-    assert len(kernels) > 5
-    for path in kernels:
-        np.testing.assert_array_equal(loaded[path], saved[path], err_msg=path)

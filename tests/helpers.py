@@ -216,6 +216,8 @@ def blocked_tensorflow_path(folder):
 
 
 # The PyTorch side of the conversion tests (pytorchcv's networks).
+# Converted weights must give the source's class probabilities to this.
+CONVERSION_TOLERANCE = 1e-4
 CIFAR_STATISTICS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))  # imgclsmob's
 
 

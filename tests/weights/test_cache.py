@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from helpers import (
     CIFAR_STATISTICS,
+    CONVERSION_TOLERANCE,
     REPO,
     SAMPLE_TEST_EXAMPLES,
     load_program,
@@ -36,7 +37,6 @@ from keras_pyramid.weights.assign import assign_by_name, weighted_layers
 
 torch = pytest.importorskip("torch")
 pyramidnet_cifar = pytest.importorskip("pytorchcv.models.pyramidnet_cifar")
-from test_convert import TOLERANCE  # noqa: E402  (after the importorskips)
 
 BACKEND = keras.backend.backend()
 EVALUATED = 64  # test images evaluate.py sees
@@ -49,7 +49,7 @@ def predictions(model, images):
 def assert_source_probabilities(model, served, count=16):
     difference = np.abs(predictions(model, served["images"][:count])
                         - served["probabilities"][:count]).max()
-    assert difference < TOLERANCE, difference
+    assert difference < CONVERSION_TOLERANCE, difference
 
 
 def test_first_load_fetches_converts_and_gives_the_source_probabilities(served):
@@ -118,7 +118,7 @@ def test_second_load_is_offline_needs_no_torch_and_fits_every_variant(served, tm
     assert os.stat(served["paths"]["converted"]).st_mtime_ns == converted_at
     assert report["torch_imported"] == (BACKEND == "torch")
     difference = np.abs(np.array(report["probabilities"]) - served["probabilities"][:16]).max()
-    assert difference < TOLERANCE
+    assert difference < CONVERSION_TOLERANCE
     assert report["sepdrop_weight_difference"] == 0.0  # regularizers have no weights
     assert report["backbone_weight_difference"] == 0.0 and not report["backbone_has_top"]
 
@@ -271,7 +271,7 @@ def test_a_keras_file_initialises_another_regularization_and_a_new_head(served, 
     np.testing.assert_allclose(
         predictions(keras_pyramid.build(NAME + "_sepdrop", weights=source_path,
                                         drop_rate=0.0), served["images"][:8]),
-        served["probabilities"][:8], atol=TOLERANCE)  # rate 0: the plain network
+        served["probabilities"][:8], atol=CONVERSION_TOLERANCE)  # rate 0: the plain network
     for layer in weighted_layers(tuned):
         for a, b in zip(layer.get_weights(), plain.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(a, b)

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from helpers import (
     CIFAR_STATISTICS,
+    CONVERSION_TOLERANCE,
     REPO,
     calibrate_head,
     load_cifar10_npz,
@@ -41,7 +42,6 @@ pyramidnet_imagenet = pytest.importorskip("pytorchcv.models.pyramidnet")
 
 BACKEND = keras.backend.backend()
 IMAGES = 16  # real CIFAR-10 test images per case
-TOLERANCE = 1e-4  # on the class probabilities
 IMAGENET_STATISTICS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
@@ -175,5 +175,5 @@ def test_converted_model_gives_the_source_probabilities(conversions, case):
     print(f"{BACKEND} {case}: max probability difference {difference:.2e}")
     assert actual[case].shape == expected[case].shape
     # Neither uniform nor one-hot (see calibrate_head): every weight shows.
-    assert 100 * TOLERANCE < np.ptp(expected[case]) and expected[case].max() < 0.999
-    assert difference < TOLERANCE
+    assert 100 * CONVERSION_TOLERANCE < np.ptp(expected[case]) and expected[case].max() < 0.999
+    assert difference < CONVERSION_TOLERANCE

@@ -2,6 +2,11 @@
 
 Each type turns a bad value into argparse's one-line `error: argument --FLAG:
 ...` with exit status 2, naming the value received.
+
+Nothing here imports Keras or TensorFlow (importing `keras_pyramid` does:
+it registers its layers with Keras), so `--help` and a bad flag answer at
+once. The library's choices are therefore written out in `CHOICES`;
+tests/programs/test_help.py checks each against the library's own tuple.
 """
 
 import argparse
@@ -9,6 +14,34 @@ import math
 import os
 
 SEED_LIMIT = 2**32 - 1
+
+CHOICES = {
+    "augment": ("cifar", "imagenet", "none"),  # keras_pyramid.data.augment.REGIMES
+    "recipe": ("paper", "finetune"),  # keras_pyramid.training.recipe.RECIPES
+    "mixed_precision": ("auto", "off", "bfloat16", "float16"),  # training.device
+    "distribute": ("none", "auto", "data-parallel"),  # training.distribution.MODES
+    "jit_compile": ("auto", "true", "false"),  # training.experiment.JIT_COMPILE
+    "skip_dropped": ("auto", "on", "off"),  # training.experiment.SKIP_DROPPED
+}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" only where the help does not already say what the
+    default is, and never "(default: None)"."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def non_empty(text):
+    """An argparse type: any text but the empty one (an empty --model or
+    --output-dir would silently mean the default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must not be empty, got {text!r}")
+    return text
 
 
 def _integer(text):
@@ -104,3 +137,18 @@ def check_batch_fits(parser, batch_size, examples, split, flag="--batch-size"):
     be formed (and would only ask the machine for memory it will not use)."""
     if batch_size > examples:
         parser.error(f"{flag} {batch_size} exceeds the {examples:,} images of the {split} split")
+
+
+def at_most(parse, maximum, reason):
+    """An argparse type: `parse`'s (another type here), then at most
+    `maximum`, or the error "must be at most MAXIMUM (REASON), got TEXT"."""
+
+    def bounded(text):
+        value = parse(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,} ({reason}), "
+                                             f"got {text}")
+        return value
+
+    bounded.__doc__ = f"{parse.__doc__} At most {maximum}."
+    return bounded

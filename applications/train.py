@@ -21,26 +21,24 @@ prints; the run directory's files are listed in
 import argparse
 import json
 import os
+import shlex
 import sys
 
 import arguments as cli
 
-from keras_pyramid.data.augment import REGIMES
-from keras_pyramid.models import hparams
-from keras_pyramid.training.device import MIXED_PRECISION
-from keras_pyramid.training.distribution import MODES
-from keras_pyramid.training.experiment import JIT_COMPILE, SKIP_DROPPED, ConfigError, RunConfig
-from keras_pyramid.training.recipe import FINETUNE_DEFAULTS, RECIPES, Recipe
-
+# Keras and the library are imported after parsing: --help answers at once.
+CHOICES = cli.CHOICES
 # RunConfig fields -> this program's flags, for the library's errors.
 FLAGS = {"validation": "--validation-split", "learning_rate": "--lr",
-         "run_dir": "--output-dir"}
+         "run_dir": "--output-dir", "checkpoint_minutes": "--checkpoint-minutes",
+         "flip": "--no-flip"}
+DEFAULT_MODEL = "pyramidnet110_a48_sepdrop"  # RunConfig.model
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     add_model_and_data_arguments(parser)
     add_recipe_arguments(parser)
@@ -49,7 +47,8 @@ def parse_args(argv=None):
     args.architecture = None
     if args.hparams:
         apply_hparams(parser, args)
-    args.model = args.model or RunConfig().model
+    if args.model is None:
+        args.model = DEFAULT_MODEL
     if args.validation_split is not None and args.validation_examples is not None:
         parser.error("--validation-split and --validation-examples both set the hold-out: "
                      "give one of them")
@@ -62,7 +61,9 @@ def parse_args(argv=None):
 def apply_hparams(parser, args):
     """A search's best_hparams.json names the model and fills --lr, --batch-size
     and the drop rates the flags left unset."""
-    if args.model:
+    from keras_pyramid.models import hparams
+
+    if args.model is not None:
         parser.error("--model and --hparams both name a model: give one of them")
     try:
         values = hparams.load_hparams(args.hparams)
@@ -78,9 +79,9 @@ def apply_hparams(parser, args):
 
 
 def add_model_and_data_arguments(parser):
-    parser.add_argument("--model", default=None,
-                        help="a registered name (keras_pyramid.list_models()); "
-                             "default pyramidnet110_a48_sepdrop")
+    parser.add_argument("--model", type=cli.non_empty, default=None,
+                        help=f"a registered name (keras_pyramid.list_models()); "
+                             f"default {DEFAULT_MODEL}")
     parser.add_argument("--hparams", default=None, metavar="JSON",
                         help="a search's best_hparams.json: the model (depth, alpha, "
                              "regularization, drop rate), --lr and --batch-size; "
@@ -93,9 +94,12 @@ def add_model_and_data_arguments(parser):
     parser.add_argument("--image-size", type=cli.image_size, default=None, metavar="N|H,W",
                         help="default: the dataset's own fixed size, else the variant's "
                              "(32 CIFAR, 224 ImageNet)")
-    parser.add_argument("--augment", choices=REGIMES, default=None,
+    parser.add_argument("--augment", choices=CHOICES["augment"], default=None,
                         help="default: cifar (pad, crop, flip) up to 64 px, else imagenet "
                              "(random resized crop, flip; centre crop at evaluation)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                        help="the augmentation's random horizontal flip; --no-flip for data "
+                             "whose mirror image means something else (digits, text)")
     parser.add_argument("--validation-split", type=cli.holdout_fraction, default=None,
                         metavar="F", help="a seeded, stratified hold-out of the training "
                         "split for per-epoch evaluation (default: 0.1 when the data has no "
@@ -119,18 +123,18 @@ def add_model_and_data_arguments(parser):
 
 
 def add_recipe_arguments(parser):
-    parser.add_argument("--recipe", choices=RECIPES, default=None,
+    parser.add_argument("--recipe", choices=CHOICES["recipe"], default=None,
                         help="default: finetune with --weights, else paper")
     parser.add_argument("--epochs", type=cli.positive_int, default=None,
-                        help=f"default: the recipe's ({Recipe().epochs} paper, "
-                             f"{FINETUNE_DEFAULTS['epochs']} finetune)")
+                        help="default: the recipe's (300 paper, 30 finetune; docs/training.md)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=None,
-                        help="default: the recipe's")
+                        help="default: the recipe's (128 paper, 64 finetune), halved on a "
+                             "small training split until an epoch has 10 steps (the learning "
+                             "rate scaled with it)")
     parser.add_argument("--lr", type=cli.positive_float, default=None,
                         help="initial learning rate (default: the recipe's)")
     parser.add_argument("--weight-decay", type=cli.non_negative_float, default=None,
-                        help=f"coupled L2 on every parameter (default: the recipe's, "
-                             f"{Recipe().weight_decay:g})")
+                        help="coupled L2 on every parameter (default: the recipe's, 1e-4)")
     parser.add_argument("--drop-rate", type=cli.drop_probability, default=None,
                         help="the last unit's drop probability (default: the model's, 0.5)")
     parser.add_argument("--new-drop-rate", type=cli.drop_probability, default=None,
@@ -150,23 +154,24 @@ def add_run_arguments(parser):
                         help="tfds data dir (default: tfds' own, or TFDS_DATA_DIR)")
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                         help="let tfds download the dataset when it is missing")
-    parser.add_argument("--output-dir", default=None,
+    parser.add_argument("--output-dir", type=cli.non_empty, default=None,
                         help="run directory (default: runs/MODEL-DATASET)")
     parser.add_argument("--steps-per-epoch", type=cli.positive_int, default=None,
                         help="limit each epoch (short runs); default: one pass")
     parser.add_argument("--eval-steps", type=cli.positive_int, default=None,
                         help="limit each evaluation to this many batches (smoke runs)")
     parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", default="auto",
-                        choices=MIXED_PRECISION,
+                        choices=CHOICES["mixed_precision"],
                         help="auto: bfloat16 on GPUs that have it, else off "
                              "(keras_pyramid/training/device.py); bare flag: bfloat16")
-    parser.add_argument("--jit-compile", choices=tuple(JIT_COMPILE), default="auto")
-    parser.add_argument("--skip-dropped", choices=tuple(SKIP_DROPPED), default="auto",
+    parser.add_argument("--jit-compile", choices=CHOICES["jit_compile"], default="auto")
+    parser.add_argument("--skip-dropped", choices=CHOICES["skip_dropped"], default="auto",
                         help="do not compute a dropped unit's branch (same training, less "
                              "work); auto: on where measured faster (without XLA, one device)")
-    parser.add_argument("--distribute", choices=MODES, default="auto",
+    parser.add_argument("--distribute", choices=CHOICES["distribute"], default="auto",
                         help="data-parallel over all visible devices (jax, tensorflow; "
-                             "TF_CONFIG for several machines); auto: when there are several")
+                             "TF_CONFIG for several machines; it needs more than one); "
+                             "auto: when there are several")
     parser.add_argument("--sync-batch-norm", action="store_true",
                         help="tensorflow replicas: BatchNorm statistics over the global batch "
                              "(jax always does; default per replica, as the papers' runs)")
@@ -175,18 +180,23 @@ def add_run_arguments(parser):
     parser.add_argument("--checkpoint-steps", type=cli.positive_int, default=None, metavar="N",
                         help="also checkpoint every N steps within epochs: a crash then loses "
                              "at most N steps, and the run resumes at the very next batch")
+    parser.add_argument("--checkpoint-minutes", type=cli.non_negative_float, default=10.0,
+                        metavar="M", help="also checkpoint after every M minutes of training "
+                        "(0: not by time); Ctrl-C and SIGTERM checkpoint at the current step")
     parser.add_argument("--restart", action="store_true", help="discard the run directory")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
 
 
 def run_config(args):
     """The parsed flags as a RunConfig (None falls through to the recipe's defaults)."""
+    from keras_pyramid.training.experiment import RunConfig
+
     validation = (args.validation_examples if args.validation_examples is not None
                   else args.validation_split)
     return RunConfig(
         model=args.model, architecture=args.architecture, dataset=args.dataset,
         data_dir=args.data_dir, download=args.download, image_size=args.image_size,
-        augment=args.augment, validation=validation, label_noise=args.label_noise,
+        augment=args.augment, flip=args.flip, validation=validation, label_noise=args.label_noise,
         skip_bad_images=args.skip_bad_images, weights=args.weights,
         freeze_backbone_epochs=args.freeze_backbone_epochs,
         recipe=args.recipe or ("finetune" if args.weights else "paper"),
@@ -197,24 +207,29 @@ def run_config(args):
         mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
         skip_dropped=args.skip_dropped, distribute=args.distribute,
         sync_batch_norm=args.sync_batch_norm, checkpoint_epochs=args.checkpoint_epochs,
-        checkpoint_steps=args.checkpoint_steps, verbose=args.verbose)
+        checkpoint_steps=args.checkpoint_steps, checkpoint_minutes=args.checkpoint_minutes,
+        verbose=args.verbose)
 
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    from keras_pyramid.training import experiment, fit
+    from keras_pyramid.training import experiment, fit, interrupts
 
     config = run_config(args)
-    run_dir = args.output_dir or experiment.default_run_dir(config)
     try:
-        results = experiment.run(config, run_dir, restart=args.restart,
-                                 print_function=lambda text: print(text, flush=True))
-    except ConfigError as error:
+        run_dir = args.output_dir or experiment.default_run_dir(config)
+        with interrupts.handling_signals():
+            results = experiment.run(config, run_dir, restart=args.restart,
+                                     print_function=lambda text: print(text, flush=True))
+    except experiment.ConfigError as error:
         flags = {**FLAGS, **({"validation": "--validation-examples"}
                              if args.validation_examples is not None else {})}
         flag = flags.get(error.argument, "--" + error.argument.replace("_", "-"))
         parser.error(f"{flag}: {error}")
-    except (experiment.DataError, fit.CheckpointError, fit.NonFiniteLoss) as error:
+    except interrupts.Interrupted as stop:
+        print(f"error: {stop}. Resume with: {resume_command(argv)}", file=sys.stderr)
+        return stop.exit_status
+    except (experiment.DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if results.get("already_finished"):
@@ -224,6 +239,12 @@ def main(argv=None):
     print(json.dumps({k: results[k] for k in ("epochs", "final_error", "evaluated_examples",
                                               "train_images_per_second")}))
     return 0
+
+
+def resume_command(argv=None):
+    """The command that resumes this run: the same one, without --restart."""
+    arguments = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--restart"]
+    return shlex.join(["python", sys.argv[0] if argv is None else __file__, *arguments])
 
 
 if __name__ == "__main__":

@@ -39,10 +39,12 @@ def default_regime(image_size):
 class Preprocessing:
     """What a model of `image_size` gets: `training(image, seed)` and
     `evaluation(image)` turn a uint8 RGB image of any size into float32
-    (height, width, 3)."""
+    (height, width, 3). `flip`: the training regimes' random horizontal flip
+    (off for data whose mirror image is another class: digits, text)."""
 
     image_size: tuple
     augment: str = "cifar"
+    flip: bool = True
 
     def __post_init__(self):
         if self.augment not in REGIMES:
@@ -59,9 +61,10 @@ class Preprocessing:
 
         image = rgb(image)
         if self.augment == "cifar":
-            return tf.cast(cifar_augment(resized(image, self.image_size), seed), tf.float32)
+            return tf.cast(cifar_augment(resized(image, self.image_size), seed, self.flip),
+                           tf.float32)
         if self.augment == "imagenet":
-            return random_resized_crop_and_flip(image, self.image_size, seed)
+            return random_resized_crop_and_flip(image, self.image_size, seed, self.flip)
         return resized(image, self.image_size)
 
     def evaluation(self, image):
@@ -92,21 +95,22 @@ def resized(image, size):
     return tf.image.resize(tf.cast(image, tf.float32), size, antialias=True)
 
 
-def cifar_augment(image, seed):
-    """Random crop of the 4-pixel zero-padded image, and a random flip."""
+def cifar_augment(image, seed, flip=True):
+    """Random crop of the 4-pixel zero-padded image, and a random flip (with
+    `flip`; the crop draws the same either way)."""
     import tensorflow as tf
 
     height, width = image.shape[0], image.shape[1]
     padded = tf.pad(image, [[PAD, PAD], [PAD, PAD], [0, 0]])
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     image = tf.image.stateless_random_crop(padded, (height, width, 3), seed=crop_seed)
-    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed) if flip else image
 
 
-def random_resized_crop_and_flip(image, size, seed):
+def random_resized_crop_and_flip(image, size, seed, flip=True):
     """A crop of 8%-100% of the image's area with aspect ratio in [3/4, 4/3]
     (torchvision's RandomResizedCrop; the whole image if 10 draws fail),
-    resized to `size`, then flipped with probability 1/2."""
+    resized to `size`, then (with `flip`) flipped with probability 1/2."""
     import tensorflow as tf
 
     box_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -117,7 +121,7 @@ def random_resized_crop_and_flip(image, size, seed):
         use_image_if_no_bounding_boxes=True)
     crop = tf.slice(image, begin, extent)
     crop = tf.image.resize(tf.cast(crop, tf.float32), size, antialias=True)
-    return tf.image.stateless_random_flip_left_right(crop, seed=flip_seed)
+    return tf.image.stateless_random_flip_left_right(crop, seed=flip_seed) if flip else crop
 
 
 def center_crop(image, size):

@@ -121,8 +121,8 @@ def data_parallel(mode="auto"):
         if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
             processes = _join_jax_processes()
         devices = keras.distribution.list_devices()
-        if len(devices) < 2 and mode == "auto":
-            return Plan()
+        if len(devices) < 2:
+            return _single_device(mode, devices)
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         engine = f"JAX DataParallel over {len(devices)} devices"
         if processes > 1:
@@ -140,8 +140,8 @@ def data_parallel(mode="auto"):
             engine = f"MultiWorkerMirroredStrategy over {replicas} replicas in {workers} processes"
             return Plan(replicas, engine, strategy, processes=workers)
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        if len(devices) < 2 and mode == "auto":
-            return Plan()
+        if len(devices) < 2:
+            return _single_device(mode, [d.name for d in devices])
         strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
         engine = f"MirroredStrategy over {len(devices)} devices"
         return Plan(strategy.num_replicas_in_sync, engine, strategy)
@@ -152,6 +152,16 @@ def data_parallel(mode="auto"):
         f"{keras.__version__} has no data-parallel engine for {backend}. "
         f"Set KERAS_BACKEND=jax or tensorflow. Received: distribute={mode!r}"
     )
+
+
+def _single_device(mode, devices):
+    """One device: "auto" trains on it; "data-parallel" asked for more."""
+    if mode == "auto":
+        return Plan()
+    raise DistributionError(
+        f"data-parallel training needs more than one device; this process sees "
+        f"{len(devices)} ({', '.join(map(str, devices))}). Use auto or none. "
+        f"Received: distribute={mode!r}")
 
 
 def _repair_keras_multi_worker():

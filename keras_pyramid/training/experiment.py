@@ -17,6 +17,7 @@ RunConfig field (programs turn it into their flag).
 """
 
 import dataclasses
+import math
 import os
 import time
 
@@ -32,9 +33,12 @@ from keras_pyramid.training.run_dir import (
     DATA_FILE,
     RESULTS_FILE,
     ConfigError,
+    RunLock,
     forget_untrained,
+    has_checkpoint,
     load_run,
     prepare_run_dir,
+    refuse_other_run,
 )
 from keras_pyramid.utils import checks
 from keras_pyramid.utils.files import atomic_write_json
@@ -43,6 +47,9 @@ from keras_pyramid.utils.versions import versions
 PAPER_STATISTICS_DATASETS = ("cifar10", "cifar100")  # the model's default statistics are theirs
 JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
 SKIP_DROPPED = {"auto": None, "on": True, "off": False}
+# The largest image side a run takes: a batch of 64 float32 images of
+# 4096x4096x3 is 12 GiB before the first convolution.
+MAX_IMAGE_SIDE = 4096
 
 
 class DataError(RuntimeError):
@@ -60,6 +67,7 @@ class RunConfig:
     download: bool = True
     image_size: tuple = None  # (height, width); None: the data's own, else the variant's
     augment: str = None  # cifar | imagenet | none; None: by image size
+    flip: bool = True  # the augmentation's random horizontal flip
     validation: object = None  # hold-out fraction or count; None: 0.1 without a test split
     label_noise: float = 0.0  # training labels replaced by another class with this probability
     skip_bad_images: bool = False
@@ -83,6 +91,7 @@ class RunConfig:
     sync_batch_norm: bool = False
     checkpoint_epochs: int = 1
     checkpoint_steps: int = None
+    checkpoint_minutes: float = fit.CHECKPOINT_SECONDS / 60  # of training; 0: not by time
     verbose: int = 1
 
     def recorded(self):
@@ -112,41 +121,57 @@ def default_run_dir(config):
 def run(config, run_dir, restart=False, print_function=print):
     """Trains (or resumes) the configured run in `run_dir`; returns results.json's dict.
 
-    A finished run (results.json present) is returned as it is.
+    A finished run (results.json present) made with the same run-defining
+    values is returned as it is; with other values it is refused, listing
+    them. One process at a time: a run directory in use is refused.
     """
-    found = load_run(run_dir)
-    if found.finished and not restart:
-        return {**found.results, "already_finished": True}
     # check: every value, before anything is read or written
     variant = check(config)
     # placement: the data-parallel plan, before any op runs
     spread = placement(config)
+    config = resolved(config)
+    found = load_run(run_dir)
+    if not restart and found.args is not None:
+        refuse_other_run(found, config.recorded())
+        if found.finished:
+            return {**found.results, "already_finished": True}
     measured_with = {**versions(), "backend": keras.backend.backend()}
     print_function(f"keras-pyramid {keras_pyramid.__version__}, " +
                    ", ".join(f"{k} {v}" for k, v in measured_with.items()))
     # data: any kind of dataset; a resumed run keeps its split and statistics
     run_data = open_run_data(config, variant, None if restart else found.data)
-    # recipe: the defaults with the config's overrides
-    plan = run_recipe(config, run_data, spread)
-    # run directory: refuses another run's; then the process-global state
-    config = resolved(config)
-    prepare_run_dir(config.recorded(), run_dir, restart)
-    atomic_write_json(os.path.join(run_dir, DATA_FILE), run_data.record)
-    set_process_state(config)
+    # recipe: the defaults with the config's overrides, fitted to the data
+    plan = run_recipe(config, run_data, spread, print_function)
+    with RunLock(run_dir) as lock:
+        # run directory: refuses another run's; then the process-global state
+        prepare_run_dir(config.recorded(), run_dir, restart)
+        if found.args is not None and not restart and not has_checkpoint(run_dir):
+            print_function(f"{run_dir} holds no checkpoint of this run (it stopped before its "
+                           "first): starting it over from the first step")
+        atomic_write_json(os.path.join(run_dir, DATA_FILE), run_data.record)
+        set_process_state(config)
+        return _build_and_train(config, run_data, plan, spread, run_dir, lock,
+                                {**measured_with}, print_function)
+
+
+def _build_and_train(config, run_data, plan, spread, run_dir, lock, measured_with,
+                     print_function):
     # model: built and compiled in the plan's scope
     steps_per_epoch = config.steps_per_epoch or run_data.train_examples // plan.batch_size
     streams = run_data.streams(plan.batch_size, spread, config)
-    network = build_network(config, run_data, plan, spread, steps_per_epoch, run_dir)
+    network = build_network(config, run_data, plan, spread, steps_per_epoch, run_dir, lock)
     if not run_data.resident:
         spread.prepare(network.model, lambda: streams.train(0))
     print_function(describe(config, network, run_data, plan, spread, steps_per_epoch))
     # fit: resumes from the last checkpoint, then the final evaluation
-    history, final = train(config, network, streams, plan, steps_per_epoch, run_dir, spread)
+    history, final = train(config, network, streams, plan, steps_per_epoch, run_dir, spread,
+                           print_function)
     # results: the final epoch's model and figures
     results = {**results_of(config, network, run_data, plan, spread, streams, history, final,
                             steps_per_epoch), "versions": measured_with}
-    fit.save_model(network.model, run_dir)
-    atomic_write_json(os.path.join(run_dir, RESULTS_FILE), results)
+    with fit.reporting_full_disk(run_dir):
+        fit.save_model(network.model, run_dir)
+        atomic_write_json(os.path.join(run_dir, RESULTS_FILE), results)
     return results
 
 
@@ -189,7 +214,7 @@ def check(config):
             raise ConfigError("image_size", f"must be (height, width). Received: "
                                             f"image_size={config.image_size!r}")
         for side in config.image_size:
-            _checked("image_size", checks.check_int, side, minimum=1)
+            _checked("image_size", checks.check_int, side, minimum=1, maximum=MAX_IMAGE_SIDE)
     if config.augment is not None:
         _checked("augment", checks.check_choice, config.augment, data.REGIMES)
     _checked("recipe", checks.check_choice, config.recipe, recipe.RECIPES)
@@ -221,6 +246,8 @@ def _check_npz(config):
                                      f"arrays). Received: {getattr(config, field)!r}")
     if config.label_noise:
         raise ConfigError("label_noise", "npz datasets take none")
+    if not config.flip:
+        raise ConfigError("flip", "npz datasets take the CIFAR augmentation, flip included")
 
 
 # ---------------------------------------------------------------- placement
@@ -356,7 +383,8 @@ def _streamed_data(config, variant, previous):
     image_size = image_size_of(config, source, variant)
     check_image_size(config, image_size, variant)  # before Preprocessing sees it
     preprocessing = data.Preprocessing(image_size,
-                                       config.augment or data.default_regime(image_size))
+                                       config.augment or data.default_regime(image_size),
+                                       flip=config.flip)
     splits, noise = _with_label_noise(config, source, splits)
     statistics = (previous["statistics"] if previous is not None
                   else _statistics(config, source, splits, preprocessing))
@@ -426,6 +454,7 @@ def data_record(config, source, splits, preprocessing, statistics, noise):
         "class_names": list(source.class_names),
         "image_size": list(preprocessing.image_size),
         "augment": preprocessing.augment,
+        "flip": preprocessing.flip,
         "split": {"train": len(splits.train), "validation": size(splits.validation),
                   "test": size(splits.test), "validation_rule": config.validation,
                   "seed": config.seed, "validation_from": description(splits.validation),
@@ -458,8 +487,9 @@ def _statistics(config, source, splits, preprocessing):
 # ---------------------------------------------------------------- recipe
 
 
-def run_recipe(config, run_data, spread):
-    """The recipe with the config's overrides (checked in `check`), fitted to the data."""
+def run_recipe(config, run_data, spread, print_function=print):
+    """The recipe with the config's overrides (checked in `check`), fitted to
+    the data: on a small training split the batch shrinks (`recipe.fitted_to_data`)."""
     try:
         plan = recipe.recipe_named(config.recipe, run_data.recipe_dataset,
                                    epochs=config.epochs, batch_size=config.batch_size,
@@ -467,6 +497,11 @@ def run_recipe(config, run_data, spread):
                                    weight_decay=config.weight_decay)
     except ValueError as error:
         raise ConfigError("recipe", str(error)) from None
+    plan, note = recipe.fitted_to_data(plan, run_data.train_examples,
+                                       keep_batch_size=config.batch_size is not None,
+                                       keep_learning_rate=config.learning_rate is not None)
+    if note:
+        print_function(note)
     if plan.batch_size > run_data.train_examples:
         raise ConfigError("batch_size", f"{plan.batch_size} exceeds the "
                                         f"{run_data.train_examples:,} training examples")
@@ -515,7 +550,7 @@ def skip_dropped_of(config, spread):
     return skip_dropped
 
 
-def build_network(config, run_data, plan, spread, steps_per_epoch, run_dir):
+def build_network(config, run_data, plan, spread, steps_per_epoch, run_dir, lock=None):
     """The compiled `Network`, built in the plan's scope."""
     skip_dropped = skip_dropped_of(config, spread)
     image_size = run_data.image_size
@@ -527,7 +562,7 @@ def build_network(config, run_data, plan, spread, steps_per_epoch, run_dir):
                                         run_data.record["statistics"], skip_dropped,
                                         plan.weight_decay)
         except ConfigError:
-            forget_untrained(run_dir)
+            forget_untrained(run_dir, lock)
             raise
         if config.sync_batch_norm and spread.strategy is not None:
             model = distribution.synchronized_batch_norm(model)
@@ -573,7 +608,9 @@ def describe(config, network, run_data, plan, spread, steps_per_epoch):
     """The one line a run prints before it trains."""
     model, split = network.model, run_data.record["split"]
     height, width = run_data.image_size
-    line = (f"{model.name}: {model.count_params():,} parameters, "
+    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
+    frozen = sum(math.prod(v.shape) for v in model.non_trainable_weights)
+    line = (f"{model.name}: {trainable:,} trainable and {frozen:,} non-trainable parameters, "
             f"{len(run_data.class_names)} classes, {height}x{width} images; {plan}; "
             f"{steps_per_epoch} steps per epoch; validation: {split.get('validation_from')}; "
             f"final evaluation: {split['final_evaluation']}; {spread.engine}; skipping "
@@ -586,14 +623,17 @@ def describe(config, network, run_data, plan, spread, steps_per_epoch):
 # ---------------------------------------------------------------- fit
 
 
-def train(config, network, streams, plan, steps_per_epoch, run_dir, spread):
+def train(config, network, streams, plan, steps_per_epoch, run_dir, spread,
+          print_function=print):
     """Trains to the recipe's last epoch (the head alone first, when
     fine-tuning asks for it); returns (history, the final evaluation)."""
     trainer = network.trainer
     arguments = dict(steps_per_epoch=steps_per_epoch, run_dir=run_dir,
                      evaluation_steps=streams.evaluation_steps, verbose=config.verbose,
                      checkpoint_epochs=config.checkpoint_epochs,
-                     checkpoint_steps=config.checkpoint_steps)
+                     checkpoint_steps=config.checkpoint_steps,
+                     checkpoint_seconds=60 * config.checkpoint_minutes or None,
+                     print_function=print_function)
     with spread.scope():
         # The constant schedule is the layers' initial scale: nothing to write per step.
         arguments["extra_callbacks"] = [] if config.drop_rate_schedule == "constant" else [
@@ -606,9 +646,14 @@ def train(config, network, streams, plan, steps_per_epoch, run_dir, spread):
             finetune.build_optimizer(trainer, network.optimizer)
             finetune.set_backbone_trainable(trainer, False)
             network.compile()
+            print_function(f"fine-tuning, phase 1: the new head alone for {head_epochs} of "
+                           f"{plan.epochs} epochs (the backbone frozen)")
             fit.fit(trainer, streams.train, streams.evaluation, epochs=head_epochs, **arguments)
             finetune.set_backbone_trainable(trainer, True)
             network.compile()
+            print_function(f"fine-tuning, phase 2: head trained; now the whole network, "
+                           f"epochs {head_epochs + 1} to {plan.epochs}")
+            arguments["announce_resume"] = False  # the same process goes on
         history = fit.fit(trainer, streams.train, streams.evaluation, epochs=plan.epochs,
                           **arguments)
         final = trainer.evaluate(streams.final, steps=streams.evaluation_steps, verbose=0,

@@ -22,18 +22,29 @@ schedule continues where it was, and a training stream that is a function of
 the global step continues with the very batch that came next.
 """
 
+import contextlib
 import csv
+import errno
 import io
 import math
 import os
+import shutil
 import time
 
 import keras
 
+from keras_pyramid.training import interrupts
 from keras_pyramid.utils.files import atomic_path, atomic_write_json, atomic_write_text, read_json
 
 CHECKPOINT_DIR = "checkpoint"
 LATEST = "latest.json"
+# A checkpoint every 10 minutes of training by default: on a CPU an epoch of
+# the main job takes about an hour, and a preempted machine gives no notice.
+CHECKPOINT_SECONDS = 600
+# Room asked for beyond a checkpoint's size before writing it: h5py reports a
+# full disk only when the file is closed, and then crashes the process
+# (segmentation fault) instead of raising, so the room is checked first.
+DISK_MARGIN_BYTES = 1 << 20
 
 
 class CheckpointError(RuntimeError):
@@ -42,6 +53,10 @@ class CheckpointError(RuntimeError):
 
 class NonFiniteLoss(RuntimeError):
     """Training stopped on a NaN or infinite loss; the last good checkpoint stays."""
+
+
+class NoSpace(RuntimeError):
+    """The disk is full: nothing was half written, the last checkpoint stays."""
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -106,9 +121,11 @@ def _seed_states(model):
 class Checkpoint(keras.callbacks.Callback):
     """Saves weights, optimizer state and history, atomically, at an interval.
 
-    Every `every_epochs` epochs (and after the last), and, with `every_steps`,
-    every `every_steps` global steps in between: a long epoch then loses at
-    most `every_steps` steps to a crash.
+    Every `every_epochs` epochs (and after the last); with `every_steps`,
+    every `every_steps` global steps in between; with `every_seconds`, at
+    the first step's end after that much time since the last checkpoint (or
+    since training began). A crash then loses at most that many steps or
+    seconds. A signal (`interrupts`) commits at the current step's end.
 
     The weights go to a new `step-NNNNNNNN.weights.h5` (under a temporary
     name, then renamed); only then is `latest.json` replaced to name it: that
@@ -119,17 +136,24 @@ class Checkpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, run_dir, steps_per_epoch, epochs, history=None, every_epochs=1,
-                 every_steps=None):
+                 every_steps=None, every_seconds=None, clock=time.monotonic):
         super().__init__()
         self.directory = os.path.join(run_dir, CHECKPOINT_DIR)
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
         self.every_epochs = every_epochs
         self.every_steps = every_steps
+        self.every_seconds = every_seconds
+        self.clock = clock
         self.history = list(history or [])
         self.first_step = 0  # steps of the first epoch done before this fit call
+        self.committed = None  # (completed epochs, step) of the last commit
         self._epoch = 0
         self._epoch_start = None
+        self._last_commit_time = None
+
+    def on_train_begin(self, logs=None):
+        self._last_commit_time = self.clock()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -138,11 +162,19 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step_in_epoch(batch, self.first_step)
-        global_step = self._epoch * self.steps_per_epoch + step
-        due = self.every_steps and global_step % self.every_steps == 0
         # An epoch's last step is saved with its evaluation, at the epoch's end.
-        if due and step < self.steps_per_epoch and _finite(logs):
+        if step < self.steps_per_epoch and _finite(logs) and self._due(step):
             self._commit(completed=self._epoch, step=step)
+        signal_number = interrupts.requested()
+        if signal_number is not None and step < self.steps_per_epoch:
+            raise self._interrupted(signal_number)
+
+    def _due(self, step):
+        global_step = self._epoch * self.steps_per_epoch + step
+        by_steps = self.every_steps and global_step % self.every_steps == 0
+        by_time = self.every_seconds and (
+            self.clock() - self._last_commit_time >= self.every_seconds)
+        return by_steps or by_time or interrupts.requested() is not None
 
     def on_test_begin(self, logs=None):
         # The epoch's evaluation starts: training time ends here.
@@ -159,14 +191,22 @@ class Checkpoint(keras.callbacks.Callback):
             # The train metrics cover only the steps after the resume.
             row["resumed_at_step"] = self.first_step
         self.history.append(row)
-        if (epoch + 1) % self.every_epochs == 0 or epoch + 1 == self.epochs or self.every_steps:
+        if ((epoch + 1) % self.every_epochs == 0 or epoch + 1 == self.epochs
+                or self.every_steps or self.every_seconds or interrupts.requested()):
             self._commit(completed=epoch + 1, step=0)
+
+    def _interrupted(self, signal_number):
+        completed, step = self.committed
+        where = f"epoch {completed + 1}, step {step}" if step else f"the end of epoch {completed}"
+        return interrupts.Interrupted(
+            signal_number, f"stopped at {where}; the checkpoint is in {self.directory}")
 
     def _commit(self, completed, step):
         os.makedirs(self.directory, exist_ok=True)
         global_step = completed * self.steps_per_epoch + step
         name = f"step-{global_step:08d}.weights.h5"
         path = os.path.join(self.directory, name)
+        check_room(self.directory, self._expected_bytes())
         with atomic_path(path) as temporary:
             self.model.save_weights(temporary)
         atomic_write_json(
@@ -174,9 +214,33 @@ class Checkpoint(keras.callbacks.Callback):
             {"epoch": completed, "step": step, "global_step": global_step, "weights": name,
              "random_state": random_state(self.model), "history": self.history},
         )
+        self.committed = (completed, step)
+        self._last_commit_time = self.clock()
         for stale in os.listdir(self.directory):
             if stale.endswith(".weights.h5") and stale != name:
                 os.remove(os.path.join(self.directory, stale))
+
+    def _expected_bytes(self):
+        """The size of the checkpoint about to be written: the last one's, else
+        4 bytes per element of the model's and the optimizer's variables
+        (float32: mixed precision keeps its variables so)."""
+        files = [os.path.join(self.directory, f) for f in os.listdir(self.directory)
+                 if f.endswith(".weights.h5")]
+        if files:
+            return max(os.path.getsize(f) for f in files)
+        variables = list(self.model.variables) + list(self.model.optimizer.variables)
+        return 4 * sum(math.prod(v.shape) for v in variables)
+
+
+def check_room(directory, expected_bytes):
+    """Raises NoSpace unless `directory`'s disk has room for `expected_bytes`
+    (x1.25, plus DISK_MARGIN_BYTES): a file half written by h5py on a full
+    disk crashes the process instead of raising."""
+    needed = int(expected_bytes * 1.25) + DISK_MARGIN_BYTES
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device: {free:,} bytes free, a "
+                                    f"checkpoint needs about {needed:,}", directory)
 
 
 def completed_epochs(run_dir):
@@ -280,26 +344,71 @@ def format_duration(seconds):
     return f"{seconds}s"
 
 
-class RunProgress(keras.callbacks.Callback):
-    """At each epoch's end, prints the run's elapsed time and its estimated
-    remaining time: the epochs left times the mean epoch time (training and
-    evaluation) of the epochs this process has run. On this CPU the main job
-    is days long, and the first epoch says so."""
+class StopOnSignal(keras.callbacks.Callback):
+    """Last of the callbacks: a signal noted during an epoch's last step or
+    its evaluation stops the run once that epoch is committed and its history
+    written (a signal mid-epoch is handled by `Checkpoint` at the step's end)."""
 
-    def __init__(self, epochs, print_function=print):
+    def __init__(self, checkpoint):
+        super().__init__()
+        self.checkpoint = checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        signal_number = interrupts.requested()
+        if signal_number is not None and self.checkpoint.committed == (epoch + 1, 0):
+            raise self.checkpoint._interrupted(signal_number)
+
+
+class RunProgress(keras.callbacks.Callback):
+    """Prints the run's estimated remaining time: once early, after
+    `early_steps` timed steps (the first step of each fit call compiles and
+    is not timed), as the remaining steps times the median step time; then at
+    each epoch's end, as the epochs left times the mean epoch time (training
+    and evaluation) of the epochs this process has run. On this CPU the main
+    job is days long, and its first minutes say so."""
+
+    def __init__(self, epochs, steps_per_epoch=None, print_function=print, early_steps=5,
+                 clock=time.perf_counter):
         super().__init__()
         self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
         self.print_function = print_function
+        self.early_steps = early_steps
+        self.clock = clock
         self._started = None
         self._epochs_run = 0
+        self._epoch = 0
+        self._step_times = []
+        self._last_step_end = None
+
+    def on_train_begin(self, logs=None):
+        self._last_step_end = None  # the next step compiles: not timed
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
         if self._started is None:
-            self._started = time.perf_counter()
+            self._started = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = self.clock()
+        if self._last_step_end is not None and len(self._step_times) < self.early_steps:
+            self._step_times.append(now - self._last_step_end)
+            if len(self._step_times) == self.early_steps and self.steps_per_epoch:
+                self._print_early_estimate(batch)
+        self._last_step_end = now
+
+    def _print_early_estimate(self, batch):
+        step_time = sorted(self._step_times)[len(self._step_times) // 2]
+        done = self._epoch * self.steps_per_epoch + batch + 1
+        left = self.epochs * self.steps_per_epoch - done
+        self.print_function(
+            f"about {step_time:.2f} s per step (median of {len(self._step_times)} steps): "
+            f"the {left:,} remaining training steps take about "
+            f"{format_duration(step_time * left)}, evaluations apart")
 
     def on_epoch_end(self, epoch, logs=None):
         self._epochs_run += 1
-        elapsed = time.perf_counter() - self._started
+        elapsed = self.clock() - self._started
         left = self.epochs - (epoch + 1)
         remaining = elapsed / self._epochs_run * left
         self.print_function(
@@ -321,6 +430,9 @@ def fit(
     extra_callbacks=(),
     checkpoint_epochs=1,
     checkpoint_steps=None,
+    checkpoint_seconds=CHECKPOINT_SECONDS,
+    print_function=print,
+    announce_resume=True,
 ):
     """Trains a compiled `model` to `epochs`, resuming from `run_dir` if it can.
 
@@ -328,37 +440,45 @@ def fit(
     function of the global step returning the stream from that step on
     (`data.training_stream(..., start_step=)`). Checkpoints are written every
     `checkpoint_epochs` epochs and, with `checkpoint_steps`, every that many
-    steps; a run resumed from a mid-epoch checkpoint finishes that epoch
-    first (its history row notes `resumed_at_step`).
+    steps, and every `checkpoint_seconds` of training (None: never by time);
+    a run resumed from a mid-epoch checkpoint finishes that epoch first (its
+    history row notes `resumed_at_step`).
 
     Returns the full history (resumed epochs included), one dict per epoch.
     Raises NonFiniteLoss, naming the epoch and step, when the loss becomes NaN
     or infinite: training stops there and the last checkpoint is kept.
+    Raises `interrupts.Interrupted` on SIGINT or SIGTERM, after a checkpoint
+    at the current step's end, and NoSpace when the disk is full (the last
+    checkpoint is intact). `announce_resume`: print where it resumes.
     """
     os.makedirs(run_dir, exist_ok=True)
     completed, step, history = restore(model, run_dir)
-    if completed or step:
+    if (completed or step) and announce_resume:
         where = f" and {step} steps of epoch {completed + 1}" if step else ""
-        print(f"Resuming after epoch {completed}{where} of {epochs} from {run_dir}", flush=True)
+        print_function(f"Resuming after epoch {completed}{where} of {epochs} from {run_dir}")
     checkpoint = Checkpoint(run_dir, steps_per_epoch, epochs, history,
-                            every_epochs=checkpoint_epochs, every_steps=checkpoint_steps)
+                            every_epochs=checkpoint_epochs, every_steps=checkpoint_steps,
+                            every_seconds=checkpoint_seconds)
+    checkpoint.committed = (completed, step)
     guard = StopOnNonFiniteLoss(steps_per_epoch)
-    callbacks = [guard, checkpoint, HistoryFiles(run_dir, checkpoint),
-                 *([RunProgress(epochs)] if verbose else []), *_tensorboard(run_dir),
-                 *extra_callbacks]
+    progress = [RunProgress(epochs, steps_per_epoch, print_function)] if verbose else []
+    callbacks = [guard, checkpoint, HistoryFiles(run_dir, checkpoint), *progress,
+                 *_tensorboard(run_dir), *extra_callbacks, StopOnSignal(checkpoint)]
 
     def epochs_from(first_epoch, last_epoch, first_step=0):
         global_step = first_epoch * steps_per_epoch + first_step
-        model.fit(
-            train_data(global_step) if callable(train_data) else train_data,
-            epochs=last_epoch, initial_epoch=first_epoch,
-            steps_per_epoch=steps_per_epoch - first_step,
-            validation_data=evaluation_data, validation_steps=evaluation_steps,
-            callbacks=callbacks, verbose=verbose,
-            # The stream is already a seeded, shuffled dataset; Keras ignores
-            # (and warns about) its own shuffle for datasets.
-            shuffle=False,
-        )
+        with interrupts.handling_signals(), interrupts.graceful(), reporting_full_disk(
+                run_dir):
+            model.fit(
+                train_data(global_step) if callable(train_data) else train_data,
+                epochs=last_epoch, initial_epoch=first_epoch,
+                steps_per_epoch=steps_per_epoch - first_step,
+                validation_data=evaluation_data, validation_steps=evaluation_steps,
+                callbacks=callbacks, verbose=verbose,
+                # The stream is already a seeded, shuffled dataset; Keras ignores
+                # (and warns about) its own shuffle for datasets.
+                shuffle=False,
+            )
 
     # Keras' fit runs whole epochs: an interrupted epoch is finished by a fit
     # call of its remaining steps, then the other epochs follow.
@@ -374,9 +494,39 @@ def fit(
     return checkpoint.history
 
 
-def _non_finite_loss(where, directory):
+def is_full_disk(error):
+    """An OSError (h5py's included, which may carry the errno in its text
+    only) of a full disk or an exhausted quota."""
+    return isinstance(error, OSError) and (
+        error.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(error))
+
+
+@contextlib.contextmanager
+def reporting_full_disk(run_dir):
+    """Turns a full disk's OSError into NoSpace naming the folder and the
+    checkpoint that is kept (the write that failed was to a temporary name,
+    already removed)."""
+    try:
+        yield
+    except OSError as error:
+        if not is_full_disk(error):
+            raise
+        directory = os.path.join(run_dir, CHECKPOINT_DIR)
+        kept = _last_checkpoint(directory)
+        kept = (f"the last checkpoint ({_describe(kept)}) is intact" if kept["epoch"]
+                or kept.get("step") else "no checkpoint was written yet")
+        raise NoSpace(f"no space left on the disk of {run_dir}: {kept}. Free space and run "
+                      "the same command again to resume") from None
+
+
+def _last_checkpoint(directory):
+    """latest.json's record in `directory` ({"epoch": 0} without one)."""
     latest = os.path.join(directory, LATEST)
-    kept = read_json(latest) if os.path.exists(latest) else {"epoch": 0}
+    return read_json(latest) if os.path.exists(latest) else {"epoch": 0}
+
+
+def _non_finite_loss(where, directory):
+    kept = _last_checkpoint(directory)
     return NonFiniteLoss(
         f"the loss became {where['loss']} at epoch {where['epoch']}, step "
         f"{where['step']} (global step {where['global_step']}); training "

@@ -128,6 +128,38 @@ def recipe_named(name, dataset, **overrides):
     raise ValueError(f"`recipe` must be one of {RECIPES}. Received: recipe={name!r}")
 
 
+# Small data: the papers' batch of 128 gives a 200-image folder one update per
+# epoch, and its runs stay at chance. A recipe's batch is halved until an
+# epoch has this many steps, down to MIN_BATCH_SIZE (BatchNorm's statistics
+# grow noisy below it).
+MIN_STEPS_PER_EPOCH = 10
+MIN_BATCH_SIZE = 8
+
+
+def fitted_to_data(recipe, train_examples, keep_batch_size=False, keep_learning_rate=False):
+    """(recipe, note): `recipe` with its batch size B halved while
+    `train_examples / B < MIN_STEPS_PER_EPOCH` and `B / 2 >= MIN_BATCH_SIZE`,
+    and its learning rate scaled by the same factor (the linear scaling rule,
+    Goyal et al. 2017: lr proportional to B). `note` says what was chosen and
+    why (None when nothing changed). `keep_*`: values the user set stay."""
+    batch_size = recipe.batch_size
+    while (not keep_batch_size and train_examples / batch_size < MIN_STEPS_PER_EPOCH
+           and batch_size // 2 >= MIN_BATCH_SIZE):
+        batch_size //= 2
+    if batch_size == recipe.batch_size:
+        return recipe, None
+    scale = batch_size / recipe.batch_size
+    learning_rate = recipe.learning_rate if keep_learning_rate else recipe.learning_rate * scale
+    note = (f"batch size {batch_size} instead of the recipe's {recipe.batch_size}: "
+            f"{train_examples:,} training images would give "
+            f"{train_examples // recipe.batch_size} steps per epoch")
+    if not keep_learning_rate:
+        note += (f"; learning rate {learning_rate:g} ({recipe.learning_rate:g} x "
+                 f"{batch_size}/{recipe.batch_size}, the linear scaling rule)")
+    note += ". --batch-size sets it"
+    return dataclasses.replace(recipe, batch_size=batch_size, learning_rate=learning_rate), note
+
+
 def learning_rate_schedule(recipe, steps_per_epoch):
     """The recipe's learning rate by optimizer step (S = `steps_per_epoch`).
 

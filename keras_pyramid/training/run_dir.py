@@ -12,23 +12,32 @@
 
 Directories written by 0.1.0 load: `args.json` keys renamed since are read
 under their new names, and fields added since get the value those runs had.
+A corrupt record is a ConfigError naming the file (never a traceback).
+
+One process at a time trains in a run directory: `RunLock` holds an
+exclusive `flock` on its `.lock` file (the holder's PID inside, for the
+message). The operating system releases it when the holder dies, however it
+dies, so a stale lock of a dead process is simply taken over.
 """
 
 import dataclasses
+import fcntl
+import json
 import os
 import shutil
 
 from keras_pyramid.training import fit
-from keras_pyramid.utils.files import atomic_write_json, read_json
+from keras_pyramid.utils.files import atomic_write_json, read_json, remove_stale_temporaries
 
 ARGS_FILE = "args.json"
 DATA_FILE = "data.json"
 RESULTS_FILE = "results.json"
 MODEL_FILE = "model.keras"
+LOCK_FILE = ".lock"
 
 # Fields that define a run: resuming with other values would mix two runs.
 RUN_DEFINING = ("model", "architecture", "skip_dropped", "dataset", "image_size", "augment",
-                "validation", "label_noise", "weights", "freeze_backbone_epochs", "recipe",
+                "flip", "validation", "label_noise", "weights", "freeze_backbone_epochs", "recipe",
                 "epochs", "batch_size", "learning_rate", "drop_rate", "new_drop_rate",
                 "drop_rate_schedule", "weight_decay", "seed", "steps_per_epoch",
                 "mixed_precision")
@@ -36,7 +45,7 @@ RUN_DEFINING = ("model", "architecture", "skip_dropped", "dataset", "image_size"
 # runs written before them had (and the old name of a renamed one).
 ADDED_LATER = {"new_drop_rate": None, "drop_rate_schedule": "constant", "architecture": None,
                "image_size": None, "augment": None, "label_noise": 0.0, "weights": None,
-               "freeze_backbone_epochs": None, "recipe": "paper"}
+               "freeze_backbone_epochs": None, "recipe": "paper", "flip": True}
 RENAMED = {"lr": "learning_rate", "validation_examples": "validation"}
 
 
@@ -69,17 +78,41 @@ class Run:
         return self.results is not None
 
 
+def corrupt(path, reason):
+    """The ConfigError of an unreadable record of a run directory."""
+    return ConfigError("run_dir", f"{path} is corrupt ({reason}): run again with --restart to "
+                                  "start the run over, or choose another output directory")
+
+
 def _read(run_dir, name):
+    """A record (a JSON object) of `run_dir`, None when absent."""
     path = os.path.join(run_dir, name)
-    return read_json(path) if os.path.exists(path) else None
+    if not os.path.exists(path):
+        return None
+    try:
+        record = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise corrupt(path, f"{type(error).__name__}: {error}") from None
+    if not isinstance(record, dict):
+        raise corrupt(path, f"a JSON {type(record).__name__}, not an object")
+    return record
 
 
 def load_run(run_dir):
-    """The `Run` in `run_dir` (every field None or 0 for an empty or missing directory)."""
+    """The `Run` in `run_dir` (every field None or 0 for an empty or missing directory).
+
+    Raises ConfigError naming the file when a record is corrupt, or when
+    `checkpoint` is not a folder."""
     run_dir = os.fspath(run_dir)
     args = _read(run_dir, ARGS_FILE)
     if args is not None:
         args = {**ADDED_LATER, **{RENAMED.get(key, key): value for key, value in args.items()}}
+    checkpoint = os.path.join(run_dir, fit.CHECKPOINT_DIR)
+    if os.path.exists(checkpoint) and not os.path.isdir(checkpoint):
+        raise ConfigError("run_dir", f"{checkpoint} is a file, where the run keeps its "
+                                     "checkpoint folder: move it away, or run again with "
+                                     "--restart to start over")
+    _read(checkpoint, fit.LATEST)  # the checkpoint's record must be readable too
     model_path = os.path.join(run_dir, MODEL_FILE)
     return Run(path=run_dir, args=args, data=_read(run_dir, DATA_FILE),
                results=_read(run_dir, RESULTS_FILE),
@@ -87,33 +120,105 @@ def load_run(run_dir):
                completed_epochs=fit.completed_epochs(run_dir))
 
 
+def has_checkpoint(run_dir):
+    return os.path.exists(os.path.join(run_dir, fit.CHECKPOINT_DIR, fit.LATEST))
+
+
+def differences(previous, recorded):
+    """"field: old -> new" of the run-defining fields that differ ('' when none)."""
+    changed = [k for k in RUN_DEFINING if previous.get(k) != recorded.get(k)]
+    return ", ".join(f"{k}: {previous.get(k)!r} -> {recorded.get(k)!r}" for k in changed)
+
+
+def refuse_other_run(run, recorded):
+    """Raises ConfigError when `run` (a `Run`) was made with other run-defining
+    values than `recorded`: resuming would mix two runs, and a finished run
+    answering "already finished" would hide that nothing trained."""
+    details = differences(run.args, recorded) if run.args is not None else ""
+    if details:
+        state = "a finished run" if run.finished else "a run"
+        raise ConfigError("run_dir", f"{run.path} holds {state} with other arguments "
+                                     f"({details}); nothing was trained. Run again with "
+                                     "--restart to start over, or choose another directory")
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while a process trains in it.
+
+        with RunLock("runs/x"):   # ConfigError naming the holder's PID if taken
+            ...
+
+    Creates the directory if needed; `created` says whether it did."""
+
+    def __init__(self, run_dir):
+        self.run_dir = run_dir
+        self.created = not os.path.isdir(run_dir)
+        self._file = None
+
+    def __enter__(self):
+        try:
+            os.makedirs(self.run_dir, exist_ok=True)
+            self._file = open(os.path.join(self.run_dir, LOCK_FILE), "a+", encoding="utf-8")
+        except OSError as error:
+            raise ConfigError("run_dir", f"{self.run_dir} cannot be created: "
+                                         f"{error.strerror}") from None
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise ConfigError("run_dir", f"{self.run_dir} is in use by process {holder}, "
+                                         "which is training in it: wait for it to finish, "
+                                         "stop it, or choose another directory") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"{os.getpid()}\n")
+        self._file.flush()
+        return self
+
+    def __exit__(self, *exc_info):
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
 def prepare_run_dir(recorded, run_dir, restart=False):
-    """Creates or checks `run_dir` for the config `recorded` (args.json's dict);
-    refuses (ConfigError naming `run_dir`) to resume a different run."""
-    if restart and os.path.isdir(run_dir):
-        shutil.rmtree(run_dir)
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-    except OSError as error:
-        raise ConfigError("run_dir", f"{run_dir} cannot be created: {error.strerror}") from None
+    """Checks the locked `run_dir` for the config `recorded` (args.json's
+    dict) and writes args.json; refuses (ConfigError naming `run_dir`) to
+    resume a different run. `restart` empties it first (the lock stays).
+    Temporary files of dead processes are removed."""
+    if restart:
+        _empty(run_dir)
     if not os.access(run_dir, os.W_OK):
         raise ConfigError("run_dir", f"{run_dir} is not writable")
-    previous = load_run(run_dir).args
-    if previous is not None:
-        changed = [k for k in RUN_DEFINING if previous.get(k) != recorded.get(k)]
-        if changed:
-            details = ", ".join(f"{k}: {previous.get(k)!r} -> {recorded.get(k)!r}"
-                                for k in changed)
-            raise ConfigError("run_dir", f"{run_dir} holds a run with other arguments "
-                                         f"({details}); restart it or choose another directory")
+    for folder in (run_dir, os.path.join(run_dir, fit.CHECKPOINT_DIR)):
+        remove_stale_temporaries(folder)
+    refuse_other_run(load_run(run_dir), recorded)
     atomic_write_json(os.path.join(run_dir, ARGS_FILE), recorded)
 
 
-def forget_untrained(run_dir):
+def _empty(run_dir):
+    """Removes everything in `run_dir` but the lock this process holds."""
+    for name in os.listdir(run_dir):
+        path = os.path.join(run_dir, name)
+        if name == LOCK_FILE:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def forget_untrained(run_dir, lock=None):
     """Removes args.json and data.json of a run that trained nothing (its model
-    could not be built): no run to keep, and no record to refuse the next one."""
-    if not fit.completed_epochs(run_dir):
-        for name in (ARGS_FILE, DATA_FILE):
-            path = os.path.join(run_dir, name)
-            if os.path.exists(path):
-                os.remove(path)
+    could not be built, its weights could not be fetched): no run to keep, and
+    no record to refuse the next one. With the `RunLock` of a directory this
+    run created, the directory goes too: a failed start leaves nothing."""
+    if fit.completed_epochs(run_dir) or has_checkpoint(run_dir):
+        return
+    for name in (ARGS_FILE, DATA_FILE):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+    if lock is not None and lock.created and os.listdir(run_dir) == [LOCK_FILE]:
+        shutil.rmtree(run_dir)

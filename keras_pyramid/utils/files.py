@@ -11,6 +11,8 @@ import contextlib
 import json
 import os
 
+from keras_pyramid.utils.processes import process_alive
+
 
 def temporary_path(path):
     """A sibling of `path` to write first and `os.replace` onto `path`.
@@ -49,3 +51,22 @@ def atomic_write_json(path, data):
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def remove_stale_temporaries(folder):
+    """Removes the `tmp-PID-NAME` files in `folder` whose writer PID is no
+    longer running: a process killed mid-write (or failed on a full disk)
+    leaves one, which would keep the space it took."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        pid = _writer_pid(name)
+        if pid is not None and pid != os.getpid() and not process_alive(pid):
+            os.remove(os.path.join(folder, name))
+
+
+def _writer_pid(name):
+    """The PID in a `temporary_path` name, else None."""
+    prefix, _, rest = name.partition("-")
+    pid, _, _ = rest.partition("-")
+    return int(pid) if prefix == "tmp" and pid.isdigit() and rest.count("-") else None

@@ -38,7 +38,26 @@ def parse_args(argv=None):
         parser.error(f"checkpoint {args.checkpoint!r} is not a file")
     if not args.output.endswith((".keras", ".weights.h5")):
         parser.error(f"--output must end in .keras or .weights.h5, got {args.output!r}")
+    problem = output_problem(args.output)
+    if problem:  # before converting: a conversion is minutes for a large network
+        parser.error(f"--output {args.output!r} {problem}")
     return parser, args
+
+
+def output_problem(path):
+    """Why a file cannot be written at `path` (None if it can): it is a
+    directory, or its nearest existing ancestor is not a writable folder."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        return "is a directory: name the file to write"
+    ancestor = os.path.dirname(path)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        return f"cannot be written: {ancestor} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot be written: {ancestor} is not writable"
+    return None
 
 
 def converted_model(args):
@@ -67,7 +86,7 @@ def converted_model(args):
 def main(argv=None):
     parser, args = parse_args(argv)
     from keras_pyramid.applications import PRESETS
-    from keras_pyramid.utils.files import temporary_path
+    from keras_pyramid.utils.files import atomic_path
 
     if args.model not in PRESETS:
         parser.error(f"--model {args.model!r} is not a registered name (see "
@@ -76,14 +95,16 @@ def main(argv=None):
         model = converted_model(args)
     except (ValueError, ImportError) as error:  # CheckpointMismatch is a ValueError
         parser.error(f"checkpoint {args.checkpoint}: {error}")
-    folder = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(folder, exist_ok=True)
-    temporary = temporary_path(args.output)
-    if args.output.endswith(".keras"):
-        model.save(temporary)
-    else:
-        model.save_weights(temporary)
-    os.replace(temporary, args.output)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with atomic_path(args.output) as temporary:  # removed if the write fails
+            if args.output.endswith(".keras"):
+                model.save(temporary)
+            else:
+                model.save_weights(temporary)
+    except OSError as error:  # a full disk, or the folder changed since parse_args
+        parser.error(f"--output {args.output!r} cannot be written: "
+                     f"{error.strerror or error}")
     trainable = sum(math.prod(weight.shape) for weight in model.trainable_weights)
     print(f"{args.model}: {trainable:,} trainable parameters from {args.checkpoint} "
           f"({args.source}, {args.dataset}) -> {args.output}")

@@ -8,18 +8,26 @@ A smoke test of the model zoo on whatever backend `KERAS_BACKEND` selects.
 import argparse
 import time
 
-import keras
-import numpy as np
+import arguments as cli
 
-from keras_pyramid.applications import PyramidNet272SepDrop
+
+def parse_args(argv=None):
+    """Checked before Keras is imported: a bad value is refused in a second,
+    not after minutes of building a 272-layer model."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=cli.positive_int, default=8)
+    parser.add_argument("--classes", type=cli.positive_int, default=100)
+    parser.add_argument("--no-summary", action="store_true")
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--classes", type=int, default=100)
-    parser.add_argument("--no-summary", action="store_true")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    import keras
+    import numpy as np
+
+    from keras_pyramid.applications import PyramidNet272SepDrop
+
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}")
 
     start = time.perf_counter()

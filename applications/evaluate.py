@@ -84,14 +84,19 @@ def registered_model(parser, args):
     for a weights tag (None otherwise)."""
     from keras_pyramid import applications
     from keras_pyramid.models import presets
-    from keras_pyramid.weights.cache import ChecksumMismatch, WeightsUnavailable
+    from keras_pyramid.weights import files
 
     if args.model not in applications.PRESETS:
         parser.error(f"--model {args.model!r} is not a registered name (see "
                      "keras_pyramid.list_models())")
     try:
         model = applications.build(args.model, weights=args.weights)
-    except (ValueError, WeightsUnavailable, ChecksumMismatch, ImportError) as error:
+    except (ValueError, OSError, ImportError) as error:  # the cache's errors included
+        if args.weights.endswith(".weights.h5") and os.path.isfile(args.weights):
+            # The builder hands a .weights.h5 to Keras' load_weights as it is.
+            error = files.weights_file_error(args.weights, error)
+        if isinstance(error, files.UnloadableFile):
+            parser.error(f"--weights: {error}")  # it names the file
         parser.error(f"--weights {args.weights}: {error}")
     claim = None
     if args.weights in presets.DATASET_TAGS:
@@ -121,15 +126,16 @@ def open_split(parser, args):
 
 def load_model(parser, args):
     """(model, the source's claimed error or None)."""
-    import keras
-
-    import keras_pyramid  # noqa: F401  registers the layers
+    from keras_pyramid.weights.files import UnloadableFile, load_keras_file
 
     if args.saved is None:
         return registered_model(parser, args)
-    # compile=False: a .keras file keeps its jit_compile, which another
-    # backend may not support.
-    return keras.saving.load_model(args.model, compile=False), None
+    try:
+        # Not compiled: a .keras file keeps its jit_compile, which another
+        # backend may not support.
+        return load_keras_file(args.model), None
+    except UnloadableFile as error:  # truncated, random, hostile: one line naming it
+        parser.error(str(error))
 
 
 def batches(parser, args, model, source, subset):

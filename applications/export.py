@@ -15,6 +15,11 @@ and returns `logits`, `probabilities`, `class_id` and `class_name`.
 Class names: `--class-names FILE`, else the run directory's `data.json`
 (its "class_names", written by the training run), else the class indices
 "0", "1", ... See `keras_pyramid/export.py` and docs/serving.md.
+
+The default `--output` is `exports/NAME`, NAME the run directory's name (or,
+for a `.keras` file, its stem; `RUN_DIR/model.keras` counts as RUN_DIR): two
+runs of one architecture never share a serving folder, where TF Serving
+would serve one as a version of the other.
 """
 
 import argparse
@@ -27,6 +32,13 @@ import arguments as cli
 from keras_pyramid.export import FORMATS
 from keras_pyramid.training.run_dir import DATA_FILE, load_run
 
+EXPORTS = "exports"  # the default output's parent folder
+MODEL_FILE = "model.keras"  # a run directory's model
+# The comparison runs the Keras model, the SavedModel (and onnxruntime) on
+# all the images in one batch: a sample check, bounded so that it cannot
+# exhaust memory (2,000,000,000 asked for 6 TB) after the export is written.
+MAX_CHECK_IMAGES = 256
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -35,15 +47,19 @@ def parse_args(argv=None):
     )
     parser.add_argument("model", help="a run directory (with model.keras) or a .keras file")
     parser.add_argument("--output", default=None,
-                        help="the model's serving folder (default: exports/MODEL_NAME)")
+                        help="the model's serving folder (default: exports/ and the run "
+                             "directory's name, or the .keras file's stem)")
     parser.add_argument("--version", type=cli.positive_int, default=1,
                         help="the version folder, >= 1")
     parser.add_argument("--format", choices=FORMATS, default="saved_model",
                         help="onnx: the SavedModel plus model.onnx")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing version (atomically)")
-    parser.add_argument("--check-images", type=cli.non_negative_int, default=8,
-                        help="random images to compare the artifacts on (0: skip)")
+    parser.add_argument("--check-images", default=8,
+                        type=cli.at_most(cli.non_negative_int, MAX_CHECK_IMAGES,
+                                         "the check runs them in one batch"),
+                        help=f"random images to compare the artifacts on (0: skip; at most "
+                             f"{MAX_CHECK_IMAGES})")
     parser.add_argument("--class-names", default=None, metavar="FILE",
                         help="a text file, one class name a line in class order (default: "
                              "the run directory's data.json, else the indices 0, 1, ...)")
@@ -99,6 +115,17 @@ def _blame(source):
         f"{source} (override it with --class-names FILE): ")
 
 
+def default_output(model_path):
+    """exports/NAME: the run directory's name, or the `.keras` file's stem
+    (a run directory's own model.keras: the directory's name)."""
+    path = os.path.abspath(model_path)
+    if os.path.basename(path) == MODEL_FILE:
+        path = os.path.dirname(path)
+    elif not os.path.isdir(path):
+        path = os.path.splitext(path)[0]
+    return os.path.join(EXPORTS, os.path.basename(path) or "model")
+
+
 def main(argv=None):
     args = parse_args(argv)
     import numpy as np
@@ -110,7 +137,7 @@ def main(argv=None):
         names, source = read_class_names(args)
         model = exporting.load_classifier(args.model)
         check_name_count(names, source, exporting.classifier_head(model).units)
-        output = args.output or os.path.join("exports", model.name)
+        output = args.output or default_output(args.model)
         folder = exporting.export(model, output, args.version, formats=formats,
                                   overwrite=args.overwrite, class_names=names)
     except (exporting.ExportError, FileExistsError, ValueError) as error:

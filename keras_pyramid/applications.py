@@ -14,12 +14,16 @@ plain and with every regularizer, under `default_name` (e.g.
     >>> model = PyramidNet272SepDrop(classes=100)   # the same network
 """
 
+import difflib
 import os
+
+import keras
 
 from keras_pyramid.models import presets, pyramidnet
 from keras_pyramid.models.init import built_shapes_first
 from keras_pyramid.models.layers import REGULARIZED
 from keras_pyramid.models.presets import ARCHITECTURES, VARIANTS, default_name
+from keras_pyramid.models.pyramidnet import check_input_shape, input_channels
 from keras_pyramid.utils.checks import fail
 from keras_pyramid.weights import cache, convert
 from keras_pyramid.weights.assign import (
@@ -53,6 +57,7 @@ def _trained_source(depth, alpha, bottleneck, arguments, tag):
     architecture, entry = find_trained_weights(
         depth, alpha, bottleneck, arguments.get("variant", "cifar"),
         arguments.get("widening", "additive"), tag)
+    check_rgb_input(arguments, tag)
     classes = arguments.get("classes")
     if arguments.get("include_top", True) and classes not in (None, entry.classes):
         fail("classes", f"be {entry.classes} (or None) with `weights={tag!r}` and "
@@ -62,6 +67,20 @@ def _trained_source(depth, alpha, bottleneck, arguments, tag):
         return convert.read_tensors(cache.converted_weights(architecture, entry))
 
     return tensors, entry.classes, entry.mean, entry.std
+
+
+def check_rgb_input(arguments, tag):
+    """Trained weights take 3 (RGB) channels: their stem's kernel is 3 deep."""
+    input_shape = arguments.get("input_shape")
+    if input_shape is None and arguments.get("input_tensor") is not None:
+        input_shape = tuple(arguments["input_tensor"].shape[1:])
+    if input_shape is None:
+        return
+    data_format = keras.config.image_data_format()
+    variant = arguments.get("variant", "cifar")
+    if input_channels(check_input_shape(input_shape, data_format, variant), data_format) != 3:
+        fail("input_shape", f"have 3 (RGB) channels with `weights={tag!r}` (the trained stem "
+                            "takes RGB)", input_shape)
 
 
 def _keras_source(path):
@@ -165,20 +184,30 @@ def list_models(variant=None, pretrained=False):
                   and (preset["weights"] or not pretrained))
 
 
+def check_model_name(name):
+    """`name` if registered, else a ValueError naming the closest registered
+    names (`difflib.get_close_matches`: similarity >= 0.6, at most 3)."""
+    if isinstance(name, str) and name in PRESETS:
+        return name
+    close = [repr(match) for match in difflib.get_close_matches(str(name), PRESETS, n=3)]
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    fail("name", f"be a registered model name{hint}; `keras_pyramid.list_models()` lists "
+                 "them", name)
+
+
 def build(name, **overrides):
-    """Builds a registered model by name; `None` overrides fall through to defaults.
+    """Builds a registered model by name; every keyword given overrides the
+    registered configuration as given (None too: `classifier_activation=None`
+    gives logits, `regularization=None` the plain network), keywords not given
+    keep the registered or builder defaults.
 
     Example: `build("pyramidnet110_a48_sepdrop", classes=100, drop_rate=None)`
-    is `PyramidNet(110, 48, regularization="sepdrop", classes=100)`.
+    is `PyramidNet(110, 48, regularization="sepdrop", classes=100)` (the
+    builder reads `drop_rate=None` as its default, 0.5).
     """
-    if name not in PRESETS:
-        raise ValueError(
-            f"Unknown model name. Received: name={name!r}. "
-            f"Valid names: {', '.join(list_models())}"
-        )
-    arguments = {key: PRESETS[name][key] for key in ARCHITECTURE_KEYS}
+    arguments = {key: PRESETS[check_model_name(name)][key] for key in ARCHITECTURE_KEYS}
     arguments["name"] = name
-    arguments.update({k: v for k, v in overrides.items() if v is not None})
+    arguments.update(overrides)
     depth = arguments.pop("depth")
     alpha = arguments.pop("alpha")
     bottleneck = arguments.pop("bottleneck")
@@ -189,9 +218,7 @@ def trained_weights(name, tag, with_architecture=False):
     """The `presets.TrainedWeights` of registered model `name` (any
     regularization) for dataset `tag` (with its `presets.Architecture`
     first, `with_architecture`); a ValueError lists those that exist."""
-    if name not in PRESETS:
-        build(name)  # its ValueError lists the valid names
-    preset = PRESETS[name]
+    preset = PRESETS[check_model_name(name)]
     found = find_trained_weights(preset["depth"], preset["alpha"], preset["bottleneck"],
                                  preset["variant"], preset["widening"], tag)
     return found if with_architecture else found[1]
@@ -318,5 +345,5 @@ def _named_builders():
 
 NAMED_BUILDERS = _named_builders()
 globals().update(NAMED_BUILDERS)  # PyramidNet110, PyramidNet272SepDrop, ...
-__all__ = ["ARCHITECTURES", "NAMED_BUILDERS", "PRESETS", "build", "list_models",
-           *NAMED_BUILDERS]
+__all__ = ["ARCHITECTURES", "NAMED_BUILDERS", "PRESETS", "build", "check_model_name",
+           "list_models", *NAMED_BUILDERS]

@@ -39,11 +39,17 @@ function either way.
 
 Writes are all-or-nothing: the artifact is built in a hidden sibling folder
 (`.tmp-VERSION-PID`, which TF Serving ignores because it is not a number) and
-renamed into place, so a crash never leaves a half-written version.
+renamed into place, so a crash never leaves a half-written version. The
+staging folders of processes that died (killed mid-export) are removed by
+the next export into the same directory; a live process's are left alone. A
+full disk is an `ExportError` ("no space left on ..."), with the staging
+folder removed and the existing version, if any, untouched.
 """
 
+import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +60,7 @@ import numpy as np
 from keras import ops
 
 from keras_pyramid.utils import checks
+from keras_pyramid.utils.processes import process_alive
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
@@ -64,6 +71,13 @@ CLASS_NAMES_ATTRIBUTE = "class_names_file"  # the loaded SavedModel's Asset
 FORMATS = ("saved_model", "onnx")
 ONNX_FILE = "model.onnx"
 CLASSIFIER = "predictions"
+# A staging folder `.tmp-VERSION-PID`, or `.tmp-VERSION-PID-old`: the version
+# it replaced, renamed aside for the instant between two renames.
+STAGING = re.compile(r"^\.tmp-(?P<version>\d+)-(?P<pid>\d+)(?P<old>-old)?$")
+# Errors of a full disk (or of a full quota), in Python and in TensorFlow's
+# own file writer, which raises its OpError with the C library's message.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+NO_SPACE_MESSAGES = ("No space left on device", "Disk quota exceeded")
 
 
 class ExportError(RuntimeError):
@@ -230,6 +244,7 @@ def export(model, directory, version=1, *, formats=("saved_model",), overwrite=F
     formats = check_formats(formats)
     directory = os.path.abspath(os.fspath(directory))
     target = os.path.join(directory, str(version))
+    remove_stale_staging(directory)  # may put back a version a killed export took aside
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target!r} already exists: choose another version or "
                               f"pass overwrite=True (--overwrite)")
@@ -251,9 +266,49 @@ def export(model, directory, version=1, *, formats=("saved_model",), overwrite=F
     try:
         _write(serving, staging, formats, verbose, class_names)
         _replace_directory(staging, target)
+    except Exception as error:
+        if _no_space(error):
+            raise ExportError(f"no space left on the device of {directory} while writing "
+                              f"version {version}: nothing was replaced (the partial export "
+                              f"was removed); free some space and export again") from None
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _no_space(error):
+    """Whether `error` says the disk is full: an OSError's errno, or the
+    message of TensorFlow's writer or of the export subprocess."""
+    if isinstance(error, OSError) and error.errno in NO_SPACE:
+        return True
+    return any(message in str(error) for message in NO_SPACE_MESSAGES)
+
+
+def remove_stale_staging(directory):
+    """Removes the staging folders in `directory` left by processes that are
+    no longer alive (an export killed mid-write); a live process's are left
+    alone. A killed overwrite may have left the old version renamed aside
+    (`.tmp-V-PID-old`) and no version V: it is put back, since the new one
+    never took its place. Returns the paths removed or restored."""
+    if not os.path.isdir(directory):
+        return []
+    cleaned = []
+    for name in sorted(os.listdir(directory)):
+        match = STAGING.match(name)
+        if match is None or process_alive(int(match["pid"])):
+            continue
+        path = os.path.join(directory, name)
+        version = os.path.join(directory, str(int(match["version"])))
+        try:
+            if match["old"] and not os.path.exists(version):
+                os.rename(path, version)
+            else:
+                shutil.rmtree(path)
+        except OSError:
+            continue  # another process cleaned it first, or we may not: not ours to fail on
+        cleaned.append(path)
+    return cleaned
 
 
 def _write(serving, folder, formats, verbose, class_names):

@@ -3,6 +3,7 @@ determinism, ONNX, any input size, and every bad input. Runs under each
 backend: the model is trained (a few steps) and exported on the backend under
 test."""
 
+import errno
 import json
 import os
 import re
@@ -483,3 +484,128 @@ def test_class_names_of_the_wrong_count_or_type_are_refused(exported, tmp_path, 
         exporting.export(exported[0], tmp_path / "x", 1, class_names=class_names)
     assert "\n" not in str(refused.value)
     assert not os.path.exists(tmp_path / "x")
+
+
+def fake_write(serving, folder, formats, verbose, class_names):
+    """A stand-in for `_write` that writes only a marker: what is tested
+    around it (staging, cleanup, replacement) costs no real export."""
+    os.makedirs(folder)
+    open(os.path.join(folder, "saved_model.pb"), "w").close()
+
+
+def dead_pid():
+    """A PID above the kernel's limit: never a live process."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        return int(f.read()) + 1
+
+
+def test_stale_staging_folders_of_dead_processes_are_removed(exported, tmp_path, monkeypatch):
+    """An export killed mid-write left `.tmp-VERSION-PID` forever: the next
+    export removes a dead process's staging folder, puts back a version a
+    killed overwrite had renamed aside, and leaves a live process's alone."""
+    monkeypatch.setattr(exporting, "_write", fake_write)
+    directory = tmp_path / "served"
+    dead, live = dead_pid(), os.getppid()
+    for name in (f".tmp-1-{dead}", f".tmp-2-{live}", f".tmp-1-{dead}-old", f".tmp-3-{dead}-old",
+                 ".tmp-notes", f"tmp-1-{dead}", "1"):
+        (directory / name).mkdir(parents=True)
+        (directory / name / "saved_model.pb").write_text(name)
+    exporting.export(exported[0], directory, 4)
+    assert sorted(os.listdir(directory)) == sorted(
+        [f".tmp-2-{live}", ".tmp-notes", f"tmp-1-{dead}", "1", "3", "4"])
+    # Version 3 is the one a killed overwrite took aside: back in its place.
+    assert (directory / "3" / "saved_model.pb").read_text() == f".tmp-3-{dead}-old"
+    assert (directory / "1" / "saved_model.pb").read_text() == "1"
+
+
+@pytest.mark.parametrize("failure", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    RuntimeError("the TensorFlow export subprocess failed:\n... write failed: No space left on "
+                 "device"),  # TensorFlow's writer and the export subprocess say it in words
+], ids=["errno", "message"])
+def test_a_full_disk_is_one_error_and_replaces_nothing(exported, tmp_path, monkeypatch, failure):
+    model, _ = exported
+    directory = tmp_path / "served"
+    monkeypatch.setattr(exporting, "_write", fake_write)
+    exporting.export(model, directory, 1)
+
+    def fill_the_disk(serving, folder, formats, verbose, class_names):
+        os.makedirs(os.path.join(folder, "variables"))
+        raise failure
+
+    monkeypatch.setattr(exporting, "_write", fill_the_disk)
+    with pytest.raises(exporting.ExportError, match="no space left on the device of "
+                       f"{re.escape(str(directory))} while writing version 1: nothing was "
+                       "replaced") as refused:
+        exporting.export(model, directory, 1, overwrite=True)
+    assert "\n" not in str(refused.value)
+    assert sorted(os.listdir(directory)) == ["1"], "the staging folder was left behind"
+    assert os.listdir(directory / "1") == ["saved_model.pb"]
+
+
+def test_a_full_disk_is_one_line_from_the_program(exported, tmp_path, monkeypatch, capsys):
+    model, _ = exported
+    model.save(tmp_path / "model.keras")
+
+    def fill_the_disk(serving, folder, formats, verbose, class_names):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(exporting, "_write", fill_the_disk)
+    program = load_program(os.path.join(REPO, "applications", "export.py"))
+    status = program.main([str(tmp_path / "model.keras"), "--output", str(tmp_path / "out")])
+    stderr = capsys.readouterr().err
+    assert status == 2, stderr
+    assert stderr.startswith("error: no space left on ") and stderr.count("\n") == 1, stderr
+    assert os.listdir(tmp_path / "out") == []
+
+
+MOUNT_FAILED = 77  # the exit status the shell gives when it cannot mount
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="one real full disk is enough: runs once, under tensorflow")
+@pytest.mark.skipif(shutil.which("unshare") is None,
+                    reason="unshare (util-linux) is not installed: no private tmpfs to fill")
+def test_a_real_full_disk_is_one_line(exported, tmp_path):
+    """export.py into a 200 KB tmpfs mounted in a private user and mount
+    namespace (`unshare -r -m`): TensorFlow's own writer hits ENOSPC."""
+    exported[0].save(tmp_path / "model.keras")
+    (tmp_path / "disk").mkdir()
+    script = (f"mount -t tmpfs -o size=200k tmpfs disk || exit {MOUNT_FAILED}; "
+              f"{sys.executable} {os.path.join(REPO, 'applications', 'export.py')} model.keras "
+              f"--output disk/x --check-images 0; status=$?; ls -A disk/x; exit $status")
+    finished = run_command(["unshare", "-r", "-m", "sh", "-c", script], timeout=300,
+                           cwd=tmp_path)
+    if finished.returncode == MOUNT_FAILED or "unshare:" in finished.stderr:
+        pytest.skip(f"unshare -r -m cannot mount a tmpfs here: {finished.stderr.strip()[-200:]}")
+    assert finished.returncode == 2, finished.stderr[-3000:]
+    errors = [line for line in finished.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "no space left on" in errors[0], finished.stderr[-3000:]
+    assert "Traceback" not in finished.stderr
+    assert finished.stdout.strip() == "", "the staging folder was left on the full disk"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="pure TensorFlow (tf.image, no Keras tensor): runs once, under "
+                           "tensorflow")
+def test_the_client_resizing_in_the_docs_is_the_training_one(tmp_path):
+    """docs/serving.md's `client_image` gives what evaluation fed the model,
+    to uint8 rounding, for both resizing regimes and an image already of size."""
+    import tensorflow as tf
+    from PIL import Image
+
+    from keras_pyramid.data.augment import Preprocessing
+
+    with open(os.path.join(REPO, "docs", "serving.md"), encoding="utf-8") as f:
+        code = re.search(r"```python\n(import json\n.*?)```", f.read(), re.S).group(1)
+    image = Image.fromarray(cifar10_test_images(1)[0]).resize((57, 41))
+    image.save(tmp_path / "image.png")
+    for augment, size in (("cifar", (32, 32)), ("imagenet", (48, 40)), ("none", (41, 57))):
+        (tmp_path / "data.json").write_text(json.dumps({"image_size": size,
+                                                        "augment": augment}))
+        namespace = {}
+        exec(code.replace("runs/photos/data.json", str(tmp_path / "data.json")), namespace)
+        served = namespace["client_image"](str(tmp_path / "image.png")).numpy()
+        trained = Preprocessing(size, augment).evaluation(tf.constant(np.asarray(image)))
+        assert served.dtype == np.uint8 and served.shape == (*size, 3)
+        assert np.abs(served - trained.numpy()).max() <= 0.5

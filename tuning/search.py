@@ -20,6 +20,7 @@ with KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT set and KERASTUNER_TUNER_ID
 """
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -30,7 +31,7 @@ import arguments as cli  # noqa: E402
 
 from keras_pyramid.data.spec import parse_dataset
 from keras_pyramid.training.recipe import Recipe
-from keras_pyramid.tuning.hypermodel import TUNERS
+from keras_pyramid.tuning.hypermodel import STARTS_PER_TRIAL, TUNERS
 from keras_pyramid.utils.files import atomic_write_json, read_json
 
 OBJECTIVE = "val_accuracy"
@@ -98,9 +99,41 @@ def tuner_id():
     return os.environ.get("KERASTUNER_TUNER_ID")
 
 
+# The files a resumed search reads back (ours and KerasTuner's: glob patterns
+# under the project directory), with how to recover from a damaged one.
+START_AGAIN = "pass --overwrite to start the search again"
+READ_BACK = (
+    ("search.json", f"{START_AGAIN}, or choose another --project-name"),
+    ("oracle.json", f"{START_AGAIN}, or choose another --project-name"),
+    ("tuner*.json", f"{START_AGAIN}, or choose another --project-name"),
+    ("trial_*/trial.json", f"delete its trial folder to run that trial again, or {START_AGAIN}"),
+    (STARTS_PER_TRIAL, f"delete it (the trials' start counts begin again), or {START_AGAIN}"),
+)
+
+
+def check_search_files(parser, project_dir):
+    """Refuses, in one line naming the file, to resume from a file that is
+    not a JSON object (a crash or a full disk truncated it): KerasTuner and
+    json would stop with a traceback."""
+    for pattern, recovery in READ_BACK:
+        for path in sorted(glob.glob(os.path.join(glob.escape(project_dir), pattern))):
+            try:
+                content = read_json(path)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                problem = f"is not readable JSON ({error})"
+            else:
+                if isinstance(content, dict):
+                    continue
+                problem = f"holds a JSON {type(content).__name__}, not an object"
+            parser.error(f"{path} {problem}: the search cannot resume from it; {recovery}")
+
+
 def check_or_record_search(parser, args, project_dir, settings):
-    """Refuses to resume a search whose defining settings changed."""
+    """Refuses to resume a search whose defining settings changed, or one
+    whose files are damaged."""
     path = os.path.join(project_dir, "search.json")
+    if not args.overwrite:
+        check_search_files(parser, project_dir)
     if os.path.exists(path) and not args.overwrite:
         previous = read_json(path)
         changed = [k for k in SEARCH_DEFINING if previous.get(k) != settings.get(k)]

@@ -25,6 +25,7 @@ left-right with probability 1/2, independently per example.
 """
 
 import math
+import zipfile
 
 import keras
 import numpy as np
@@ -172,21 +173,87 @@ class ResidentData:
         return math.ceil(self.count / self.batch_size)
 
 
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
 def load_npz(path):
     """(x_train, y_train, x_test, y_test, class_names) of a `.npz` in the
     `keras.datasets` layout: `x_train`, `y_train`, `x_test`, `y_test`, and
-    optionally `class_names`. Raises ValueError naming a missing key."""
-    with np.load(path, allow_pickle=False) as arrays:
-        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
-        if missing:
-            raise ValueError(f"the .npz has no {missing[0]!r} (it holds {sorted(arrays)}); "
-                             "expected x_train, y_train, x_test, y_test")
-        x_train, y_train = arrays["x_train"], arrays["y_train"].reshape(-1)
-        x_test, y_test = arrays["x_test"], arrays["y_test"].reshape(-1)
-        classes = int(max(y_train.max(), y_test.max())) + 1
-        names = (tuple(str(n) for n in arrays["class_names"]) if "class_names" in arrays
-                 else tuple(str(i) for i in range(classes)))
+    optionally `class_names`. Labels come back as int64 vectors.
+
+    Everything is checked here, at load, so that a bad file fails before a
+    run directory exists rather than mid-training (a negative label crashed
+    one backend and trained silently on another). Raises ValueError naming
+    the file and the problem: not a readable `.npz` (truncated, corrupt), a
+    missing array, images and labels of different counts, labels that are
+    not integers in 0..classes-1 (classes: the `class_names` given, else
+    the largest label + 1), or images of two sizes.
+    """
+    path = str(path)
+    arrays = _read_npz(path)
+    missing = [key for key in NPZ_ARRAYS if key not in arrays]
+    if missing:
+        raise ValueError(f"{path} has no {missing[0]!r} (it holds {sorted(arrays)}); "
+                         f"expected {', '.join(NPZ_ARRAYS)}")
+    x_train, x_test = arrays["x_train"], arrays["x_test"]
+    y_train = _integer_labels(path, "train", x_train, arrays["y_train"])
+    y_test = _integer_labels(path, "test", x_test, arrays["y_test"])
+    if "class_names" in arrays:
+        names = tuple(str(name) for name in arrays["class_names"].reshape(-1))
+    else:
+        names = tuple(str(i) for i in range(int(max(y_train.max(), y_test.max())) + 1))
+    for split, labels in (("train", y_train), ("test", y_test)):
+        _check_label_range(path, split, labels, len(names))
     if x_train.ndim != 4 or x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(f"x_train and x_test must be (N, H, W, C) images of one size. "
+        raise ValueError(f"{path}: x_train and x_test must be (N, H, W, C) images of one size. "
                          f"Received: {x_train.shape} and {x_test.shape}")
     return x_train, y_train, x_test, y_test, names
+
+
+def _read_npz(path):
+    """Every array of the `.npz` at `path`, read now (a damaged member fails
+    here, not at its first use); a ValueError for a file that is not one."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        # zipfile's error for a truncated archive (its directory is at the
+        # end); numpy's for a file that is neither .npz, .npy nor a pickle.
+        raise ValueError(f"{path} is not a readable .npz file (truncated or corrupt?): "
+                         f"{error}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds one array (a .npy), not a .npz archive of "
+                         f"{', '.join(NPZ_ARRAYS)}")
+    with archive:
+        try:
+            return {key: archive[key] for key in archive}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            # A damaged member: a bad CRC, "cannot reshape", a pickled array.
+            raise ValueError(f"{path} is not a readable .npz file (truncated or corrupt?): "
+                             f"{error}") from None
+
+
+def _integer_labels(path, split, images, labels):
+    """`labels` as an int64 vector, one per image of `images`."""
+    labels = labels.reshape(-1)
+    if len(images) == 0:
+        raise ValueError(f"{path}: x_{split} holds no images")
+    if len(labels) != len(images):
+        raise ValueError(f"{path}: x_{split} has {len(images)} images but y_{split} has "
+                         f"{len(labels)} labels (one label per image)")
+    integral = labels.dtype.kind in "iu" or (
+        labels.dtype.kind == "f" and bool(np.all(np.isfinite(labels)))
+        and bool(np.all(labels == np.round(labels))))
+    if not integral:
+        raise ValueError(f"{path}: y_{split} must hold integer class indices. Received: "
+                         f"dtype {labels.dtype}, e.g. {labels[:3].tolist()}")
+    return labels.astype(np.int64)
+
+
+def _check_label_range(path, split, labels, classes):
+    """Every label a class index: in 0..classes-1."""
+    outside = (labels < 0) | (labels >= classes)
+    if outside.any():
+        values = sorted(set(labels[outside].tolist()))
+        shown = ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        raise ValueError(f"{path}: y_{split} has {int(outside.sum())} labels outside "
+                         f"0..{classes - 1} (the {classes} classes): {shown}")

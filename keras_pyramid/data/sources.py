@@ -70,7 +70,9 @@ class Source:
     `spec` is the canonical way to name it again (`folder:` + an absolute
     path, or `tfds:NAME:VERSION`, or a short name); `image_size` is (height,
     width) when every image has that size, else None; `skipped_files` counts
-    undecodable files left out (`skip_bad_images=True`).
+    undecodable files left out (`skip_bad_images=True`); `skipped_folders`
+    lists the hidden class folders left out (names starting with ".", as
+    Keras skips them: `.ipynb_checkpoints`, or a class named `..evil`).
     """
 
     spec: str
@@ -80,6 +82,7 @@ class Source:
     builder: object = None
     image_feature: str = None
     skipped_files: int = 0
+    skipped_folders: tuple = ()
 
     @property
     def kind(self):
@@ -134,6 +137,8 @@ def folder_source(path, skip_bad_images=False):
         folders = {"train": root}
     class_names = _class_folders(folders["train"])
     parts, skipped = {}, 0
+    hidden = tuple(path for folder in folders.values() for path in _hidden_folders(folder))
+    _report_hidden(hidden)
     for split, folder in folders.items():
         names = _class_folders(folder)
         if names != class_names:
@@ -149,7 +154,7 @@ def folder_source(path, skip_bad_images=False):
                                  f"images ({', '.join(IMAGE_EXTENSIONS)})")
         parts[split] = Part(split, labels, paths=tuple(paths))
     return Source(f"folder:{root}", class_names, parts, image_size=None,
-                  skipped_files=skipped)
+                  skipped_files=skipped, skipped_folders=hidden)
 
 
 def _class_folders(folder):
@@ -162,15 +167,38 @@ def _class_folders(folder):
     return names
 
 
+def _hidden_folders(folder):
+    """The hidden subfolders of `folder` (names starting with "."): never a class."""
+    return [os.path.join(folder, n) for n in sorted(os.listdir(folder))
+            if n.startswith(".") and os.path.isdir(os.path.join(folder, n))]
+
+
+def _report_hidden(hidden):
+    """One line for the hidden folders left out, with the images they hold: a
+    class folder named `..evil` once dropped 30 images without a word."""
+    if not hidden:
+        return
+    images = sum(len(_images_under(path)) for path in hidden)
+    shown = ", ".join(hidden[:3]) + (f" and {len(hidden) - 3} more" if len(hidden) > 3 else "")
+    print(f"Skipped {len(hidden)} hidden folder{'s' if len(hidden) > 1 else ''} ({images} "
+          f"images; a name starting with '.' is not a class): {shown}", flush=True)
+
+
+def _images_under(folder):
+    """Every image file under `folder`, recursively, in a stable order."""
+    found = []
+    for directory, subfolders, files in os.walk(folder):
+        subfolders.sort()
+        found += [os.path.join(directory, f) for f in files
+                  if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
+
+
 def _list_images(folder, class_names):
     paths, labels = [], []
     for label, name in enumerate(class_names):
-        found = []
-        for directory, subfolders, files in os.walk(os.path.join(folder, name)):
-            subfolders.sort()
-            found += [os.path.join(directory, f) for f in files
-                      if f.lower().endswith(IMAGE_EXTENSIONS)]
-        paths += sorted(found)
+        found = _images_under(os.path.join(folder, name))
+        paths += found
         labels += [label] * len(found)
     return paths, np.asarray(labels, np.int64)
 

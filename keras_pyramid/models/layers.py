@@ -353,7 +353,7 @@ def average_pool_2x2_by_slices(x, data_format):
 
     `pool(x)[i, j] = (x[2i, 2j] + x[2i + 1, 2j] + x[2i, 2j + 1] + x[2i + 1, 2j + 1]) / 4`,
     the same function as `ops.average_pool(x, 2, 2, "valid")` (to float rounding)
-    for even height and width.
+    for even height and width (`shortcut_pool` pads odd ones first).
 
     Why: jaxlib 0.10.2 on x86 CPUs segfaults (in YNNPACK's
     `multiply_add_fp32` kernel) when XLA's YNN "reduce" library fusion pulls
@@ -376,15 +376,57 @@ def average_pool_2x2_by_slices(x, data_format):
     return (corners[0] + corners[1] + corners[2] + corners[3]) * ops.cast(0.25, x.dtype)
 
 
+def _spatial_axes(data_format):
+    return (1, 2) if data_format == "channels_last" else (2, 3)
+
+
+def pad_edges_to_even(x, data_format):
+    """`x` with its last row (column) repeated once when its height (width) is odd.
+
+    Then a 2x2 stride-2 mean over it IS the ceil-mode pool that does not count
+    padding: a window hanging off the edge holds its real values twice each,
+    `(a + b + a + b) / 4 = (a + b) / 2`, and the corner `(a + a + a + a) / 4 = a`.
+    Even sizes are returned untouched (the same graph as before odd sizes existed).
+    """
+    padding = [[0, 0] for _ in x.shape]
+    for axis in _spatial_axes(data_format):
+        padding[axis][1] = x.shape[axis] % 2
+    if not any(after for _, after in padding):
+        return x
+    return ops.pad(x, padding, mode="edge")
+
+
+def shortcut_pool(x, data_format):
+    """The shortcut's 2x2 stride-2 average pool, in ceil mode: output
+    `ceil(n / 2)`, the size of the strided 3x3 convolution (pad 1) it is added
+    to, on odd `n` too; a window hanging off the edge averages its real values
+    only (`pool(x)[i, j] = mean of x[2i:2i + 2, 2j:2j + 2]` clipped to `x`),
+    as PyTorch's `AvgPool2d(2, 2, ceil_mode=True)` in the official code.
+
+    Even sizes run the ops they always ran ("valid"), so even-size networks
+    and their logits are unchanged. Odd or unknown sizes: Keras' "same"
+    padding pads bottom/right, as ceil mode does, and excludes the padding from
+    the mean on TensorFlow and PyTorch (which pads by edge replication, the
+    same average by `pad_edges_to_even`'s identity); JAX pads its edges and
+    takes the four-slice mean (`average_pool_2x2_by_slices`, for the crash it avoids).
+    """
+    if keras.backend.backend() == "jax":  # shapes are static under JAX tracing
+        return average_pool_2x2_by_slices(pad_edges_to_even(x, data_format), data_format)
+    even = all(x.shape[axis] is not None and x.shape[axis] % 2 == 0
+               for axis in _spatial_axes(data_format))
+    return ops.average_pool(x, pool_size=2, strides=2, padding="valid" if even else "same",
+                            data_format=data_format)
+
+
 @keras.saving.register_keras_serializable(package="keras_pyramid")
 class PyramidShortcut(keras.layers.Layer):
     """The parameter-free shortcut of a pyramidal unit.
 
     `S(x) = pad_C(pool(x))`: a 2x2 average pool with stride 2 when the unit
-    downsamples (`strides=2`), then `out_channels - C_in` zero channels
-    appended at the END of the channel axis (Han et al. 2017), so that the
-    shortcut can be added to a branch that is wider than its input. Never a
-    projection.
+    downsamples (`strides=2`; ceil mode on odd sizes, see `shortcut_pool`),
+    then `out_channels - C_in` zero channels appended at the END of the
+    channel axis (Han et al. 2017), so that the shortcut can be added to a
+    branch that is wider than its input. Never a projection.
 
     Args:
         out_channels: int, the channels of the unit's output.
@@ -415,12 +457,7 @@ class PyramidShortcut(keras.layers.Layer):
     def call(self, inputs):
         x = inputs
         if self.strides == 2:
-            if keras.backend.backend() == "jax":
-                x = average_pool_2x2_by_slices(x, self.data_format)
-            else:
-                x = ops.average_pool(
-                    x, pool_size=2, strides=2, padding="valid", data_format=self.data_format
-                )
+            x = shortcut_pool(x, self.data_format)
         if self.new_channels:
             padding = [[0, 0]] * len(x.shape)
             padding[_channel_axis(self.data_format)] = [0, self.new_channels]
@@ -429,10 +466,9 @@ class PyramidShortcut(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)
-        spatial = range(1, 3) if self.data_format == "channels_last" else range(2, 4)
         if self.strides == 2:
-            for axis in spatial:
-                shape[axis] = None if shape[axis] is None else shape[axis] // 2
+            for axis in _spatial_axes(self.data_format):
+                shape[axis] = None if shape[axis] is None else (shape[axis] + 1) // 2
         shape[_channel_axis(self.data_format)] = self.out_channels
         return tuple(shape)
 

@@ -12,6 +12,8 @@ have no weights).
 
 import dataclasses
 
+from keras_pyramid.utils.checks import check_choice
+
 # Dataset tags of `weights=`: the class count and the fixed input size.
 DATASET_TAGS = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32),
                 "imagenet": (1000, 224)}
@@ -31,8 +33,8 @@ class Variant:
     """What a variant fixes besides its stem (and its default class count).
 
     `downsampling` is the factor between the input and the last stage's
-    resolution; inputs must be multiples of it, so that every pooled
-    shortcut matches its strided branch.
+    resolution: every strided layer maps n pixels to `ceil(n / 2)`, so any
+    size works, from `minimum_input_size` up.
     """
 
     stem_width: int
@@ -50,6 +52,20 @@ VARIANTS = {
     # The stem quarters (conv /2, max-pool /2), stages 2-4 halve: 224 -> 56, 28, 14, 7.
     "imagenet": Variant(64, 4, 1000, 224, 32, IMAGENET_MEAN, IMAGENET_STD),
 }
+
+
+def minimum_input_size(variant):
+    """The smallest height and width `variant` ("cifar" or "imagenet") accepts:
+    its downsampling factor, 4 (CIFAR) or 32 (ImageNet).
+
+    keras.applications' rule (ResNet50: `min_size=32`, its total stride): the
+    smallest input the network reduces to a 1x1 last stage through full 2x2
+    windows, `size / downsampling >= 1`. Smaller inputs would compute, but
+    their last stages would work on a map already down to one pixel.
+    """
+    return VARIANTS[check_choice("variant", variant, tuple(VARIANTS))].downsampling
+
+
 # ResNet's bottleneck unit counts per stage (docs/architecture.md 1b), by depth.
 IMAGENET_STAGE_UNITS = {
     50: (3, 4, 6, 3),
@@ -82,7 +98,11 @@ class TrainedWeights:
     pixels as the source's training did. `sha1` is the SHA-1 of the `.pth`
     file inside the published zip (the source's own checksum), `error` the
     source's CLAIMED test error in % (`metric` says which), never measured
-    here. `evaluation` says how the test images were fed.
+    here. `evaluation` says how the test images were fed. `converted_sha256`
+    pins the digest of the `.pth`'s tensors converted to this project's
+    layer names (`weights.convert.tensors_digest`): the cache serves its
+    converted file without torch only when it has it; None where not yet
+    measured (each load then converts the SHA-1-checked `.pth` again).
     """
 
     dataset: str
@@ -100,6 +120,7 @@ class TrainedWeights:
     licence: str
     parameters: int
     evaluation: str = "the full image"
+    converted_sha256: str = None
 
 
 # imgclsmob's transforms (its `cifar10_cls_dataset.py`, inherited by the
@@ -109,6 +130,11 @@ IMGCLSMOB_CIFAR_STD = tuple(255 * s for s in (0.2023, 0.1994, 0.2010))
 IMGCLSMOB_IMAGENET_MEAN = IMAGENET_MEAN
 IMGCLSMOB_IMAGENET_STD = IMAGENET_STD
 IMGCLSMOB_RELEASES = "https://github.com/osmr/imgclsmob/releases/download"
+# `.pth` file name -> `TrainedWeights.converted_sha256`, measured on a machine
+# that fetched the file: `tensors_digest(read_tensors(path))` of the cache's
+# `.npz`, also written in its `.npz.json` record. None measured yet: these
+# machines have no network.
+CONVERTED_SHA256 = {}
 
 
 def _imgclsmob(source_name, dataset, parameters, error, sha1, release):
@@ -135,6 +161,7 @@ def _imgclsmob(source_name, dataset, parameters, error, sha1, release):
         parameters=parameters,
         evaluation=("resized to 256 (224 / 0.875), centre crop 224" if imagenet
                     else "the full image"),
+        converted_sha256=CONVERTED_SHA256.get(file_name),
     )
 
 

@@ -27,7 +27,7 @@ from keras_pyramid.models.plan import (
     unit_widths,
     weighted_layer_names,
 )
-from keras_pyramid.models.presets import VARIANTS, Variant, default_name
+from keras_pyramid.models.presets import VARIANTS, Variant, default_name, minimum_input_size
 from keras_pyramid.utils.checks import (
     check_bool,
     check_choice,
@@ -35,16 +35,20 @@ from keras_pyramid.utils.checks import (
     check_number,
     check_rate,
     fail,
+    is_int,
 )
 
 # The stage plan's functions are re-exported: the builder's public companions.
-__all__ = ["PyramidNet", "VARIANTS", "Variant", "normalization_statistics", "stage_plan",
-           "unit_widths", "weighted_layer_names"]
+__all__ = ["PyramidNet", "VARIANTS", "Variant", "minimum_input_size", "normalization_statistics",
+           "stage_plan", "unit_widths", "weighted_layer_names"]
+# The papers' last-unit drop probability (`drop_rate=None` means it).
+DEFAULT_DROP_RATE = 0.5
 
 
 def check_input_shape(input_shape, data_format, variant):
-    """The input shape, default the variant's design size; any height and
-    width the network can take (multiples of `Variant.downsampling`)."""
+    """The input shape, default the variant's design size with 3 channels;
+    any channel count (>= 1) and any height and width from
+    `minimum_input_size(variant)` up (None: decided at call time)."""
     spec = VARIANTS[variant]
     if input_shape is None:
         size = spec.design_size
@@ -53,29 +57,46 @@ def check_input_shape(input_shape, data_format, variant):
     if len(input_shape) != 3:
         fail("input_shape", "be (height, width, channels) for channels_last or "
                             "(channels, height, width) for channels_first", input_shape)
-    if data_format == "channels_last":
-        spatial, channels = input_shape[:2], input_shape[2]
-    else:
-        spatial, channels = input_shape[1:], input_shape[0]
-    if channels != 3:
-        fail("input_shape", f"have 3 (RGB) channels on the {data_format} axis", input_shape)
-    factor = spec.downsampling
-    if any(size is not None and (size < factor or size % factor) for size in spatial):
-        fail("input_shape", f"have height and width that are multiples of {factor} for "
-                            f"variant={variant!r} (the network divides them by {factor})",
+    spatial = input_shape[:2] if data_format == "channels_last" else input_shape[1:]
+    channels = input_channels(input_shape, data_format)
+    if not is_int(channels) or channels < 1:
+        fail("input_shape", f"have a known channel count >= 1 on the {data_format} axis",
+             input_shape)
+    minimum = minimum_input_size(variant)
+    if any(size is not None and (not is_int(size) or size < minimum) for size in spatial):
+        fail("input_shape", f"have height and width >= {minimum} for variant={variant!r}",
              input_shape)
     return input_shape
 
 
-def check_statistics(argument, values, positive=False):
-    """Three finite numbers (per RGB channel), > 0 with `positive`."""
+def input_channels(input_shape, data_format):
+    """The channel count of a (height, width, channels) or (channels, height, width) shape."""
+    return input_shape[-1] if data_format == "channels_last" else input_shape[0]
+
+
+def default_statistics(values, channels):
+    """The variant's per-channel `values` (3, RGB) for a `channels`-channel input.
+
+    Other channel counts get the mean of the three, repeated: a channel of
+    unknown meaning is normalized like an average RGB channel, so a grayscale
+    image (about the mean of R, G and B) and any other 0-255 input land on
+    the scale the variant's statistics give RGB images (mean near 0, std near 1).
+    """
+    if channels == len(values):
+        return tuple(values)
+    return (sum(values) / len(values),) * channels
+
+
+def check_statistics(argument, values, channels, positive=False):
+    """`channels` finite numbers (one per input channel), > 0 with `positive`."""
     try:
         numbers = tuple(float(v) for v in np.ravel(values))
     except (TypeError, ValueError):
         numbers = ()
-    if len(numbers) != 3 or not all(math.isfinite(v) and (v > 0 or not positive)
-                                    for v in numbers):
-        fail(argument, "be 3 finite numbers" + (" > 0" if positive else ""), values)
+    if len(numbers) != channels or not all(math.isfinite(v) and (v > 0 or not positive)
+                                           for v in numbers):
+        fail(argument, f"be {channels} finite numbers{' > 0' if positive else ''} (one per "
+                       "input channel)", values)
     return numbers
 
 
@@ -111,6 +132,15 @@ def normalization_statistics(model):
     except ValueError:
         return None, None
     return config["mean"], [math.sqrt(v) for v in np.ravel(config["variance"])]
+
+
+def model_statistics(mean, std, variant, channels):
+    """(mean, std) of the input normalization: as given, else the variant's."""
+    spec = VARIANTS[variant]
+    mean = default_statistics(spec.mean, channels) if mean is None else mean
+    std = default_statistics(spec.std, channels) if std is None else std
+    return (check_statistics("mean", mean, channels),
+            check_statistics("std", std, channels, positive=True))
 
 
 def normalization(mean, std, data_format):
@@ -196,8 +226,8 @@ def model_inputs(input_tensor, input_shape, data_format, variant):
 
 
 def PyramidNet(depth, alpha, bottleneck=False, *, variant="cifar", widening="additive",
-               regularization=None, drop_rate=0.5, new_drop_rate=None, include_top=True,
-               input_tensor=None, input_shape=None, pooling=None, classes=None,
+               regularization=None, drop_rate=DEFAULT_DROP_RATE, new_drop_rate=None,
+               include_top=True, input_tensor=None, input_shape=None, pooling=None, classes=None,
                classifier_activation="softmax", include_preprocessing=True, mean=None,
                std=None, seed=None, name=None, granularity="batch", weight_decay=0.0,
                skip_dropped=False, head_dropout=0.0):
@@ -223,21 +253,25 @@ def PyramidNet(depth, alpha, bottleneck=False, *, variant="cifar", widening="add
             or "shakedrop". PyramidSepDrop on bottleneck units is this
             project's extension: the authors released basic units only.
         drop_rate: float in [0, 1), the LAST unit's drop probability; unit l
-            of L gets `(l / L) * drop_rate` (linear decay rule).
+            of L gets `(l / L) * drop_rate` (linear decay rule); None: 0.5.
         new_drop_rate: float in [0, 1) or None; with "sepdrop", the last
             unit's rate of the gate on the new channels, spread by the same
             rule; None ties it to `drop_rate` (the paper; separate rates are
             this project's extension).
         include_top: bool, whether to include the classifier.
         input_tensor: optional Keras tensor to use as the model's input.
-        input_shape: optional shape tuple, default the variant's design size;
-            height and width multiples of 4 (CIFAR) or 32 (ImageNet).
+        input_shape: optional shape tuple, default the variant's design size
+            with 3 channels; any channel count, and height and width from
+            `minimum_input_size(variant)` up: 4 (CIFAR) or 32 (ImageNet). Every
+            stride-2 layer maps n to `ceil(n / 2)` (odd sizes too).
         pooling: None, "avg" or "max": the features' pooling without the top.
         classes: int >= 1 or None, the variant's (10 or 1000).
         classifier_activation: the top layer's activation, None for logits.
         include_preprocessing: bool; True: the model takes raw 0-255 pixels
             and normalizes them, `(x - mean) / std` per channel.
-        mean, std: 3 numbers each (0-255 scale) or None, the variant's.
+        mean, std: one number per input channel each (0-255 scale) or None:
+            the variant's (RGB), or their average on every channel for another
+            channel count (`default_statistics`).
         seed: int or None; unit l's regularizer gets `seed + l` (same gates).
         name: the model's name, default like "pyramidnet110_a48_sepdrop".
         granularity: "batch" (the papers) or "sample": gates per batch or example.
@@ -253,14 +287,14 @@ def PyramidNet(depth, alpha, bottleneck=False, *, variant="cifar", widening="add
         A `keras.Model`.
     """
     data_format = keras.config.image_data_format()
+    drop_rate = DEFAULT_DROP_RATE if drop_rate is None else drop_rate
     widths = unit_widths(depth, alpha, bottleneck, variant=variant, widening=widening)
     check_unit_arguments(regularization, drop_rate, new_drop_rate, granularity, seed,
                          skip_dropped)
     classes = VARIANTS[variant].classes if classes is None else classes
     check_head_arguments(include_top, pooling, classes, head_dropout, weight_decay)
-    mean = check_statistics("mean", VARIANTS[variant].mean if mean is None else mean)
-    std = check_statistics("std", VARIANTS[variant].std if std is None else std, True)
     inputs, sources = model_inputs(input_tensor, input_shape, data_format, variant)
+    mean, std = model_statistics(mean, std, variant, input_channels(inputs.shape[1:], data_format))
     # Coupled weight decay = the gradient of lambda / 2 * w^2 (docs/architecture.md section 4).
     wr = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     x = normalization(mean, std, data_format)(inputs) if include_preprocessing else inputs

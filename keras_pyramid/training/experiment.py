@@ -27,7 +27,7 @@ import keras_pyramid
 from keras_pyramid import applications, data
 from keras_pyramid.data import resident
 from keras_pyramid.models import hparams, skipping
-from keras_pyramid.models.pyramidnet import VARIANTS
+from keras_pyramid.models.pyramidnet import VARIANTS, minimum_input_size
 from keras_pyramid.training import device, distribution, drop_schedule, finetune, fit, recipe
 from keras_pyramid.training.run_dir import (
     DATA_FILE,
@@ -190,9 +190,10 @@ def _preset(config):
     """(regularization, variant) of the configured model."""
     if config.architecture is not None:
         return config.architecture["regularization"], "cifar"
-    if config.model not in applications.PRESETS:
-        raise ConfigError("model", f"unknown model {config.model!r}; valid: "
-                                   f"{', '.join(applications.list_models())}")
+    try:
+        applications.check_model_name(config.model)
+    except ValueError as error:
+        raise ConfigError("model", str(error)) from None
     preset = applications.PRESETS[config.model]
     return preset["regularization"] or "none", preset["variant"]
 
@@ -357,7 +358,7 @@ def _resident_data(config, variant):
     try:
         x_train, y_train, x_test, y_test, names = resident.load_npz(config.dataset[4:])
     except (OSError, ValueError) as error:
-        raise ConfigError("dataset", f"{config.dataset}: {error}") from None
+        raise ConfigError("dataset", str(error)) from None  # it names the file
     image_size = tuple(x_train.shape[1:3])
     check_image_size(config, image_size, variant)
 
@@ -374,7 +375,7 @@ def _resident_data(config, variant):
               "split": {"train": len(x_train), "validation": None, "test": len(x_test),
                         "final_evaluation": "x_test"},
               "statistics": {"mean": None, "std": None, "from": "the model's default"},
-              "label_noise": None, "skipped_files": 0}
+              "label_noise": None, "skipped_files": 0, "skipped_folders": []}
     return RunData(names, len(x_train), image_size, record, streams, resident=True)
 
 
@@ -431,12 +432,13 @@ def image_size_of(config, source, variant):
 
 
 def check_image_size(config, image_size, variant):
-    """The network divides its input by its variant's downsampling factor."""
-    factor = VARIANTS[variant].downsampling
-    if any(side < factor or side % factor for side in image_size):
+    """The network's stem must be able to reduce the input (any size from its
+    variant's minimum on: odd sizes too, the shortcuts pool in ceil mode)."""
+    minimum = minimum_input_size(variant)
+    if any(side < minimum for side in image_size):
         raise ConfigError("image_size", f"{image_size[0]}x{image_size[1]} cannot enter "
                                         f"{config.model_name}: its height and width must be "
-                                        f"multiples of {factor}. Received: "
+                                        f">= {minimum}. Received: "
                                         f"image_size={tuple(image_size)}")
 
 
@@ -462,6 +464,7 @@ def data_record(config, source, splits, preprocessing, statistics, noise):
         "statistics": statistics,
         "label_noise": noise,
         "skipped_files": source.skipped_files,
+        "skipped_folders": list(source.skipped_folders),
     }
 
 

@@ -47,11 +47,11 @@ from keras_pyramid.weights.assign import (
     RUN_MODEL,
     WeightsMismatch,
     assign_by_name,
-    load_keras_file,
     refused,
     weighted_layers,
     weights_kind,
 )
+from keras_pyramid.weights.files import WeightsMisfit, load_keras_file, load_weights_file
 
 __all__ = ["HEAD", "RUN_MODEL", "build_optimizer", "load_backbone", "load_keras_file",
            "set_backbone_trainable", "weights_kind", "weights_statistics"]
@@ -106,7 +106,8 @@ def _weights_file_model(model, weights):
     """A copy of `model` holding a `.weights.h5` loaded with Keras'
     `load_weights`, or its backbone (up to `head_relu`) when the file's
     classifier does not fit. The file holds no architecture: it must be of
-    `model`'s layer structure, and Keras' message says where it is not."""
+    `model`'s layer structure. A file that is no weights file at all is
+    refused at once (`files.UnloadableFile`, naming it)."""
     source = built_shapes_first(keras.models.clone_model, model)  # `model` stays as it is
     candidates = [source]
     if HEAD in [layer.name for layer in source.layers]:
@@ -117,10 +118,9 @@ def _weights_file_model(model, weights):
                 # The backbone view has a container the file does not: Keras
                 # says so, though every layer of the view loads (tested).
                 warnings.filterwarnings("ignore", message="Skipping nested container")
-                candidate.load_weights(weights)
-            return candidate
-        except ValueError as error:  # Keras' load_weights: a shape or structure misfit
-            reason = str(error).strip().splitlines()[0]
+                return load_weights_file(candidate, weights)
+        except WeightsMisfit as error:  # a shape or structure misfit: try the backbone
+            reason = error.reason
     fail("weights", f"fit {model.name} ({reason})", weights)
 
 

@@ -7,15 +7,15 @@ holds layers (a nested model, a `SkippableBranch`), so a flat network and a
 `skip_dropped` one take the same weights.
 """
 
-import json
 import os
-import zipfile
 
 import keras
 
-from keras_pyramid.models.init import built_shapes_first
 from keras_pyramid.models.presets import DATASET_TAGS
 from keras_pyramid.utils.checks import fail
+
+# Re-exported: the builder (applications.py) loads `.keras` sources through it.
+from keras_pyramid.weights.files import load_keras_file  # noqa: F401
 
 HEAD = "predictions"  # the classifier's layer name
 RUN_MODEL = "model.keras"  # what a finished training run directory holds
@@ -122,16 +122,3 @@ def refused(weights, mismatch):
     """The one-line ValueError for `weights` that `assign_by_name` refused."""
     return ValueError(f"`weights` is of another architecture: {mismatch}. "
                       f"Received: weights={weights!r}")
-
-
-def load_keras_file(path):
-    """`keras.saving.load_model(path, compile=False)`, its variables created
-    shapes first: the file's values replace them, so no initializer needs to
-    run (under JAX each compiles an XLA program per weight shape: measured
-    here, 0.7 s instead of 72 s for PyramidNet-20 on a shared 2-core CPU)."""
-    with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))
-    config["compile_config"] = None  # what compile=False does
-    model = built_shapes_first(keras.saving.deserialize_keras_object, config)
-    model.load_weights(path)  # Keras reads the weights inside a .keras archive
-    return model

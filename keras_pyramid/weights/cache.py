@@ -1,4 +1,4 @@
-"""Trained weights by name: fetch once, convert once, offline after that.
+"""Trained weights by name: fetch once, convert, and trust only what is pinned.
 
 `converted_weights(architecture, entry)` returns the path of a
 `presets.TrainedWeights` entry of its `presets.Architecture`, converted to
@@ -9,18 +9,27 @@ without KERAS_HOME):
 
     NAME-ERROR-SHA1.pth         the published PyTorch file, SHA-1 checked
     NAME-ERROR-SHA1.npz         it, converted: {layer name: tensors} (`convert`)
-    NAME-ERROR-SHA1.npz.json    the converted file's SHA-256 and its source
+    NAME-ERROR-SHA1.npz.json    where it came from, and its `tensors_sha256`
 
-1. A converted file whose SHA-256 matches its record is loaded: no network,
-   no torch.
+Only the presets are trusted, never the cache's own record (anyone who can
+write a file there can write its record too):
+
+1. An entry with a pinned `converted_sha256` is served from the converted
+   file when its tensors have that digest (`convert.tensors_digest`): no
+   network, no torch.
 2. Otherwise the `.pth` is needed. One in the cache with the published SHA-1
    is used; a missing or corrupt one is fetched with `keras.utils.get_file`
-   (the release's `.pth.zip`), unzipped and checked again. A file that does
-   not match its checksum is deleted, never loaded: fetched once more, then
-   refused.
-3. It is converted (`convert.converted_tensors`, needs torch), saved, and
-   its checksum recorded, each file written to a temporary name and renamed
-   into place.
+   (the release's `.pth.zip`), unzipped and checked again. It is converted
+   (`convert.converted_tensors`, needs torch), and that conversion is what
+   is served: it must have the pinned digest where there is one, and a
+   cached file with other tensors is replaced. So without a pin every load
+   re-checks the `.pth` and converts it again.
+3. A file that fails its check is deleted, never loaded, and fetched or
+   converted again; a second failure is `ChecksumMismatch`. Each file is
+   written to a temporary name and renamed into place.
+
+The record's `tensors_sha256` is the value to pin in
+`presets.CONVERTED_SHA256` once the file has been fetched somewhere.
 
 The converted tensors are keyed by layer name, so they load into the plain,
 `_drop`, `_sepdrop` and `_shakedrop` networks of the configuration
@@ -37,7 +46,7 @@ import keras
 # Keras' own cache root, as get_file computes it; it has no public accessor.
 from keras.src.backend.config import keras_home
 
-from keras_pyramid.utils.files import atomic_write_json, read_json, temporary_path
+from keras_pyramid.utils.files import atomic_write_json, temporary_path
 from keras_pyramid.weights import convert
 
 CACHE_SUBDIR = os.path.join("models", "keras_pyramid")
@@ -75,21 +84,24 @@ def cached_paths(entry, directory=None):
     }
 
 
-def _verified_conversion(entry, paths):
-    """The converted file if it is intact and of this entry's source file."""
-    if not (os.path.isfile(paths["converted"]) and os.path.isfile(paths["record"])):
-        return None
-    try:
-        record = read_json(paths["record"])
-        intact = (record.get("source_sha1") == entry.sha1
-                  and record.get("sha256") == file_digest(paths["converted"], "sha256"))
-    except (OSError, ValueError):
-        intact = False
-    if intact:
-        return paths["converted"]
+def _remove_conversion(paths):
     for path in (paths["converted"], paths["record"]):
-        os.remove(path)  # refused: converted again below
-    return None
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def _holds(paths, digest):
+    """Whether the converted file holds tensors of `digest`; one that does
+    not (other tensors, corrupt, unreadable) is deleted with its record."""
+    if not os.path.isfile(paths["converted"]):
+        return False
+    try:
+        if convert.tensors_digest(convert.read_tensors(paths["converted"])) == digest:
+            return True
+    except ValueError:  # not a converted-tensors file at all
+        pass
+    _remove_conversion(paths)  # refused: never loaded, converted again
+    return False
 
 
 def _unzip(zip_path, member, destination):
@@ -145,24 +157,41 @@ def fetch_checkpoint(entry, directory=None):
     )
 
 
+def _conversion(architecture, entry, directory):
+    """The tensors of `entry`'s SHA-1-checked `.pth`, converted (needs torch)."""
+    checkpoint = fetch_checkpoint(entry, directory)
+    try:
+        state_dict = convert.read_state_dict(checkpoint)
+    except ImportError as error:  # say why a cached conversion is not enough
+        raise ImportError(f"{error} ({entry.file_name}: a cached conversion is served without "
+                          "torch only where presets.CONVERTED_SHA256 pins its digest)") from None
+    return convert.converted_tensors(
+        state_dict, entry.source, depth=architecture.depth,
+        bottleneck=architecture.bottleneck, variant=architecture.variant)
+
+
 def converted_weights(architecture, entry, directory=None):
     """The path of `entry`'s tensors converted to our layer names (`.npz`,
-    see `convert.read_tensors`), converting (and fetching) them the first
-    time."""
+    see `convert.read_tensors`), checked as the module doc says: against the
+    pinned `entry.converted_sha256`, or else against a conversion of the
+    published `.pth` made now."""
     paths = cached_paths(entry, directory)
-    converted = _verified_conversion(entry, paths)
-    if converted:
-        return converted
-    checkpoint = fetch_checkpoint(entry, directory)
-    tensors = convert.converted_tensors(
-        convert.read_state_dict(checkpoint), entry.source, depth=architecture.depth,
-        bottleneck=architecture.bottleneck, variant=architecture.variant)
-    convert.save_tensors(paths["converted"], tensors)
-    atomic_write_json(paths["record"], {
-        "sha256": file_digest(paths["converted"], "sha256"),
-        "source": entry.source,
-        "source_file": entry.file_name,
-        "source_sha1": entry.sha1,
-        "url": entry.url,
-    })
+    pinned = entry.converted_sha256
+    if pinned and _holds(paths, pinned):
+        return paths["converted"]
+    tensors = _conversion(architecture, entry, directory)
+    digest = convert.tensors_digest(tensors)
+    if pinned and digest != pinned:
+        raise ChecksumMismatch(
+            f"{entry.file_name} (SHA-1 {entry.sha1}) converts to tensors of SHA-256 {digest}, "
+            f"not the pinned {pinned}: refused (the converter or the pin is wrong)")
+    if not _holds(paths, digest):
+        convert.save_tensors(paths["converted"], tensors)
+        atomic_write_json(paths["record"], {
+            "tensors_sha256": digest,
+            "source": entry.source,
+            "source_file": entry.file_name,
+            "source_sha1": entry.sha1,
+            "url": entry.url,
+        })
     return paths["converted"]

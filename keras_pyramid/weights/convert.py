@@ -28,9 +28,11 @@ every tensor must be used, or `CheckpointMismatch` names the first that
 does not. The result, `{layer name: [arrays in Keras' order]}`, loads into
 any network of the configuration (flat or `skip_dropped`, any
 regularization) with `assign.assign_by_name`, which checks the shapes; it
-is stored as `.npz` (`save_tensors`, `read_tensors`).
+is stored as `.npz` (`save_tensors`, `read_tensors`); `tensors_digest` is its
+checksum, the same for every exact conversion of one checkpoint.
 """
 
+import hashlib
 import io
 import os
 import re
@@ -180,14 +182,40 @@ def save_tensors(path, tensors):
 
 
 def read_tensors(path):
-    """The `{layer name: [arrays]}` that `save_tensors` wrote."""
+    """The `{layer name: [arrays]}` that `save_tensors` wrote; a ValueError
+    naming `path` for a file that is not one (truncated, corrupt, foreign).
+    Never unpickles."""
     tensors = {}
-    with np.load(path, allow_pickle=False) as arrays:
-        keys = sorted(arrays.files, key=lambda key: (key.rsplit("/", 1)[0],
-                                                      int(key.rsplit("/", 1)[1])))
-        for key in keys:
-            tensors.setdefault(key.rsplit("/", 1)[0], []).append(arrays[key])
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            keys = sorted(arrays.files, key=lambda key: (key.rsplit("/", 1)[0],
+                                                          int(key.rsplit("/", 1)[1])))
+            for key in keys:
+                tensors.setdefault(key.rsplit("/", 1)[0], []).append(arrays[key])
+    except (OSError, EOFError, ValueError, IndexError, KeyError, zipfile.BadZipFile) as error:
+        # A changed byte fails zip's CRC (BadZipFile); cut short, EOFError.
+        raise ValueError(f"{os.fspath(path)} is not a converted-tensors file "
+                         f"({type(error).__name__}: {error})") from None
     return tensors
+
+
+def tensors_digest(tensors):
+    """The SHA-256 of `{layer name: [arrays]}`: names, positions, dtypes,
+    shapes and values, in name order.
+
+    What `presets.TrainedWeights.converted_sha256` pins. It is of the
+    tensors, not of the `.npz` file, whose zip entries carry timestamps:
+    every exact conversion of the same `.pth` gives the same digest.
+    Compute it for a file with `tensors_digest(read_tensors(path))`.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        for index, value in enumerate(tensors[name]):
+            value = np.asarray(value)
+            value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+            digest.update(f"{name}/{index} {value.dtype.str} {value.shape}\n".encode())
+            digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def source_statistics(source, dataset, variant):

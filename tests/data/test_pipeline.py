@@ -101,6 +101,27 @@ def test_an_undecodable_image_is_named_or_skipped_and_counted(tmp_path):
     assert bad not in source.parts["train"].paths
 
 
+def test_hidden_class_folders_are_skipped_and_reported(tmp_path, capsys):
+    """A dot-folder is no class (Keras' rule), but its images are named and
+    counted: a class folder `..evil` once dropped 30 images without a word."""
+    root = write_image_folder(tmp_path / "data", [3, 4], 2, odd=False)
+    write_image_folder(tmp_path / "evil", [5], 3, odd=False)
+    os.rename(tmp_path / "evil" / "dog", os.path.join(root, "..evil"))
+    os.makedirs(os.path.join(root, ".ipynb_checkpoints"))
+    source = data.open_source(root)
+    assert source.class_names == ("cat", "deer") and len(source.parts["train"]) == 4
+    assert source.skipped_folders == (os.path.join(root, "..evil"),
+                                      os.path.join(root, ".ipynb_checkpoints"))
+    printed = capsys.readouterr().out
+    assert printed == (f"Skipped 2 hidden folders (3 images; a name starting with '.' is not a "
+                       f"class): {root}/..evil, {root}/.ipynb_checkpoints\n")
+
+
+def test_a_folder_without_hidden_folders_reports_none(tmp_path, capsys):
+    source = data.open_source(write_image_folder(tmp_path / "data", [3, 4], 1, odd=False))
+    assert source.skipped_folders == () and capsys.readouterr().out == ""
+
+
 # ---------------------------------------------------------------- tfds
 
 

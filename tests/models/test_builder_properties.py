@@ -23,10 +23,11 @@ VALID = {
     "alpha": st.one_of(st.integers(1, 24), st.floats(0.5, 24)),
     "bottleneck": st.booleans(),
     "regularization": st.sampled_from([None, "drop", "sepdrop", "shakedrop"]),
-    "drop_rate": st.one_of(st.floats(0.0, 0.99), st.just(0)),
+    "drop_rate": st.one_of(st.floats(0.0, 0.99), st.just(0), st.none()),  # None: 0.5
     "classes": st.integers(1, 12),
-    "input_shape": st.one_of(st.none(), st.tuples(st.sampled_from([4, 8, 12, 16]),
-                                                  st.sampled_from([4, 8, 16]), st.just(3))),
+    "input_shape": st.one_of(st.none(), st.tuples(st.sampled_from([4, 7, 8, 12, 16]),
+                                                  st.sampled_from([4, 5, 8, 16]),
+                                                  st.sampled_from([1, 3]))),
     "seed": st.one_of(st.none(), st.integers(0, 2**31 - 1)),
     "granularity": st.sampled_from(["batch", "sample"]),
     "weight_decay": st.one_of(st.floats(0.0, 1e-3), st.just(0)),
@@ -38,10 +39,11 @@ INVALID = {
     "alpha": st.one_of(st.floats(-4, 0), st.sampled_from([0, -1, "48", None, True, float("nan")])),
     "bottleneck": st.sampled_from(["yes", 1.5, None]),
     "regularization": st.sampled_from(["dropout", "", 1, "SepDrop"]),
-    "drop_rate": st.one_of(st.floats(1.0, 5.0), st.floats(-5.0, -1e-9), odd),
+    "drop_rate": st.one_of(st.floats(1.0, 5.0), st.floats(-5.0, -1e-9),
+                           st.sampled_from(["8", True, [8], float("nan")])),
     "classes": st.one_of(st.integers(-3, 0), st.sampled_from([2.0, "10", True])),
-    "input_shape": st.sampled_from([(16, 16, 1), (16, 16), (6, 8, 3), (0, 8, 3), (3, 16, 16),
-                                    (16, 16, 3, 1)]),
+    "input_shape": st.sampled_from([(16, 16, 0), (16, 16), (3, 8, 3), (0, 8, 3), (3, 16, 16),
+                                    (16, 16, 3, 1), (16, 16, None)]),
     "seed": st.sampled_from([1.5, "0", True]),
     "granularity": st.sampled_from(["pixel", None, "Batch"]),
     "weight_decay": st.one_of(st.floats(-1.0, -1e-9), st.sampled_from(["1e-4", True])),
@@ -80,7 +82,8 @@ def test_pyramidnet_builds_or_raises_a_value_error_naming_the_argument(data, cor
     units = expected_units(depth, bottleneck)
     assert len(regularizers) == (units if arguments["regularization"] else 0)
     if arguments["regularization"]:
-        assert regularizers[-1].drop_rate == pytest.approx(float(arguments["drop_rate"]))
+        rate = 0.5 if arguments["drop_rate"] is None else arguments["drop_rate"]  # the default
+        assert regularizers[-1].drop_rate == pytest.approx(float(rate))
 
 
 drop_rates = st.one_of(VALID["drop_rate"], INVALID["drop_rate"])

@@ -11,10 +11,13 @@ are argument parsing and tfds metadata, pure Python, and run once.
 
 import json
 import os
+import shutil
 
 import keras
 import pytest
 from helpers import REPO, load_program, tiny_model, write_image_folder
+
+from keras_pyramid.training.run_dir import RunLock
 
 PROGRAMS = {
     "train": os.path.join(REPO, "applications", "train.py"),
@@ -28,7 +31,7 @@ PROGRAMS = {
 # dir, EMPTY a folder without any dataset, FILE a plain file (a directory
 # cannot be created under it), TINY a saved 16x16 model, MODEL a saved 32x32 one.
 CASES = [
-    ("train", ["--model", "pyramidnet7"], "--model: unknown model 'pyramidnet7'"),
+    ("train", ["--model", "pyramidnet7"], "--model: `name` must be a registered model name"),
     ("train", ["--hparams", "HPARAMS", "--model", "pyramidnet20_a48"], "give one of them"),
     ("train", ["--hparams", "EMPTY/none.json"], "--hparams:"),
     ("train", ["--output-dir", "FILE/run"], "--output-dir: FILE/run cannot be created"),
@@ -77,8 +80,9 @@ CASES = [
     ("train", ["--dataset", "ONECLASS"], "must hold one subfolder per class, at least 2; found 1"),
     ("train", ["--dataset", "EMPTYCLASS"], "EMPTYCLASS/zebra has no images"),
     ("train", ["--dataset", "BADIMAGE"], "BADIMAGE/cat/broken.png is not a decodable image"),
-    ("train", ["--dataset", "FOLDER", "--image-size", "30"],
-     "--image-size: 30x30 cannot enter pyramidnet110_a48_sepdrop"),
+    ("train", ["--dataset", "FOLDER", "--image-size", "3"],
+     "--image-size: 3x3 cannot enter pyramidnet110_a48_sepdrop: its height and width must be "
+     ">= 4"),
     ("train", ["--dataset", "FOLDER", "--weights", "EMPTY/none.keras"],
      "--weights: `weights`"),
     ("train", ["--checkpoint-epochs", "0"], "--checkpoint-epochs: must be an int >= 1, got 0"),
@@ -120,7 +124,7 @@ CASES = [
 CASES += [
     ("train", ["--dataset", "npz:EMPTY/none.npz"],
      "--dataset: must be cifar10, cifar100, svhn, tfds:NAME[:VERSION], a folder"),
-    ("train", ["--dataset", "npz:FILE"], "--dataset: npz:FILE: "),
+    ("train", ["--dataset", "npz:FILE"], "--dataset: FILE is not a readable .npz file"),
     ("train", ["--dataset", "npz:FILE", "--validation-examples", "10"],
      "--validation-examples: npz datasets take none"),
     ("train", ["--mixed-precision", "half"], "--mixed-precision: invalid choice: 'half'"),
@@ -148,6 +152,26 @@ CASES += [
                          "--dataset", "cifar10", "--output", "out.keras"],
      "is not a loadable PyTorch file"),
 ]
+# The first hour and the bad day (issue 24): empty names, absurd sizes, a
+# run directory that is corrupt, in use, or finished with other arguments.
+CASES += [
+    ("train", ["--model", ""], "--model: must not be empty, got ''"),
+    ("train", ["--output-dir", ""], "--output-dir: must not be empty, got ''"),
+    ("train", ["--model", "pyramidnet110_a4"], "did you mean"),
+    ("train", ["--image-size", "100000"],
+     "--image-size: `image_size` must be an int >= 1 and <= 4096. Received: "
+     "image_size=100000"),
+    ("train", ["--distribute", "data-parallel"],
+     "--distribute: data-parallel training needs more than one device"),
+    ("train", ["--dataset", "npz:FILE", "--no-flip"], "--no-flip: npz datasets take the CIFAR"),
+    ("train", ["--checkpoint-minutes", "-1"], "--checkpoint-minutes: must be a finite number"),
+    ("train", ["--output-dir", "CORRUPT"], "--output-dir: CORRUPT/args.json is corrupt"),
+    ("train", ["--output-dir", "CHECKPOINTFILE"],
+     "--output-dir: CHECKPOINTFILE/checkpoint is a file"),
+    ("train", ["--output-dir", "LOCKED"], "--output-dir: LOCKED is in use by process"),
+    ("train", ["--hparams", "HPARAMS", "--output-dir", "FINISHED", "--data-dir", "DATA",
+               "--epochs", "7"], "holds a finished run with other arguments"),
+]
 # The cases that load a model (tensors): they run on every backend.
 TOUCHES_TENSORS = {"TINY", "MODEL"}
 # Evaluation data larger than the split: only knowable from the data, after the model loads.
@@ -169,6 +193,12 @@ CASES += [
 @pytest.fixture(scope="module")
 def places(tmp_path_factory, cifar10_tfds_dir):
     root = tmp_path_factory.mktemp("cli")
+    (root / "corrupt").mkdir()
+    (root / "corrupt" / "args.json").write_text('{"model": "pyramidnet20_a4')
+    (root / "checkpointfile").mkdir()
+    (root / "checkpointfile" / "checkpoint").write_text("a file, not the checkpoint folder")
+    shutil.copytree(os.path.join(REPO, "tests", "fixtures", "v0_1_0", "run_finished"),
+                    root / "finished")
     (root / "empty").mkdir()
     (root / "file").write_text("a file, not a folder")
     tiny_model(None, classes=10).save(root / "tiny.keras")
@@ -182,16 +212,20 @@ def places(tmp_path_factory, cifar10_tfds_dir):
     (root / "emptyclass" / "zebra").mkdir()
     write_image_folder(root / "badimage", [3, 4], 2, odd=False)
     (root / "badimage" / "cat" / "broken.png").write_bytes(b"no PNG inside")
-    return {"DATA": cifar10_tfds_dir, "EMPTY": str(root / "empty"), "FILE": str(root / "file"),
-            "TINY": str(root / "tiny.keras"), "MODEL": str(root / "model.keras"),
-            "HPARAMS": str(root / "best_hparams.json"), "ROOT": str(root),
-            "FOLDER": str(root / "folder"), "ONECLASS": str(root / "oneclass"),
-            "EMPTYCLASS": str(root / "emptyclass"), "BADIMAGE": str(root / "badimage")}
+    with RunLock(str(root / "locked")):  # held by this process, as by another run
+        yield {"DATA": cifar10_tfds_dir, "EMPTY": str(root / "empty"),
+               "FILE": str(root / "file"), "CORRUPT": str(root / "corrupt"),
+               "CHECKPOINTFILE": str(root / "checkpointfile"),
+               "FINISHED": str(root / "finished"), "LOCKED": str(root / "locked"),
+               "TINY": str(root / "tiny.keras"), "MODEL": str(root / "model.keras"),
+               "HPARAMS": str(root / "best_hparams.json"), "ROOT": str(root),
+               "FOLDER": str(root / "folder"), "ONECLASS": str(root / "oneclass"),
+               "EMPTYCLASS": str(root / "emptyclass"), "BADIMAGE": str(root / "badimage")}
 
 
 def substitute(text, places):
-    for name in ("DATA", "EMPTYCLASS", "EMPTY", "FILE", "TINY", "MODEL", "HPARAMS", "FOLDER",
-                 "ONECLASS", "BADIMAGE"):
+    for name in ("DATA", "EMPTYCLASS", "EMPTY", "CHECKPOINTFILE", "FILE", "TINY", "MODEL",
+                 "HPARAMS", "FOLDER", "ONECLASS", "BADIMAGE", "CORRUPT", "FINISHED", "LOCKED"):
         text = text.replace(name, places[name])
     return text
 

@@ -197,9 +197,21 @@ def test_fine_tuning_a_folder_from_a_keras_file_with_another_class_count(tmp_pat
                             "--freeze-backbone-epochs", "1", "--epochs", "2",
                             "--steps-per-epoch", "3", "--image-size", "16",
                             "--label-noise", "0.25", "--checkpoint-epochs", "1")
+    # A first attempt that stopped before its first checkpoint left args.json.
+    program = load_program(TRAIN)
+    from keras_pyramid.training import experiment
+    from keras_pyramid.utils.files import atomic_write_json
+
+    config = experiment.resolved(program.run_config(program.parse_args(command[2:])[1]))
+    run_dir.mkdir()
+    atomic_write_json(str(run_dir / "args.json"), config.recorded())
     # In this process (the reload below is the fresh one): no start-up to pay.
-    assert load_program(TRAIN).main(command[2:]) == 0
-    assert "fine-tuning from" in capsys.readouterr().out
+    assert program.main(command[2:]) == 0
+    out = capsys.readouterr().out
+    assert "holds no checkpoint of this run" in out and "starting it over" in out
+    assert "fine-tuning from" in out and " trainable and " in out
+    assert "phase 2: head trained; now the whole network, epochs 2 to 2" in out
+    assert "Resuming after epoch 1" not in out  # the same process went on
     results = read_json(run_dir / "results.json")
     assert (results["head"], results["recipe"], results["classes"]) == ("replaced", "finetune", 5)
     noise = results["label_noise"]
@@ -212,3 +224,75 @@ def test_fine_tuning_a_folder_from_a_keras_file_with_another_class_count(tmp_pat
     assert tuned.get_layer("predictions").units == 5
     assert tuple(tuned.inputs[0].shape[1:]) == (16, 16, 3)
     assert_run_directory_reloads(run_dir, steps=2 * 3, schedule="CosineDecay")
+
+
+def test_an_interrupted_run_ends_with_one_line_and_the_command_that_resumes(monkeypatch,
+                                                                             capsys):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("pure Python (the exit status and the line): runs once, under tensorflow")
+    from keras_pyramid.training import experiment, interrupts
+
+    def stopped(*args, **kwargs):
+        raise interrupts.Interrupted(signal.SIGTERM, "stopped at epoch 2, step 5; the "
+                                                     "checkpoint is in runs/x/checkpoint")
+
+    monkeypatch.setattr(experiment, "run", stopped)
+    status = load_program(TRAIN).main(["--output-dir", "runs/x", "--epochs", "3", "--restart"])
+    assert status == 143
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: interrupted by SIGTERM: stopped at epoch 2, step 5;"), errors
+    assert errors[0].endswith("train.py --output-dir runs/x --epochs 3"), errors  # no --restart
+
+
+def test_sigterm_to_a_training_process_checkpoints_and_exits_143(tmp_path, image_folder):
+    """The real thing once (tensorflow): a scheduler's SIGTERM while the run
+    trains ends it at the step's end, with a checkpoint and one line."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("one real signal to one process: the checkpoint path is tested on every "
+                    "backend in tests/training/test_bad_day.py")
+    from helpers import start_command
+
+    command = train_command(tmp_path / "run", image_folder, "--epochs", "50",
+                            "--image-size", "16", "--verbose", "2")
+    process = start_command(command)
+    try:
+        for line in process.stdout:  # the early estimate: training is under way
+            if "s per step" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "interrupted by SIGTERM: stopped at" in errors[0], stderr[-3000:]
+    assert "Resume with: " in errors[0] and "Traceback" not in stderr
+    latest = read_json(tmp_path / "run" / "checkpoint" / "latest.json")
+    assert latest["global_step"] >= 1
+
+
+def test_a_failed_weights_fetch_leaves_no_run_directory(tmp_path, image_folder, monkeypatch,
+                                                        capsys):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the fetch fails before any tensor: runs once, under tensorflow")
+    from helpers import with_entry
+
+    from keras_pyramid.models import presets
+    from keras_pyramid.weights import cache
+
+    entry = presets.TrainedWeights(
+        dataset="cifar10", source="pytorchcv", source_name="pyramidnet8_a24_cifar10",
+        file_name="none.pth", url=f"file://{tmp_path}/absent.zip", sha1="0" * 40, classes=10,
+        input_size=32, mean=presets.IMGCLSMOB_CIFAR_MEAN, std=presets.IMGCLSMOB_CIFAR_STD,
+        error=0.0, metric="top-1 error %", licence="test", parameters=0)
+    monkeypatch.setattr(presets, "ARCHITECTURES", with_entry(entry))
+    monkeypatch.setattr(cache, "cache_dir", lambda: str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit:
+        load_program(TRAIN).main(["--model", "pyramidnet8_a24", "--weights", "cifar10",
+                                  "--dataset", f"folder:{image_folder}", "--image-size", "16",
+                                  "--output-dir", str(run_dir)])
+    assert exit.value.code == 2
+    assert "--weights:" in capsys.readouterr().err
+    assert not run_dir.exists()

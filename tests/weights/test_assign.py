@@ -1,5 +1,7 @@
 """`assign_by_name`, the one copy of weights by layer name, and the tensors' file."""
 
+import os
+
 import numpy as np
 import pytest
 from helpers import tiny_model
@@ -45,3 +47,29 @@ def test_a_misfit_changes_nothing_and_the_head_can_be_replaced():
         assign_by_name(source, model, head="replace")
     with pytest.raises(ValueError, match="head='keep'"):
         assign_by_name(source, model, head="keep")
+
+
+def test_the_tensors_digest_is_of_the_values_not_of_the_file(tmp_path):
+    """What a preset pins (`converted_sha256`): the same for every file of
+    the same tensors (the .npz's zip entries carry timestamps), another for
+    any other value, dtype, shape or name; an unreadable file is a
+    ValueError naming it, never unpickled."""
+    rng = np.random.default_rng(0)
+    tensors = {"stem_conv": [rng.normal(size=(3, 3, 3, 4)).astype("float32")],
+               "stem_bn": [rng.normal(size=4).astype("float32") for _ in range(4)]}
+    digest = convert.tensors_digest(tensors)
+    path = convert.save_tensors(str(tmp_path / "tensors.npz"), tensors)
+    assert convert.tensors_digest(convert.read_tensors(path)) == digest
+    big_endian = {name: [v.astype(">f4") for v in values] for name, values in tensors.items()}
+    assert convert.tensors_digest(big_endian) == digest  # the values, in any byte order
+    changed = [
+        {**tensors, "stem_conv": [np.nextafter(tensors["stem_conv"][0], 1, dtype="float32")]},
+        {**tensors, "stem_conv": [tensors["stem_conv"][0].astype("float64")]},
+        {**tensors, "stem_conv": [tensors["stem_conv"][0].reshape(3, 3, 4, 3)]},
+        {"head_conv" if name == "stem_conv" else name: v for name, v in tensors.items()},
+    ]
+    assert len({convert.tensors_digest(t) for t in changed} | {digest}) == len(changed) + 1
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(ValueError, match=f"{path} is not a converted-tensors file"):
+        convert.read_tensors(path)

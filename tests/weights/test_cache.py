@@ -5,6 +5,9 @@ No test downloads. A pytorchcv PyramidNet-8 alpha 24 with random weights is
 for it (a `file://` URL and the `.pth`'s SHA-1) replaces the registry's
 entries of that configuration: the same `keras.utils.get_file` code fetches
 it as it would the release asset. The cache is a fresh folder per test.
+Without a pinned `converted_sha256` every load converts the `.pth` again;
+with one (`pinned`), the converted file serves offline and without torch.
+Neither trusts the cache's own record.
 """
 
 import dataclasses
@@ -46,6 +49,20 @@ def predictions(model, images):
     return model.predict(images, verbose=0)
 
 
+def converted_digest(paths):
+    """The digest of the cached converted file's tensors."""
+    return convert.tensors_digest(convert.read_tensors(paths["converted"]))
+
+
+def pinned(served):
+    """The served entry with its converted tensors' digest pinned (the
+    published conversion's: computed from the net, as a maintainer would
+    from the fetched file)."""
+    state = {k: v.numpy() for k, v in served["net"].state_dict().items()}
+    digest = convert.tensors_digest(convert.converted_tensors(state, "pytorchcv", depth=8))
+    return dataclasses.replace(served["entry"], converted_sha256=digest)
+
+
 def assert_source_probabilities(model, served, count=16):
     difference = np.abs(predictions(model, served["images"][:count])
                         - served["probabilities"][:count]).max()
@@ -58,7 +75,7 @@ def test_first_load_fetches_converts_and_gives_the_source_probabilities(served):
     paths = served["paths"]
     assert sha1(paths["checkpoint"]) == served["entry"].sha1
     record = json.load(open(paths["record"]))
-    assert record["sha256"] == hashlib.sha256(open(paths["converted"], "rb").read()).hexdigest()
+    assert record["tensors_sha256"] == converted_digest(paths)  # the value to pin
     assert record["source_sha1"] == served["entry"].sha1
     assert sorted(os.listdir(served["cache"])) == sorted(
         os.path.basename(p) for p in paths.values())  # the zip is gone, nothing torn
@@ -98,15 +115,17 @@ print(json.dumps({
 """
 
 
-def test_second_load_is_offline_needs_no_torch_and_fits_every_variant(served, tmp_path):
-    """In a fresh process, with the URL pointing nowhere: the converted file
-    in the cache serves the plain model, its `_sepdrop` variant and the
-    backbone; torch is not imported (blocked, except under the torch
-    backend) and the PyTorch file is gone, so nothing can convert again."""
+def test_a_pinned_second_load_is_offline_needs_no_torch_and_fits_every_variant(served,
+                                                                             tmp_path):
+    """In a fresh process, with the URL pointing nowhere and the converted
+    tensors' digest pinned in the entry: the converted file in the cache
+    serves the plain model, its `_sepdrop` variant and the backbone; torch
+    is not imported (blocked, except under the torch backend) and the
+    PyTorch file is gone, so nothing can convert again."""
     keras_pyramid.build(NAME, weights="cifar10")  # the first load fills the cache
     os.remove(served["paths"]["checkpoint"])
     converted_at = os.stat(served["paths"]["converted"]).st_mtime_ns
-    offline = dataclasses.asdict(served["entry"])
+    offline = dataclasses.asdict(pinned(served))
     offline["url"] = f"file://{tmp_path}/nowhere.pth.zip"
     np.save(tmp_path / "images.npy", served["images"][:16])
     code = (SECOND_LOAD.replace("BLOCK_TORCH", str(BACKEND != "torch"))
@@ -148,7 +167,66 @@ def test_corrupt_cached_files_are_refused_and_replaced(served):
     assert_source_probabilities(model, served)
     assert sha1(paths["checkpoint"]) == served["entry"].sha1  # fetched again
     record = json.load(open(paths["record"]))
-    assert record["sha256"] == hashlib.sha256(open(paths["converted"], "rb").read()).hexdigest()
+    assert record["tensors_sha256"] == converted_digest(paths)
+
+
+def random_tensors(paths):
+    """Random values of the converted file's names and shapes: a network that
+    was never trained, in the cached file's format."""
+    rng = np.random.default_rng(0)
+    return {name: [rng.normal(size=value.shape).astype(value.dtype) for value in values]
+            for name, values in convert.read_tensors(paths["converted"]).items()}
+
+
+def self_signed_random_file(paths):
+    """The cache's converted file replaced by random weights (the test then
+    signs it in the record): what anyone who can write the cache can do."""
+    tensors = random_tensors(paths)
+    convert.save_tensors(paths["converted"], tensors)
+    return tensors
+
+
+def corrupt_file_with_matching_record(paths):
+    """One byte of the converted file changed (it no longer reads), and its
+    record rewritten to match it."""
+    with open(paths["converted"], "r+b") as f:
+        f.seek(os.path.getsize(paths["converted"]) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    return None
+
+
+@pytest.mark.parametrize("pin", [False, True], ids=["unpinned", "pinned"])
+@pytest.mark.parametrize("tamper", [self_signed_random_file, corrupt_file_with_matching_record])
+def test_the_cache_trusts_the_presets_never_its_own_record(served, monkeypatch, pin, tamper):
+    """A converted file that is not the published weights' conversion is
+    refused whatever its record says, deleted, and derived again from the
+    SHA-1-checked `.pth`: checked against the pinned digest, or (no pin)
+    against a conversion of the `.pth` made at load."""
+    paths = served["paths"]
+    keras_pyramid.build(NAME, weights="cifar10")
+    right = converted_digest(paths)
+    if pin:
+        monkeypatch.setattr(presets, "ARCHITECTURES", with_entry(pinned(served)))
+    tensors = tamper(paths)
+    record = json.load(open(paths["record"]))
+    record["sha256"] = hashlib.sha256(open(paths["converted"], "rb").read()).hexdigest()
+    if tensors is not None:
+        record["tensors_sha256"] = convert.tensors_digest(tensors)
+    json.dump(record, open(paths["record"], "w"))
+    model = keras_pyramid.build(NAME, weights="cifar10")
+    assert_source_probabilities(model, served)
+    assert converted_digest(paths) == right  # replaced by the published conversion
+    assert json.load(open(paths["record"]))["tensors_sha256"] == right
+
+
+def test_a_conversion_without_the_pinned_digest_is_refused(served, monkeypatch):
+    entry = dataclasses.replace(served["entry"], converted_sha256="0" * 64)
+    monkeypatch.setattr(presets, "ARCHITECTURES", with_entry(entry))
+    with pytest.raises(weights.ChecksumMismatch, match="not the pinned 0000"):
+        keras_pyramid.build(NAME, weights="cifar10")
+    assert not os.path.exists(served["paths"]["converted"])  # nothing served
 
 
 def test_a_download_with_the_wrong_checksum_is_refused(served, tmp_path, monkeypatch):

@@ -22,6 +22,11 @@ CHOICES = {
     "distribute": ("none", "auto", "data-parallel"),  # training.distribution.MODES
     "jit_compile": ("auto", "true", "false"),  # training.experiment.JIT_COMPILE
     "skip_dropped": ("auto", "on", "off"),  # training.experiment.SKIP_DROPPED
+    "split": ("final", "test", "validation", "train"),  # keras_pyramid.evaluation.SPLITS
+    "tta": ("none", "flip"),  # keras_pyramid.evaluation.TTA
+    "format": ("saved_model", "onnx"),  # keras_pyramid.export.FORMATS
+    "tuner": ("random", "bayesian", "hyperband"),  # keras_pyramid.tuning.hypermodel.TUNERS
+    "source": ("pytorchcv", "official"),  # keras_pyramid.weights.convert.SOURCES
 }
 
 

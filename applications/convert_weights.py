@@ -21,7 +21,9 @@ import math
 import os
 import sys
 
-SOURCES = ("pytorchcv", "official")
+import arguments as cli
+
+SOURCES = cli.CHOICES["source"]
 DATASETS = ("cifar10", "cifar100", "svhn", "imagenet")
 
 

@@ -23,8 +23,7 @@ import sys
 
 import arguments as cli
 
-from keras_pyramid import evaluation
-from keras_pyramid.training.run_dir import load_run
+# Keras and the library are imported after parsing: --help answers at once.
 
 
 def parse_args(argv=None):
@@ -39,14 +38,14 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", type=cli.dataset, default=None,
                         help="cifar10, cifar100, svhn, tfds:NAME[:VERSION] or a folder; "
                              "default: the run's dataset")
-    parser.add_argument("--split", choices=evaluation.SPLITS, default="final",
+    parser.add_argument("--split", choices=cli.CHOICES["split"], default="final",
                         help="final: the run's final evaluation (the test split, or the "
                              "hold-out when there is none); validation: the run's hold-out")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--batch-size", type=cli.positive_int, default=None,
                         help="default: 256, or the split's size when smaller")
-    parser.add_argument("--tta", choices=evaluation.TTA, default="none")
+    parser.add_argument("--tta", choices=cli.CHOICES["tta"], default="none")
     parser.add_argument("--max-examples", type=cli.positive_int, default=None,
                         help="evaluate only the first N examples (smoke runs)")
     parser.add_argument("--output-dir", default=None)
@@ -66,6 +65,8 @@ def parse_args(argv=None):
         parser.error("--weights goes with --model NAME, not with a saved model")
     args.model = args.saved
     if os.path.isdir(args.model):
+        from keras_pyramid.training.run_dir import load_run
+
         args.run = load_run(args.model)
         if args.dataset is None and args.run.args is not None:
             args.dataset = args.run.args["dataset"]
@@ -108,6 +109,7 @@ def registered_model(parser, args):
 
 def open_split(parser, args):
     """(source, subset) of the split to evaluate, `args.split` named by what it is."""
+    from keras_pyramid import evaluation
     from keras_pyramid.training.experiment import DataError
     from keras_pyramid.training.run_dir import ConfigError
 
@@ -142,7 +144,7 @@ def batches(parser, args, model, source, subset):
     """The split's evaluation stream, preprocessed as the run had it."""
     import keras
 
-    from keras_pyramid import data
+    from keras_pyramid import data, evaluation
 
     try:
         size = evaluation.image_size_of(model)
@@ -169,9 +171,10 @@ def batches(parser, args, model, source, subset):
 
 
 def main(argv=None):
+    parser, args = parse_args(argv)
+    from keras_pyramid import evaluation
     from keras_pyramid.utils.files import atomic_write_json
 
-    parser, args = parse_args(argv)
     source, subset = open_split(parser, args)
     model, claim = load_model(parser, args)
     preprocessing, stream = batches(parser, args, model, source, subset)

@@ -29,8 +29,7 @@ import sys
 
 import arguments as cli
 
-from keras_pyramid.export import FORMATS
-from keras_pyramid.training.run_dir import DATA_FILE, load_run
+# Keras and the library are imported after parsing: --help answers at once.
 
 EXPORTS = "exports"  # the default output's parent folder
 MODEL_FILE = "model.keras"  # a run directory's model
@@ -43,7 +42,7 @@ MAX_CHECK_IMAGES = 256
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("model", help="a run directory (with model.keras) or a .keras file")
     parser.add_argument("--output", default=None,
@@ -51,7 +50,7 @@ def parse_args(argv=None):
                              "directory's name, or the .keras file's stem)")
     parser.add_argument("--version", type=cli.positive_int, default=1,
                         help="the version folder, >= 1")
-    parser.add_argument("--format", choices=FORMATS, default="saved_model",
+    parser.add_argument("--format", choices=cli.CHOICES["format"], default="saved_model",
                         help="onnx: the SavedModel plus model.onnx")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing version (atomically)")
@@ -78,6 +77,8 @@ def read_class_names(args):
     if args.class_names is not None:
         return _read_names(f"--class-names {args.class_names}",
                            lambda: _text(args.class_names).splitlines())
+    from keras_pyramid.training.run_dir import DATA_FILE, load_run
+
     data_file = os.path.join(args.model, DATA_FILE)
     if os.path.isfile(data_file):
         return _read_names(data_file, lambda: load_run(args.model).data["class_names"])

@@ -205,6 +205,21 @@ def load_program(path):
     return module
 
 
+def refusal(program, argv, capsys):
+    """Runs `program`'s main(argv) in this process and returns the one
+    "error:" line of its refusal, asserting exit status 2 and exactly one
+    such line (argparse's errors exit through SystemExit)."""
+    try:
+        status = load_program(program).main(argv)
+    except SystemExit as exit:
+        status = exit.code
+    stderr = capsys.readouterr().err
+    assert status == 2, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    return errors[0]
+
+
 def blocked_tensorflow_path(folder):
     """A folder whose `tensorflow` and `tensorflow_datasets` raise ImportError:
     first on a child's PYTHONPATH, the child runs as if neither were installed."""

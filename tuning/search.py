@@ -29,13 +29,10 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "applications"))
 import arguments as cli  # noqa: E402
 
-from keras_pyramid.data.spec import parse_dataset
-from keras_pyramid.training.recipe import Recipe
-from keras_pyramid.tuning.hypermodel import STARTS_PER_TRIAL, TUNERS
-from keras_pyramid.utils.files import atomic_write_json, read_json
-
+# Keras and the library are imported after parsing: --help answers at once.
 OBJECTIVE = "val_accuracy"
 # Settings that define a search: resuming with other values would mix two searches.
+MAX_HOLDOUT = 5000
 SEARCH_DEFINING = ("tuner", "dataset", "epochs", "steps_per_epoch", "validation_examples",
                    "validation_steps", "seed", "space")
 
@@ -53,16 +50,17 @@ def parse_args(argv=None):
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--tuner", choices=TUNERS, default="random")
+    parser.add_argument("--tuner", choices=cli.CHOICES["tuner"], default="random")
     parser.add_argument("--max-trials", type=cli.positive_int, default=10,
                         help="trials in all (random, bayesian); hyperband sizes itself")
     parser.add_argument("--epochs", type=cli.positive_int, default=10,
                         help="epochs per trial (hyperband: the most epochs of a trial)")
     parser.add_argument("--steps-per-epoch", type=cli.positive_int, default=None,
                         help="limit each epoch (short trials); default: one pass")
-    parser.add_argument("--validation-examples", type=cli.positive_int, default=5000,
+    parser.add_argument("--validation-examples", type=cli.positive_int, default=None,
                         help="a seeded, stratified hold-out of N training images is the "
-                             "validation split")
+                             "validation split (default: a tenth of the training split, at "
+                             "most 5,000: CIFAR's 5,000; a 200-image folder's 20)")
     parser.add_argument("--validation-steps", type=cli.positive_int, default=None,
                         help="limit each validation to this many batches")
     parser.add_argument("--hp", type=hp_override, action="append", default=[],
@@ -84,12 +82,14 @@ def parse_args(argv=None):
                              "(--steps-per-epoch, if given, limits its epochs too), then "
                              "measure its test error once")
     parser.add_argument("--retrain-epochs", type=cli.positive_int, default=None,
-                        help=f"default: the paper's {Recipe().epochs}")
+                        help="default: the paper's (300)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
     args = parser.parse_args(argv)
     if args.dataset.startswith("npz:"):
         parser.error(f"--dataset {args.dataset}: a search reads tfds datasets and folders")
     if args.project_name is None:
+        from keras_pyramid.data.spec import parse_dataset
+
         args.project_name = f"pyramidnet-{parse_dataset(args.dataset).tag}"
     return parser, args
 
@@ -102,20 +102,29 @@ def tuner_id():
 # The files a resumed search reads back (ours and KerasTuner's: glob patterns
 # under the project directory), with how to recover from a damaged one.
 START_AGAIN = "pass --overwrite to start the search again"
-READ_BACK = (
-    ("search.json", f"{START_AGAIN}, or choose another --project-name"),
-    ("oracle.json", f"{START_AGAIN}, or choose another --project-name"),
-    ("tuner*.json", f"{START_AGAIN}, or choose another --project-name"),
-    ("trial_*/trial.json", f"delete its trial folder to run that trial again, or {START_AGAIN}"),
-    (STARTS_PER_TRIAL, f"delete it (the trials' start counts begin again), or {START_AGAIN}"),
-)
+
+
+def read_back_files():
+    """(glob pattern, how to recover) of every file a resumed search reads."""
+    from keras_pyramid.tuning.hypermodel import STARTS_PER_TRIAL
+
+    return (
+        ("search.json", f"{START_AGAIN}, or choose another --project-name"),
+        ("oracle.json", f"{START_AGAIN}, or choose another --project-name"),
+        ("tuner*.json", f"{START_AGAIN}, or choose another --project-name"),
+        ("trial_*/trial.json",
+         f"delete its trial folder to run that trial again, or {START_AGAIN}"),
+        (STARTS_PER_TRIAL, f"delete it (the trials' start counts begin again), or {START_AGAIN}"),
+    )
 
 
 def check_search_files(parser, project_dir):
     """Refuses, in one line naming the file, to resume from a file that is
     not a JSON object (a crash or a full disk truncated it): KerasTuner and
     json would stop with a traceback."""
-    for pattern, recovery in READ_BACK:
+    from keras_pyramid.utils.files import read_json
+
+    for pattern, recovery in read_back_files():
         for path in sorted(glob.glob(os.path.join(glob.escape(project_dir), pattern))):
             try:
                 content = read_json(path)
@@ -131,6 +140,8 @@ def check_search_files(parser, project_dir):
 def check_or_record_search(parser, args, project_dir, settings):
     """Refuses to resume a search whose defining settings changed, or one
     whose files are damaged."""
+    from keras_pyramid.utils.files import atomic_write_json, read_json
+
     path = os.path.join(project_dir, "search.json")
     if not args.overwrite:
         check_search_files(parser, project_dir)
@@ -196,8 +207,16 @@ def retrain(args, best, project_dir, has_test=True):
               f"{evaluated}_loss": results["final_loss"],
               f"{evaluated}_examples": results["evaluated_examples"],
               "evaluation_split": results["evaluation_split"]}
+    from keras_pyramid.utils.files import atomic_write_json
+
     atomic_write_json(os.path.join(project_dir, "retrain.json"), result)
     return result
+
+
+def default_holdout(train_examples):
+    """A tenth of the training split, at most MAX_HOLDOUT: CIFAR keeps the
+    5,000 images it always had, and small data keeps most of its images."""
+    return max(1, min(MAX_HOLDOUT, train_examples // 10))
 
 
 def open_search_data(parser, args, space):
@@ -208,9 +227,15 @@ def open_search_data(parser, args, space):
 
     data_config = experiment.RunConfig(dataset=args.dataset, data_dir=args.data_dir,
                                        download=args.download,
-                                       validation=args.validation_examples, seed=args.seed)
+                                       validation=args.validation_examples or 0, seed=args.seed)
     try:
         source, splits = experiment.open_data(data_config)
+        if args.validation_examples is None:  # a count, as search.json records it
+            args.validation_examples = default_holdout(len(splits.train))
+            print(f"hold-out: {args.validation_examples:,} of the {len(splits.train):,} "
+                  "training images (a tenth, at most 5,000; --validation-examples sets it)")
+            data_config.validation = args.validation_examples
+            source, splits = experiment.open_data(data_config)
     except experiment.DataError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

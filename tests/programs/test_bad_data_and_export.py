@@ -16,7 +16,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from helpers import REPO, load_program, tiny_model, write_image_folder
+from helpers import REPO, load_program, refusal, tiny_model, write_image_folder
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -117,15 +117,8 @@ def test_bad_data_and_flags_get_a_one_line_error(root, program, arguments, expec
                 "search": ["--no-download"]}.get(program, [])
     monkeypatch.chdir(root)  # export.py's default output would land here
     before = listing(root)
-    try:
-        status = load_program(PROGRAMS[program]).main([*defaults, *arguments])
-    except SystemExit as exit:
-        status = exit.code
-    stderr = capsys.readouterr().err
-    assert status == 2, stderr[-3000:]
-    errors = [line for line in stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, stderr[-3000:]
-    assert substitute(expected, root) in errors[0], errors[0]
+    error = refusal(PROGRAMS[program], [*defaults, *arguments], capsys)
+    assert substitute(expected, root) in error, error
     assert listing(root) == before, "a refused command wrote a file"
 
 

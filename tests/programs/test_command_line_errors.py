@@ -15,7 +15,7 @@ import shutil
 
 import keras
 import pytest
-from helpers import REPO, load_program, tiny_model, write_image_folder
+from helpers import REPO, refusal, tiny_model, write_image_folder
 
 from keras_pyramid.training.run_dir import RunLock
 
@@ -250,12 +250,5 @@ def test_bad_input_gets_a_one_line_error(places, program, arguments, expected, c
         "evaluate": ["--data-dir", places["DATA"]],
     }.get(program, [])
     monkeypatch.chdir(places["ROOT"])
-    try:
-        status = load_program(PROGRAMS[program]).main([*defaults, *arguments])
-    except SystemExit as exit:
-        status = exit.code
-    stderr = capsys.readouterr().err
-    assert status == 2, stderr[-3000:]
-    errors = [line for line in stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, stderr[-3000:]
-    assert substitute(expected, places) in errors[0], errors[0]
+    error = refusal(PROGRAMS[program], [*defaults, *arguments], capsys)
+    assert substitute(expected, places) in error, error

@@ -326,3 +326,10 @@ def test_a_trial_that_kills_its_process_is_retried_once_then_failed(tmp_path):
     assert "{'0': 'FAILED', '1': 'COMPLETED'}" in third.stdout, third.stdout[-2000:]
     starts = json.loads((tmp_path / "p" / "starts_per_trial.json").read_text())
     assert starts == {"0": 2, "1": 1}
+
+
+def test_the_default_hold_out_is_a_tenth_at_most_5000():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("pure Python: runs once, under tensorflow")
+    search = load_program(os.path.join(REPO, "tuning", "search.py"))
+    assert [search.default_holdout(n) for n in (200, 45_000, 50_000, 9)] == [20, 4500, 5000, 1]

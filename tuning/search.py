@@ -48,7 +48,7 @@ def hp_override(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("--tuner", choices=cli.CHOICES["tuner"], default="random")
     parser.add_argument("--max-trials", type=cli.positive_int, default=10,

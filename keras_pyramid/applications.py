@@ -34,6 +34,7 @@ from keras_pyramid.weights.assign import (
     refused,
     weights_kind,
 )
+from keras_pyramid.weights.files import load_weights_file
 
 
 def find_trained_weights(depth, alpha, bottleneck, variant, widening, tag):
@@ -140,8 +141,7 @@ def PyramidNet(depth, alpha, bottleneck=False, *, weights=None, **arguments):
     model = built_shapes_first(pyramidnet.PyramidNet, depth, alpha, bottleneck,
                                **{**arguments, **defaults})
     if loader is None:
-        model.load_weights(weights)
-        return model
+        return load_weights_file(model, weights)  # one line naming the file, if it fails
     try:
         assign_by_name(loader(), model)
     except WeightsMismatch as error:

@@ -260,18 +260,16 @@ def PyramidNet(depth, alpha, bottleneck=False, *, variant="cifar", widening="add
             this project's extension).
         include_top: bool, whether to include the classifier.
         input_tensor: optional Keras tensor to use as the model's input.
-        input_shape: optional shape tuple, default the variant's design size
-            with 3 channels; any channel count, and height and width from
-            `minimum_input_size(variant)` up: 4 (CIFAR) or 32 (ImageNet). Every
-            stride-2 layer maps n to `ceil(n / 2)` (odd sizes too).
+        input_shape: optional shape tuple (default: the variant's design size,
+            RGB): any channel count, sides >= `minimum_input_size(variant)` (4
+            CIFAR, 32 ImageNet); each stride 2 maps n to `ceil(n / 2)`, odd too.
         pooling: None, "avg" or "max": the features' pooling without the top.
         classes: int >= 1 or None, the variant's (10 or 1000).
         classifier_activation: the top layer's activation, None for logits.
         include_preprocessing: bool; True: the model takes raw 0-255 pixels
             and normalizes them, `(x - mean) / std` per channel.
-        mean, std: one number per input channel each (0-255 scale) or None:
-            the variant's (RGB), or their average on every channel for another
-            channel count (`default_statistics`).
+        mean, std: one number per input channel (0-255 scale) or None: the
+            variant's, averaged over RGB for another channel count.
         seed: int or None; unit l's regularizer gets `seed + l` (same gates).
         name: the model's name, default like "pyramidnet110_a48_sepdrop".
         granularity: "batch" (the papers) or "sample": gates per batch or example.
@@ -280,8 +278,7 @@ def PyramidNet(depth, alpha, bottleneck=False, *, variant="cifar", widening="add
         skip_dropped: bool; with "drop" or "sepdrop" and per-batch gates, each
             branch is one `SkippableBranch`, not computed when its gates are
             closed: the same function and weights, another layer structure.
-        head_dropout: float in [0, 1), a Dropout before the classifier (0.5
-            in the ImageNet 200-layer alpha 450 model); 0 adds no layer.
+        head_dropout: float in [0, 1), a Dropout before the classifier; 0: none.
 
     Returns:
         A `keras.Model`.

@@ -10,13 +10,12 @@ steps). Records, locks and the estimate are pure Python and run once.
 import json
 import os
 import signal
-import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
-from helpers import random_images, tiny_model
+from helpers import random_images, run_command, tiny_model
 
 from keras_pyramid.training import fit, interrupts, recipe
 from keras_pyramid.training.run_dir import ConfigError, RunLock, load_run
@@ -151,10 +150,9 @@ def test_one_process_per_run_directory_and_a_dead_holder_is_taken_over(tmp_path)
         with pytest.raises(ConfigError, match=f"is in use by process {os.getpid()}"):
             with RunLock(str(tmp_path / "run")):
                 pass
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (tmp_path / "run" / ".lock").write_text(f"{dead.pid}\n")
-    stale = tmp_path / "run" / f"tmp-{dead.pid}-args.json"
+    dead = int(run_command([sys.executable, "-c", "import os; print(os.getpid())"]).stdout)
+    (tmp_path / "run" / ".lock").write_text(f"{dead}\n")
+    stale = tmp_path / "run" / f"tmp-{dead}-args.json"
     stale.write_text("")  # what a run killed mid-write leaves
     with RunLock(str(tmp_path / "run")) as lock:
         assert (tmp_path / "run" / ".lock").read_text() == f"{os.getpid()}\n"

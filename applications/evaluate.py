@@ -65,9 +65,12 @@ def parse_args(argv=None):
         parser.error("--weights goes with --model NAME, not with a saved model")
     args.model = args.saved
     if os.path.isdir(args.model):
-        from keras_pyramid.training.run_dir import load_run
+        from keras_pyramid.training.run_dir import ConfigError, load_run
 
-        args.run = load_run(args.model)
+        try:
+            args.run = load_run(args.model)
+        except ConfigError as error:  # a corrupt record: named, with the way out
+            parser.error(str(error))
         if args.dataset is None and args.run.args is not None:
             args.dataset = args.run.args["dataset"]
         args.output_dir = args.output_dir or args.model

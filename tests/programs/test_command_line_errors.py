@@ -166,6 +166,7 @@ CASES += [
     ("train", ["--dataset", "npz:FILE", "--no-flip"], "--no-flip: npz datasets take the CIFAR"),
     ("train", ["--checkpoint-minutes", "-1"], "--checkpoint-minutes: must be a finite number"),
     ("train", ["--output-dir", "CORRUPT"], "--output-dir: CORRUPT/args.json is corrupt"),
+    ("evaluate", ["CORRUPT"], "error: CORRUPT/args.json is corrupt"),
     ("train", ["--output-dir", "CHECKPOINTFILE"],
      "--output-dir: CHECKPOINTFILE/checkpoint is a file"),
     ("train", ["--output-dir", "LOCKED"], "--output-dir: LOCKED is in use by process"),

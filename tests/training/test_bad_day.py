@@ -208,3 +208,55 @@ def test_no_flip_keeps_the_crop_and_never_mirrors():
         assert same or np.array_equal(kept[:, ::-1], maybe)
         mirrored += not same
     assert 0 < mirrored < 8
+
+
+NEARLY_FULL_DISK = """
+import os, sys
+sys.path.insert(0, {tests!r})
+import keras
+import numpy as np
+from helpers import random_images, tiny_model
+from keras_pyramid.training import fit
+
+class FillTheDisk(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):  # after epoch 1's checkpoint: 64 KB left
+        free = os.statvfs({disk!r}).f_bavail * os.statvfs({disk!r}).f_frsize
+        with open(os.path.join({disk!r}, "filler"), "wb") as f:
+            f.write(bytes(free - 65536))
+
+model = tiny_model(None, classes=10)
+model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+x, y = random_images(12), np.arange(12) % 10
+import tensorflow as tf
+data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
+try:
+    fit.fit(model, data, None, epochs=3, steps_per_epoch=3, run_dir={run_dir!r}, verbose=0,
+            extra_callbacks=[FillTheDisk()])
+except fit.NoSpace as error:
+    print(sorted(os.listdir(os.path.join({run_dir!r}, "checkpoint"))))
+    print(f"error: {{error}}")
+    sys.exit(2)
+"""
+
+
+def test_a_really_full_disk_is_one_line_not_a_crash(tmp_path):
+    """On a real 8 MB file system filled after the first checkpoint (h5py would
+    crash the process writing the second): one line, exit 2, nothing left."""
+    only_once()
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = NEARLY_FULL_DISK.format(tests=os.path.dirname(os.path.dirname(__file__)),
+                                   disk=str(disk), run_dir=str(disk / "run"))
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    mounted = (f"mount -t tmpfs -o size=8m tmpfs {disk} && cd {tmp_path} && "
+               f"{sys.executable} {script}")
+    result = run_command(["unshare", "-r", "-m", "sh", "-c", mounted], timeout=600)
+    if result.returncode != 2 and result.stderr.startswith(("unshare:", "mount:")):
+        pytest.skip(f"no user namespace for a small file system here: {result.stderr[:200]}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    *_, kept, error = result.stdout.strip().splitlines()
+    assert error.startswith("error: no space left on the disk of "), result.stdout[-2000:]
+    assert kept == "['latest.json', 'step-00000003.weights.h5']"  # no temporary file left
+    assert "the last checkpoint (epoch 1) is intact" in result.stdout
+    assert "Traceback" not in result.stderr and "HDF5" not in result.stderr

@@ -51,8 +51,7 @@ SEARCH = ["--dataset", "FOLDER", "--validation-examples", "5", "--directory", "R
 
 CASES = [
     ("train", ["--dataset", "npz:ROOT/truncated.npz"],
-     "--dataset: npz:ROOT/truncated.npz: ROOT/truncated.npz is not a readable .npz file "
-     "(truncated or corrupt?)"),
+     "--dataset: ROOT/truncated.npz is not a readable .npz file (truncated or corrupt?)"),
     ("train", ["--dataset", "npz:ROOT/mismatched.npz"],
      "x_train has 12 images but y_train has 10 labels"),
     ("train", ["--dataset", "npz:ROOT/negative.npz"],

@@ -46,7 +46,6 @@ full disk is an `ExportError` ("no space left on ..."), with the staging
 folder removed and the existing version, if any, untouched.
 """
 
-import errno
 import json
 import os
 import re
@@ -60,6 +59,7 @@ import numpy as np
 from keras import ops
 
 from keras_pyramid.utils import checks
+from keras_pyramid.utils.files import is_full_disk
 from keras_pyramid.utils.processes import process_alive
 
 SIGNATURE = "serving_default"
@@ -74,10 +74,6 @@ CLASSIFIER = "predictions"
 # A staging folder `.tmp-VERSION-PID`, or `.tmp-VERSION-PID-old`: the version
 # it replaced, renamed aside for the instant between two renames.
 STAGING = re.compile(r"^\.tmp-(?P<version>\d+)-(?P<pid>\d+)(?P<old>-old)?$")
-# Errors of a full disk (or of a full quota), in Python and in TensorFlow's
-# own file writer, which raises its OpError with the C library's message.
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-NO_SPACE_MESSAGES = ("No space left on device", "Disk quota exceeded")
 
 
 class ExportError(RuntimeError):
@@ -267,7 +263,7 @@ def export(model, directory, version=1, *, formats=("saved_model",), overwrite=F
         _write(serving, staging, formats, verbose, class_names)
         _replace_directory(staging, target)
     except Exception as error:
-        if _no_space(error):
+        if is_full_disk(error):
             raise ExportError(f"no space left on the device of {directory} while writing "
                               f"version {version}: nothing was replaced (the partial export "
                               f"was removed); free some space and export again") from None
@@ -275,14 +271,6 @@ def export(model, directory, version=1, *, formats=("saved_model",), overwrite=F
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def _no_space(error):
-    """Whether `error` says the disk is full: an OSError's errno, or the
-    message of TensorFlow's writer or of the export subprocess."""
-    if isinstance(error, OSError) and error.errno in NO_SPACE:
-        return True
-    return any(message in str(error) for message in NO_SPACE_MESSAGES)
 
 
 def remove_stale_staging(directory):

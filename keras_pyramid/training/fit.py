@@ -34,7 +34,13 @@ import time
 import keras
 
 from keras_pyramid.training import interrupts
-from keras_pyramid.utils.files import atomic_path, atomic_write_json, atomic_write_text, read_json
+from keras_pyramid.utils.files import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    is_full_disk,
+    read_json,
+)
 
 CHECKPOINT_DIR = "checkpoint"
 LATEST = "latest.json"
@@ -492,13 +498,6 @@ def fit(
     if guard.where:
         raise _non_finite_loss(guard.where, checkpoint.directory)
     return checkpoint.history
-
-
-def is_full_disk(error):
-    """An OSError (h5py's included, which may carry the errno in its text
-    only) of a full disk or an exhausted quota."""
-    return isinstance(error, OSError) and (
-        error.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(error))
 
 
 @contextlib.contextmanager

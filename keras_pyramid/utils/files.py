@@ -8,6 +8,7 @@ file under the real name.
 """
 
 import contextlib
+import errno
 import json
 import os
 
@@ -70,3 +71,17 @@ def _writer_pid(name):
     prefix, _, rest = name.partition("-")
     pid, _, _ = rest.partition("-")
     return int(pid) if prefix == "tmp" and pid.isdigit() and rest.count("-") else None
+
+
+# A full disk (or a full quota): the errno of an OSError, or the C library's
+# message where a writer keeps only the text (h5py, TensorFlow's file writer,
+# a child process).
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+NO_SPACE_MESSAGES = ("No space left on device", "Disk quota exceeded")
+
+
+def is_full_disk(error):
+    """Whether the exception `error` says the disk or the quota is full."""
+    if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+        return True
+    return any(message in str(error) for message in NO_SPACE_MESSAGES)

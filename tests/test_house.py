@@ -6,7 +6,7 @@ Python, no Keras tensor: runs once, under the tensorflow backend).
   down the layers: utils <- the model's parts (layers, blocks, presets) <-
   weights (fetch, convert: leaves that return data), data <- the builders
   that compose them (models.pyramidnet, models.hparams) <- applications
-  (the registry) <- training <- evaluation, export <- tuning.
+  (the registry) <- training <- evaluation, export <- tuning, compare.
 - No function in keras_pyramid/ is over 80 lines.
 - No test starts a process except through tests/helpers.py.
 """
@@ -27,7 +27,7 @@ PACKAGE = os.path.join(REPO, "keras_pyramid")
 # import its own layer or a lower one.
 LAYERS = {"utils": 0, "models": 1, "layers": 1, "weights": 2, "data": 2,
           "models.pyramidnet": 3, "models.hparams": 3, "applications": 4, "training": 5,
-          "evaluation": 6, "export": 6, "tuning": 7}
+          "evaluation": 6, "export": 6, "tuning": 7, "compare": 7}
 LONGEST_FUNCTION = 80
 
 

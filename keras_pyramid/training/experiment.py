@@ -33,6 +33,7 @@ from keras_pyramid.training.run_dir import (
     DATA_FILE,
     RESULTS_FILE,
     ConfigError,
+    Run,
     RunLock,
     forget_untrained,
     has_checkpoint,
@@ -130,7 +131,8 @@ def run(config, run_dir, restart=False, print_function=print):
     # placement: the data-parallel plan, before any op runs
     spread = placement(config)
     config = resolved(config)
-    found = load_run(run_dir)
+    # --restart discards the directory, corrupt records included: nothing to read.
+    found = Run(run_dir) if restart else load_run(run_dir)
     if not restart and found.args is not None:
         refuse_other_run(found, config.recorded())
         if found.finished:

@@ -18,7 +18,7 @@ import pytest
 from helpers import random_images, run_command, tiny_model
 
 from keras_pyramid.training import fit, interrupts, recipe
-from keras_pyramid.training.run_dir import ConfigError, RunLock, load_run
+from keras_pyramid.training.run_dir import ConfigError, RunLock, load_run, prepare_run_dir
 
 PURE_PYTHON = "pure Python: runs once, under tensorflow"
 
@@ -157,7 +157,6 @@ def test_one_process_per_run_directory_and_a_dead_holder_is_taken_over(tmp_path)
     with RunLock(str(tmp_path / "run")) as lock:
         assert (tmp_path / "run" / ".lock").read_text() == f"{os.getpid()}\n"
         assert not lock.created
-        from keras_pyramid.training.run_dir import prepare_run_dir
         prepare_run_dir({"model": "m"}, str(tmp_path / "run"))
     assert not stale.exists()
 
@@ -171,6 +170,10 @@ def test_a_corrupt_record_is_named_with_the_way_out(tmp_path, name):
     path.write_text('{"epoch": 3, "hist')  # torn by hand or by another tool
     with pytest.raises(ConfigError, match=f"{path} is corrupt .*--restart"):
         load_run(str(tmp_path))
+    with RunLock(str(tmp_path)):  # and --restart is the way out
+        prepare_run_dir({"model": "m"}, str(tmp_path), restart=True)
+    assert load_run(str(tmp_path)).args["model"] == "m"
+    assert name == "args.json" or not path.exists()  # args.json: the new run's
 
 
 def test_a_checkpoint_that_is_a_file_is_refused(tmp_path):

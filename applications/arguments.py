@@ -157,3 +157,18 @@ def at_most(parse, maximum, reason):
 
     bounded.__doc__ = f"{parse.__doc__} At most {maximum}."
     return bounded
+
+
+def noise_rates(text):
+    """An argparse type: comma-separated label-noise rates, each in [0, 1)
+    (labels are never all replaced), e.g. "0,0.2,0.4"."""
+    rates = []
+    for part in text.split(","):
+        try:
+            rate = float(part)
+        except ValueError:
+            rate = math.nan
+        if not 0 <= rate < 1:
+            raise argparse.ArgumentTypeError(f"each rate must be in [0, 1), got {text}")
+        rates.append(rate)
+    return tuple(sorted(set(rates)))

@@ -21,7 +21,8 @@ from keras_pyramid.utils.files import atomic_path
 TTA = ("none", "flip")  # flip: the mean of the image's and its mirror's probabilities
 SPLITS = ("final", "test", "validation", "train")  # final: test, or the hold-out without one
 # args.json fields that fix which examples a run's splits hold.
-SPLIT_DEFINING = ("validation", "seed", "skip_bad_images", "data_dir")
+SPLIT_DEFINING = ("validation", "seed", "split_seed", "train_examples", "skip_bad_images",
+                  "data_dir")
 
 
 def data_config(run=None, dataset=None, data_dir=None, download=False):
@@ -127,3 +128,19 @@ def plot_confusion(matrix, class_names, path):
         figure.savefig(temporary, dpi=100)
     plt.close(figure)
 
+
+
+def evaluate_saved(path, config, record=None, split="final", batch_size=256):
+    """`summary` of the .keras model at `path` on `split` of `config`'s data
+    (`data_config`), preprocessed as `record` (a run's data.json) had it."""
+    from keras_pyramid import data
+    from keras_pyramid.weights.files import load_keras_file
+
+    model = load_keras_file(path)
+    source, subset, _ = open_split(config, split, record)
+    size = image_size_of(model)
+    regime = record["augment"] if record else data.default_regime(size)
+    stream = data.evaluation_stream(source, subset, data.Preprocessing(size, regime),
+                                    min(batch_size, len(subset)),
+                                    keras.config.image_data_format())
+    return evaluate(model, stream, list(source.class_names))

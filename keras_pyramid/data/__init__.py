@@ -23,6 +23,7 @@ from keras_pyramid.data.pipeline import (
                                         reading,
                                         split_source,
                                         stratified_holdout,
+                                        stratified_subset,
                                         training_stream,
                                         whole,
                                         with_label_noise,
@@ -42,5 +43,6 @@ __all__ = [
     "DatasetSpec", "Part", "Preprocessing", "Source", "Splits", "Subset", "cifar_augment",
     "channel_statistics", "dataset_builder", "default_regime", "evaluation_stream",
     "open_source", "parse_dataset", "reading", "split_source", "stratified_holdout",
+    "stratified_subset",
     "training_stream", "whole", "with_label_noise",
 ]

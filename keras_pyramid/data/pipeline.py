@@ -37,7 +37,7 @@ DEFAULT_VALIDATION_FRACTION = 0.1
 STATISTICS_IMAGES = 10_000  # a seeded sample: means settle long before
 # Streams of the run seed for the stratified hold-out and the label noise,
 # so that neither draw depends on the other.
-HOLDOUT_STREAM, NOISE_STREAM, STATISTICS_STREAM = 0x5EED, 0x0015E, 0x57A7
+HOLDOUT_STREAM, NOISE_STREAM, STATISTICS_STREAM, SUBSET_STREAM = 0x5EED, 0x0015E, 0x57A7, 0x5AB5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,20 +120,35 @@ def _holdout_count(validation, total):
     return validation
 
 
-def stratified_holdout(labels, count, seed):
+def stratified_holdout(labels, count, seed, stream=HOLDOUT_STREAM):
     """A boolean mask of `count` examples, each class contributing its share
-    `count * n_c / n` (rounded by largest remainders), chosen at random."""
+    `count * n_c / n` (rounded by largest remainders), chosen at random with
+    the generator (seed, stream)."""
     labels = np.asarray(labels)
     classes, sizes = np.unique(labels, return_counts=True)
     exact = count * sizes / len(labels)
     quota = np.floor(exact).astype(int)
     quota[np.argsort(-(exact - quota), kind="stable")[:count - quota.sum()]] += 1
-    rng = np.random.default_rng([seed, HOLDOUT_STREAM])
+    rng = np.random.default_rng([seed, stream])
     mask = np.zeros(len(labels), bool)
     for label, take in zip(classes, quota):
         members = np.flatnonzero(labels == label)
         mask[rng.permutation(members)[:take]] = True
     return mask
+
+
+def stratified_subset(subset, count, seed):
+    """`count` examples of `subset`, each class keeping its share (a smaller
+    training set, the same class balance), drawn with (seed, SUBSET_STREAM);
+    `subset` itself when `count` is None or not smaller."""
+    if count is None or count >= len(subset):
+        return subset
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"`train_examples` must be an int >= 1. Received: "
+                         f"train_examples={count!r}")
+    kept = np.flatnonzero(stratified_holdout(subset.labels, count, seed, SUBSET_STREAM))
+    return Subset(subset.part, subset.indices[kept], subset.labels[kept],
+                  f"{count} of {subset.description}, stratified")
 
 
 def with_label_noise(subset, rate, num_classes, seed):

@@ -73,3 +73,62 @@ def resolve_mixed_precision(value, kind=None, has_bfloat16=None):
     has_bfloat16 = gpu_has_bfloat16() if has_bfloat16 is None else has_bfloat16
     return "bfloat16" if has_bfloat16 else "off"
 
+
+
+def describe_device():
+    """The device a run computes on, in words: "CPU (2 cores)", or the
+    accelerator's kind and name."""
+    import os
+    import platform
+
+    kind = accelerator_kind()
+    if kind == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count())
+        return f"CPU ({cores} cores{', ' + platform.processor() if platform.processor() else ''})"
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return f"GPU ({torch.cuda.get_device_name(0)})"
+    if backend == "jax":
+        import jax
+
+        return f"{kind.upper()} ({jax.devices()[0].device_kind})"
+    return kind.upper()
+
+
+def reset_accelerator_peak_memory():
+    """Starts the accelerator's peak-memory count afresh where the backend can."""
+    if accelerator_kind() == "cpu":
+        return
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def accelerator_peak_memory():
+    """The first accelerator's peak allocated bytes since the last reset (JAX:
+    since the process began), or None on a CPU or where the backend does
+    not say."""
+    if accelerator_kind() == "cpu":
+        return None
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")

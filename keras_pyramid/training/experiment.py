@@ -22,11 +22,12 @@ import os
 import time
 
 import keras
+import numpy as np
 
 import keras_pyramid
 from keras_pyramid import applications, data
 from keras_pyramid.data import resident
-from keras_pyramid.models import hparams, skipping
+from keras_pyramid.models import foreign, hparams, skipping
 from keras_pyramid.models.pyramidnet import VARIANTS, minimum_input_size
 from keras_pyramid.training import device, distribution, drop_schedule, finetune, fit, recipe
 from keras_pyramid.training.run_dir import (
@@ -61,7 +62,7 @@ class DataError(RuntimeError):
 class RunConfig:
     """Every knob of a run. None means "the recipe's (or the data's) default"."""
 
-    model: str = "pyramidnet110_a48_sepdrop"  # a registered name
+    model: str = "pyramidnet110_a48_sepdrop"  # a registered name, keras:NAME[@TAG] or a .keras
     architecture: dict = None  # or {depth, alpha, regularization} from a search
     dataset: str = "cifar10"  # keras_pyramid.data.spec's grammar (tfds, folder or npz)
     data_dir: str = None  # tfds data dir
@@ -70,6 +71,8 @@ class RunConfig:
     augment: str = None  # cifar | imagenet | none; None: by image size
     flip: bool = True  # the augmentation's random horizontal flip
     validation: object = None  # hold-out fraction or count; None: 0.1 without a test split
+    split_seed: int = None  # draws the hold-out and train_examples; None: the seed's
+    train_examples: int = None  # a stratified subset of the training split; None: all of it
     label_noise: float = 0.0  # training labels replaced by another class with this probability
     skip_bad_images: bool = False
     weights: str = None  # fine-tune from: a preset tag, .keras, .weights.h5, a run directory
@@ -104,7 +107,21 @@ class RunConfig:
 
     @property
     def model_name(self):
-        return self.model if self.architecture is None else hparams.model_name(self.architecture)
+        """The model's name in a directory name: keras-NAME for keras:NAME, a
+        .keras file's stem."""
+        if self.architecture is not None:
+            return hparams.model_name(self.architecture)
+        kind = foreign.kind_of(self.model)
+        if kind == "keras":
+            return self.model.replace(":", "-").replace("@", "-")
+        if kind == "file":
+            return os.path.basename(self.model).removesuffix(foreign.KERAS_FILE_SUFFIX)
+        return self.model
+
+    @property
+    def data_split_seed(self):
+        """The seed that draws the hold-out and the training subset."""
+        return self.seed if self.split_seed is None else self.split_seed
 
 
 def default_run_dir(config):
@@ -189,9 +206,13 @@ def _checked(argument, check_function, *arguments, **keywords):
 
 
 def _preset(config):
-    """(regularization, variant) of the configured model."""
+    """(regularization, variant) of the configured model; variant None for a
+    keras.applications builder or a .keras file (models.foreign)."""
     if config.architecture is not None:
         return config.architecture["regularization"], "cifar"
+    if foreign.kind_of(config.model) != "registered":
+        _check_foreign(config)
+        return "none", None
     try:
         applications.check_model_name(config.model)
     except ValueError as error:
@@ -212,6 +233,10 @@ def check(config):
         if getattr(config, rate) is not None:
             _checked(rate, checks.check_rate, getattr(config, rate))
     _checked("label_noise", checks.check_rate, config.label_noise)
+    if config.split_seed is not None:
+        _checked("split_seed", checks.check_int, config.split_seed, minimum=0)
+    if config.train_examples is not None:
+        _checked("train_examples", checks.check_int, config.train_examples, minimum=1)
     if config.image_size is not None:
         if len(tuple(config.image_size)) != 2:
             raise ConfigError("image_size", f"must be (height, width). Received: "
@@ -238,6 +263,26 @@ def check(config):
     if config.dataset.startswith("npz:"):
         _check_npz(config)
     return variant
+
+
+def _check_foreign(config):
+    """A keras:NAME builder Keras has, or a .keras image classifier; neither
+    takes our regularizers' rates or a weights source of ours."""
+    try:
+        if foreign.kind_of(config.model) == "keras":
+            foreign.parse_keras_name(config.model)
+        else:
+            foreign.load_classifier_file(config.model)
+    except ValueError as error:
+        raise ConfigError("model", str(error)) from None
+    for field in ("drop_rate", "new_drop_rate", "weights"):
+        if getattr(config, field) is not None:
+            raise ConfigError(field, f"{config.model} is not one of our models: it takes none "
+                                     f"(keras:NAME@imagenet names ImageNet weights; a .keras "
+                                     f"file is its own). Received: {getattr(config, field)!r}")
+    if config.dataset.startswith("npz:"):
+        raise ConfigError("model", f"npz datasets train our registered models only. Received: "
+                                   f"model={config.model!r}")
 
 
 def _check_npz(config):
@@ -338,9 +383,11 @@ def open_data(config, record=None):
                                      f"{list(source.class_names)}, the run had "
                                      f"{record['class_names']}")
     try:
-        splits = data.split_source(source, config.validation, config.seed)
+        splits = data.split_source(source, config.validation, config.data_split_seed)
     except ValueError as error:
         raise ConfigError("validation", str(error)) from None
+    splits = dataclasses.replace(splits, train=data.stratified_subset(
+        splits.train, config.train_examples, config.data_split_seed))
     if record is not None and len(splits.train) != record["split"]["train"]:
         raise ConfigError("dataset", f"{config.dataset} now has {len(splits.train)} training "
                                      f"examples, the run had {record['split']['train']}")
@@ -425,17 +472,32 @@ def _with_label_noise(config, source, splits):
 
 
 def image_size_of(config, source, variant):
+    """The configured size, else the data's, else the model's: a .keras
+    file's own, ImageNet's 224 for keras:NAME, the variant's design size."""
     if config.image_size is not None:
         return tuple(config.image_size)
     if source.image_size is not None:
         return tuple(source.image_size)
+    if variant is None:
+        taken = (foreign.input_size_of_file(config.model)
+                 if foreign.kind_of(config.model) == "file" else (None, None))
+        return tuple(side or 224 for side in taken)
     size = VARIANTS[variant].design_size
     return size, size
 
 
 def check_image_size(config, image_size, variant):
     """The network's stem must be able to reduce the input (any size from its
-    variant's minimum on: odd sizes too, the shortcuts pool in ceil mode)."""
+    variant's minimum on: odd sizes too, the shortcuts pool in ceil mode); a
+    model from elsewhere is built on it to see."""
+    if variant is None:
+        try:
+            foreign.build(config.model, _input_shape(image_size), classes=2, mean=(0,) * 3,
+                          std=(1,) * 3)
+        except ValueError as error:
+            raise ConfigError("image_size", f"{error}. Received: "
+                                            f"image_size={tuple(image_size)}") from None
+        return
     minimum = minimum_input_size(variant)
     if any(side < minimum for side in image_size):
         raise ConfigError("image_size", f"{image_size[0]}x{image_size[1]} cannot enter "
@@ -461,7 +523,9 @@ def data_record(config, source, splits, preprocessing, statistics, noise):
         "flip": preprocessing.flip,
         "split": {"train": len(splits.train), "validation": size(splits.validation),
                   "test": size(splits.test), "validation_rule": config.validation,
-                  "seed": config.seed, "validation_from": description(splits.validation),
+                  "seed": config.data_split_seed, "train_examples": config.train_examples,
+                  "train_from": splits.train.description,
+                  "validation_from": description(splits.validation),
                   "final_evaluation": description(splits.final)},
         "statistics": statistics,
         "label_noise": noise,
@@ -474,6 +538,9 @@ def _statistics(config, source, splits, preprocessing):
     """The input normalization: the weights' own when fine-tuning, the
     papers' for CIFAR, else per-channel statistics of the training split
     (computed once: a resumed run reads them back from data.json)."""
+    kind = foreign.kind_of(config.model)
+    if kind == "file" or "@" in config.model and kind == "keras":
+        return {"mean": None, "std": None, "from": "the model's own preprocessing"}
     if config.weights is not None:
         try:
             mean, std = finetune.weights_statistics(
@@ -546,6 +613,8 @@ class Network:
 
 
 def skip_dropped_of(config, spread):
+    if config.architecture is None and foreign.kind_of(config.model) != "registered":
+        return False  # no branch of theirs is ever dropped
     skip_dropped = SKIP_DROPPED[config.skip_dropped]
     if skip_dropped is None:
         return skipping.skip_by_default(JIT_COMPILE[config.jit_compile], spread.replicas)
@@ -558,9 +627,7 @@ def skip_dropped_of(config, spread):
 def build_network(config, run_data, plan, spread, steps_per_epoch, run_dir, lock=None):
     """The compiled `Network`, built in the plan's scope."""
     skip_dropped = skip_dropped_of(config, spread)
-    image_size = run_data.image_size
-    input_shape = ((*image_size, 3) if keras.config.image_data_format() == "channels_last"
-                   else (3, *image_size))
+    input_shape = _input_shape(run_data.image_size)
     with spread.scope():
         try:
             model, loaded = build_model(config, len(run_data.class_names), input_shape,
@@ -586,8 +653,15 @@ def build_network(config, run_data, plan, spread, steps_per_epoch, run_dir, lock
     return Network(model, trainer, compile_trainer, optimizer, loaded, skip_dropped)
 
 
+def _input_shape(image_size):
+    return ((*image_size, 3) if keras.config.image_data_format() == "channels_last"
+            else (3, *image_size))
+
+
 def build_model(config, classes, input_shape, statistics, skip_dropped, weight_decay):
     """(model, the fine-tuning source's description or None)."""
+    if config.architecture is None and foreign.kind_of(config.model) != "registered":
+        return _foreign_model(config, classes, input_shape, statistics, weight_decay), None
     common = {"classes": classes, "weight_decay": weight_decay, "seed": config.seed,
               "skip_dropped": skip_dropped, "input_shape": input_shape}
     if statistics.get("mean") is not None:
@@ -607,6 +681,18 @@ def build_model(config, classes, input_shape, statistics, skip_dropped, weight_d
             model, None if config.architecture else config.model, config.weights)
     except (ValueError, OSError, ImportError) as error:
         raise ConfigError("weights", str(error)) from None
+
+
+def _foreign_model(config, classes, input_shape, statistics, weight_decay):
+    """keras:NAME normalizes by the run's statistics (the CIFAR ones the
+    papers use, for CIFAR); a .keras file by its own preprocessing."""
+    cifar = VARIANTS["cifar"]
+    mean = statistics.get("mean") or cifar.mean
+    std = statistics.get("std") or cifar.std
+    try:
+        return foreign.build(config.model, input_shape, classes, mean, std, weight_decay)
+    except ValueError as error:
+        raise ConfigError("model", str(error)) from None
 
 
 def describe(config, network, run_data, plan, spread, steps_per_epoch):
@@ -669,11 +755,29 @@ def train(config, network, streams, plan, steps_per_epoch, run_dir, spread,
 # ---------------------------------------------------------------- results
 
 
+def training_speed(history, batch_size, steps_per_epoch):
+    """Images/s of training: `train_images_per_second` from the median step
+    (the median of the epochs' median step times), the first step of each
+    process apart (`compile_seconds`: its time above the median step), and
+    the old whole-epoch figure, compilation included. History rows written
+    before steps were timed give the whole-epoch figure alone."""
+    trained_seconds = sum(row["train_seconds"] for row in history)
+    with_compilation = batch_size * steps_per_epoch * len(history) / trained_seconds
+    speed = {"train_images_per_second": with_compilation, "train_seconds": trained_seconds,
+             "train_images_per_second_with_compilation": with_compilation}
+    medians = [row["median_step_seconds"] for row in history if "median_step_seconds" in row]
+    if medians:
+        step = float(np.median(medians))
+        firsts = [row["first_step_seconds"] for row in history if "first_step_seconds" in row]
+        speed.update(train_images_per_second=batch_size / step, median_step_seconds=step,
+                     compile_seconds=sum(max(first - step, 0.0) for first in firsts))
+    return speed
+
+
 def results_of(config, network, run_data, plan, spread, streams, history, final,
                steps_per_epoch):
     """results.json (less the versions): the FINAL epoch's model, never the best epoch's."""
     last, record = history[-1], run_data.record
-    trained_seconds = sum(row["train_seconds"] for row in history)
     evaluated = streams.final_examples
     if spread.processes > 1:  # full batches only (see data.evaluation_stream)
         evaluated -= evaluated % plan.batch_size
@@ -686,8 +790,10 @@ def results_of(config, network, run_data, plan, spread, streams, history, final,
         "evaluated_examples": evaluated, "epochs": last["epoch"],
         "final_error": 1.0 - float(final["accuracy"]), "final_loss": float(final["loss"]),
         "final_train_error": 1.0 - last["accuracy"],
-        "train_images_per_second": plan.batch_size * steps_per_epoch * len(history)
-        / trained_seconds,
+        "batch_size": plan.batch_size, "steps_per_epoch": steps_per_epoch,
+        "learning_rate": plan.learning_rate, "weight_decay": plan.weight_decay,
+        "images_seen": plan.batch_size * steps_per_epoch * last["epoch"],
+        **training_speed(history, plan.batch_size, steps_per_epoch),
         "recipe": config.recipe, "weights": config.weights,
         "head": None if network.loaded is None else network.loaded["head"],
         "freeze_backbone_epochs": head_only_epochs(config, plan),

@@ -32,6 +32,7 @@ import shutil
 import time
 
 import keras
+import numpy as np
 
 from keras_pyramid.training import interrupts
 from keras_pyramid.utils.files import (
@@ -124,6 +125,48 @@ def _seed_states(model):
 # Not keras.callbacks.BackupAndRestore: it resumes at whole epochs only (or
 # at a step count without the gates' random state and the data's position),
 # where a run here resumes at the very next batch.
+class StepTimes(keras.callbacks.Callback):
+    """Each training step's duration, for the epoch's history row: the
+    median over the epoch's steps (`median_step_seconds`) and, apart, the
+    first step of each fit call (`first_step_seconds`), which traces and
+    compiles the step. A step is timed from the previous step's end, so an
+    epoch's first step (after the previous epoch's evaluation) is not timed."""
+
+    def __init__(self, clock=time.perf_counter):
+        super().__init__()
+        self.clock = clock
+        self._compiled = False
+        self._last_step_end = None
+        self._steps = []
+        self._first = None
+
+    def on_train_begin(self, logs=None):
+        self._compiled = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps, self._first = [], None
+        self._last_step_end = None if self._compiled else self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = self.clock()
+        if self._last_step_end is not None:
+            if self._compiled:
+                self._steps.append(now - self._last_step_end)
+            else:
+                self._first = now - self._last_step_end
+        self._compiled = True
+        self._last_step_end = now
+
+    def epoch_figures(self):
+        """The history row's timing fields of the epoch that just ended."""
+        figures = {}
+        if self._steps:
+            figures["median_step_seconds"] = float(np.median(self._steps))
+        if self._first is not None:
+            figures["first_step_seconds"] = self._first
+        return figures
+
+
 class Checkpoint(keras.callbacks.Callback):
     """Saves weights, optimizer state and history, atomically, at an interval.
 
@@ -152,6 +195,7 @@ class Checkpoint(keras.callbacks.Callback):
         self.every_seconds = every_seconds
         self.clock = clock
         self.history = list(history or [])
+        self.step_times = None  # a StepTimes whose figures go into each row
         self.first_step = 0  # steps of the first epoch done before this fit call
         self.committed = None  # (completed epochs, step) of the last commit
         self._epoch = 0
@@ -193,6 +237,8 @@ class Checkpoint(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         row["seconds"] = time.perf_counter() - self._epoch_start
         row["train_seconds"] = self._train_seconds or row["seconds"]
+        if self.step_times is not None:
+            row.update(self.step_times.epoch_figures())
         if self.first_step:
             # The train metrics cover only the steps after the resume.
             row["resumed_at_step"] = self.first_step
@@ -466,10 +512,11 @@ def fit(
                             every_epochs=checkpoint_epochs, every_steps=checkpoint_steps,
                             every_seconds=checkpoint_seconds)
     checkpoint.committed = (completed, step)
+    checkpoint.step_times = StepTimes()
     guard = StopOnNonFiniteLoss(steps_per_epoch)
     progress = [RunProgress(epochs, steps_per_epoch, print_function)] if verbose else []
-    callbacks = [guard, checkpoint, HistoryFiles(run_dir, checkpoint), *progress,
-                 *_tensorboard(run_dir), *extra_callbacks, StopOnSignal(checkpoint)]
+    callbacks = [guard, checkpoint.step_times, checkpoint, HistoryFiles(run_dir, checkpoint),
+                 *progress, *_tensorboard(run_dir), *extra_callbacks, StopOnSignal(checkpoint)]
 
     def epochs_from(first_epoch, last_epoch, first_step=0):
         global_step = first_epoch * steps_per_epoch + first_step

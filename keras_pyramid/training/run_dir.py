@@ -39,13 +39,14 @@ LOCK_FILE = ".lock"
 RUN_DEFINING = ("model", "architecture", "skip_dropped", "dataset", "image_size", "augment",
                 "flip", "validation", "label_noise", "weights", "freeze_backbone_epochs", "recipe",
                 "epochs", "batch_size", "learning_rate", "drop_rate", "new_drop_rate",
-                "drop_rate_schedule", "weight_decay", "seed", "steps_per_epoch",
-                "mixed_precision")
+                "drop_rate_schedule", "weight_decay", "seed", "split_seed", "train_examples",
+                "steps_per_epoch", "mixed_precision")
 # Run-defining fields newer than some run directories, with the value the
 # runs written before them had (and the old name of a renamed one).
 ADDED_LATER = {"new_drop_rate": None, "drop_rate_schedule": "constant", "architecture": None,
                "image_size": None, "augment": None, "label_noise": 0.0, "weights": None,
-               "freeze_backbone_epochs": None, "recipe": "paper", "flip": True}
+               "freeze_backbone_epochs": None, "recipe": "paper", "flip": True,
+               "split_seed": None, "train_examples": None}
 RENAMED = {"lr": "learning_rate", "validation_examples": "validation"}
 
 
@@ -124,9 +125,9 @@ def has_checkpoint(run_dir):
     return os.path.exists(os.path.join(run_dir, fit.CHECKPOINT_DIR, fit.LATEST))
 
 
-def differences(previous, recorded):
-    """"field: old -> new" of the run-defining fields that differ ('' when none)."""
-    changed = [k for k in RUN_DEFINING if previous.get(k) != recorded.get(k)]
+def differences(previous, recorded, fields=RUN_DEFINING):
+    """"field: old -> new" of the `fields` (the run-defining ones) that differ ('' when none)."""
+    changed = [k for k in fields if previous.get(k) != recorded.get(k)]
     return ", ".join(f"{k}: {previous.get(k)!r} -> {recorded.get(k)!r}" for k in changed)
 
 

@@ -1,0 +1,114 @@
+"""What a comparison compares: candidates named on the command line.
+
+    pyramidnet110_a48_sepdrop           a registered model, trained from scratch
+    pyramidnet110_a48_sepdrop@cifar10   ... fine-tuned from its trained weights
+    keras:MobileNetV3Small              a keras.applications builder (weights=None)
+    keras:EfficientNetB0@imagenet       ... from ImageNet weights
+    current.keras                       the user's model, trained from its weights
+    as-is:current.keras                 the user's model as it is: evaluated, not trained
+
+Every trained candidate is trained by the same recipe and budget; an
+as-is candidate is the model in production today, costed and scored on
+the same split.
+"""
+
+import dataclasses
+import os
+import re
+
+from keras_pyramid import applications
+from keras_pyramid.models import foreign
+
+AS_IS_PREFIX = "as-is:"
+KINDS = ("registered", "keras", "file", "as-is")
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A parsed candidate: `name` as given, its `kind`, the run's `model`
+    and `weights` (RunConfig fields) and `slug`, its directory name."""
+
+    name: str
+    kind: str
+    model: str
+    weights: str = None
+
+    @property
+    def trained(self):
+        return self.kind != "as-is"
+
+    @property
+    def slug(self):
+        """The candidate's directory name: its name, made a file name."""
+        text = self.name
+        if self.kind in ("file", "as-is"):
+            stem = os.path.basename(self.model).removesuffix(foreign.KERAS_FILE_SUFFIX)
+            text = f"{'as-is-' if self.kind == 'as-is' else 'file-'}{stem}"
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+
+
+def parse_candidate(text):
+    """The `Candidate` of `text`; ValueError naming `candidates` and the value
+    (an unknown name, a builder Keras lacks, a file that is no classifier)."""
+    try:
+        if text.startswith(AS_IS_PREFIX):
+            path = text[len(AS_IS_PREFIX):]
+            _check_classifier_file(path)
+            return Candidate(text, "as-is", path)
+        kind = foreign.kind_of(text)
+        if kind == "keras":
+            foreign.parse_keras_name(text)
+            return Candidate(text, kind, text)
+        if kind == "file":
+            _check_classifier_file(text)
+            return Candidate(text, kind, text)
+        name, _, tag = text.partition("@")
+        applications.check_model_name(name)
+        if tag:
+            applications.trained_weights(name, tag)
+        return Candidate(text, kind, name, tag or None)
+    except ValueError as error:
+        raise ValueError(f"`candidates`: {error}. Received: {text!r}") from None
+
+
+def _check_classifier_file(path):
+    if not path.endswith(foreign.KERAS_FILE_SUFFIX):
+        raise ValueError(f"an as-is candidate is a .keras file. Received: {path!r}")
+    foreign.load_classifier_file(path)
+
+
+def parse_candidates(texts, baseline):
+    """The `Candidate`s of `texts` (at least 2, distinct directories) and the
+    baseline's; ValueError naming `candidates` or `baseline`."""
+    candidates = [parse_candidate(text) for text in texts]
+    if len(candidates) < 2:
+        raise ValueError(f"`candidates`: compare at least 2. Received: {list(texts)}")
+    slugs = [c.slug for c in candidates]
+    repeated = sorted({s for s in slugs if slugs.count(s) > 1})
+    if repeated:
+        raise ValueError(f"`candidates`: two candidates share the directory name "
+                         f"{repeated[0]!r}. Received: {list(texts)}")
+    if baseline not in texts:
+        raise ValueError(f"`baseline` must be one of the candidates {list(texts)}. "
+                         f"Received: baseline={baseline!r}")
+    return candidates
+
+
+def built_for(candidate, image_size, recipe_name):
+    """The sentence the report gives when `candidate` was designed for another
+    setting than this comparison's (image size, recipe), else None."""
+    if candidate.kind == "keras":
+        return (f"{candidate.name} was designed for ImageNet (224x224) and its own training "
+                f"recipe; here it is trained from scratch by the {recipe_name} recipe on "
+                f"{image_size[0]}x{image_size[1]} images")
+    if candidate.kind in ("file", "as-is"):
+        return (f"{candidate.name} was trained by its own recipe, which this comparison does "
+                f"not know")
+    variant = applications.PRESETS[candidate.model]["variant"]
+    if variant == "cifar" and max(image_size) > 64:
+        return (f"{candidate.name} is a CIFAR network (32x32); here it takes "
+                f"{image_size[0]}x{image_size[1]} images")
+    if variant == "imagenet" and max(image_size) < 128:
+        return (f"{candidate.name} is an ImageNet network (224x224); here it takes "
+                f"{image_size[0]}x{image_size[1]} images")
+    return None

@@ -1,0 +1,174 @@
+"""The grid of a comparison: one cell per (candidate, noise rate, seed), each
+one run of `experiment.run` in its own run directory.
+
+    OUTPUT/compare.json                     the settings (fixed) and what is compared
+    OUTPUT/cells/SLUG/noise-0.2/seed-3/     a run directory (results.json, cost.json)
+    OUTPUT/cells/SLUG/evaluation.json       an as-is candidate's evaluation
+
+Fair and paired: every cell has the same split (drawn by `split_seed`,
+never by the training seed), recipe and budget; seed s gives every
+candidate the same data order, augmentation and label noise.
+
+Resume is the run directories': a finished cell is kept, an interrupted
+one resumes from its checkpoint, a killed one (no checkpoint) starts over.
+More seeds, noise rates or candidates extend a comparison; other settings
+are refused, with the differences listed.
+"""
+
+import dataclasses
+import os
+import time
+
+import keras
+
+from keras_pyramid.compare.candidates import Candidate
+from keras_pyramid.training import device, experiment
+from keras_pyramid.training.run_dir import RESULTS_FILE, ConfigError, differences
+from keras_pyramid.utils import processes
+from keras_pyramid.utils.files import atomic_write_json, read_json
+
+SETTINGS_FILE = "compare.json"
+COST_FILE = "cost.json"
+EVALUATION_FILE = "evaluation.json"
+CELLS_DIR = "cells"
+# The settings every cell shares; another value on an existing comparison is refused.
+FIXED = ("dataset", "data_dir", "validation", "split_seed", "train_examples", "image_size",
+         "recipe", "epochs", "batch_size", "learning_rate", "weight_decay", "steps_per_epoch",
+         "eval_steps")
+
+
+@dataclasses.dataclass
+class Settings:
+    """A comparison's settings: FIXED ones, and what it compares."""
+
+    dataset: str
+    candidates: list
+    baseline: str
+    seeds: int = 5
+    noise_rates: tuple = (0.0,)
+    data_dir: str = None
+    download: bool = True
+    validation: object = None
+    split_seed: int = 0
+    train_examples: int = None
+    image_size: tuple = None
+    recipe: str = "paper"
+    epochs: int = None
+    batch_size: int = None
+    learning_rate: float = None
+    weight_decay: float = None
+    steps_per_epoch: int = None
+    eval_steps: int = None
+
+    def fixed(self):
+        """The FIXED values as compare.json holds them (JSON types)."""
+        values = {key: getattr(self, key) for key in FIXED}
+        if values["image_size"] is not None:
+            values["image_size"] = list(values["image_size"])
+        return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    candidate: Candidate
+    noise: float
+    seed: int
+
+    @property
+    def key(self):
+        """The cell's path under OUTPUT/cells: SLUG/noise-RATE/seed-SEED."""
+        return f"{self.candidate.slug}/noise-{self.noise:g}/seed-{self.seed}"
+
+    def run_dir(self, output):
+        return os.path.join(output, CELLS_DIR, *self.key.split("/"))
+
+
+def cells_of(candidates, settings):
+    """Every trained candidate's cells, seed-major: the first seed of every
+    candidate runs before the second of any, so an early stop leaves pairs."""
+    return [Cell(candidate, noise, seed)
+            for seed in range(settings.seeds) for noise in settings.noise_rates
+            for candidate in candidates if candidate.trained]
+
+
+def cell_config(cell, settings, verbose=1):
+    """The `experiment.RunConfig` of `cell`."""
+    return experiment.RunConfig(
+        model=cell.candidate.model, weights=cell.candidate.weights, dataset=settings.dataset,
+        data_dir=settings.data_dir, download=settings.download, validation=settings.validation,
+        split_seed=settings.split_seed, train_examples=settings.train_examples,
+        image_size=settings.image_size, label_noise=cell.noise, seed=cell.seed,
+        recipe=settings.recipe, epochs=settings.epochs, batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
+        steps_per_epoch=settings.steps_per_epoch, eval_steps=settings.eval_steps,
+        verbose=verbose)
+
+
+# ---------------------------------------------------------------- the settings file
+
+
+def record_settings(settings, output):
+    """Writes OUTPUT/compare.json, or refuses other FIXED values than the
+    recorded ones (ConfigError listing them). Candidates, seeds and noise
+    rates accumulate: a comparison only grows."""
+    path = os.path.join(output, SETTINGS_FILE)
+    recorded = read_settings(output)
+    if recorded is not None:
+        changed = differences(recorded["fixed"], settings.fixed(), FIXED)
+        if changed:
+            raise ConfigError("output", f"{output} holds a comparison with other settings "
+                                        f"({changed}); nothing was run. Use another --output, "
+                                        f"or the recorded values")
+    previous = recorded or {"candidates": [], "noise_rates": [], "seeds": 0}
+    atomic_write_json(path, {
+        "fixed": settings.fixed(),
+        "candidates": list(dict.fromkeys(previous["candidates"] + list(settings.candidates))),
+        "noise_rates": sorted(set(previous["noise_rates"]) | set(settings.noise_rates)),
+        "seeds": max(previous["seeds"], settings.seeds), "baseline": settings.baseline,
+    })
+
+
+def read_settings(output):
+    """compare.json's dict, or None where there is none."""
+    path = os.path.join(output, SETTINGS_FILE)
+    return read_json(path) if os.path.exists(path) else None
+
+
+# ---------------------------------------------------------------- running cells
+
+
+def finished(cell, output):
+    return os.path.exists(os.path.join(cell.run_dir(output), RESULTS_FILE))
+
+
+def run_cell(cell, settings, output, print_function=print, verbose=1):
+    """Trains (or resumes, or keeps) `cell`; returns its results.json dict.
+    The process's peak memory is counted from the cell's start, and written
+    with the device to the cell's cost.json by the process that finishes it."""
+    run_dir = cell.run_dir(output)
+    keras.backend.clear_session()  # the previous cell's graphs and names go
+    peak_from = processes.reset_peak_memory()
+    device.reset_accelerator_peak_memory()
+    started = time.perf_counter()
+    print_function(f"cell {cell.key}")
+    results = experiment.run(cell_config(cell, settings, verbose), run_dir,
+                             print_function=print_function)
+    if not results.get("already_finished"):
+        peak, peak_from = processes.peak_memory()
+        atomic_write_json(os.path.join(run_dir, COST_FILE), {
+            "peak_host_memory_bytes": peak, "peak_host_memory_from": peak_from,
+            "accelerator_peak_memory_bytes": device.accelerator_peak_memory(),
+            "device": device.describe_device(), "backend": keras.backend.backend(),
+            "last_process_seconds": time.perf_counter() - started})
+    return results
+
+
+def run_cells(cells, settings, output, print_function=print, verbose=1):
+    """Runs every unfinished cell in order, in this process."""
+    for cell in cells:
+        if not finished(cell, output):
+            run_cell(cell, settings, output, print_function, verbose)
+
+
+def missing(cells, output):
+    return [cell for cell in cells if not finished(cell, output)]

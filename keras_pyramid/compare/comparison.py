@@ -1,0 +1,407 @@
+"""A comparison from end to end: check, run the cells, measure, report.
+
+    settings = Settings(dataset="folder:photos", candidates=["pyramidnet110_a48_sepdrop",
+                        "keras:MobileNetV3Small", "current.keras"], baseline="current.keras",
+                        seeds=5, epochs=30)
+    record = compare(settings, "compare_runs/photos")   # comparison.json's dict
+
+Everything that can be refused is refused before anything is written
+(`check`). The record (OUTPUT/comparison.json) holds every cell, every
+number, the versions, the hardware and the budget; report.md and
+report.html are rendered from it alone, and `rebuild(output)` makes all
+three again from the run directories without training.
+"""
+
+import dataclasses
+import os
+import platform
+import time
+
+import keras
+import numpy as np
+
+import keras_pyramid
+from keras_pyramid import evaluation
+from keras_pyramid.compare import candidates as candidates_module
+from keras_pyramid.compare import cells as cells_module
+from keras_pyramid.compare import costs, grid, report, statistics
+from keras_pyramid.training import device, experiment, recipe
+from keras_pyramid.training.run_dir import DATA_FILE, ConfigError
+from keras_pyramid.utils.files import atomic_write_json, read_json
+from keras_pyramid.utils.versions import versions
+
+RECORD_FILE = "comparison.json"
+PER_CLASS_FILE = "per_class.json"
+MODELS_DIR = "models"
+NOT_MEASURED = (
+    "on an accelerator: every figure here is this machine's",
+    "at a longer budget: the ranking at this budget may not hold at the full recipe's",
+    "the variance of the split: one split (split seed) for every cell",
+)
+
+
+def check(settings):
+    """The candidates, and (class names, image size, training examples
+    available) of the data; ConfigError naming the argument for anything that
+    cannot be compared, before anything is written."""
+    try:
+        candidates = candidates_module.parse_candidates(settings.candidates, settings.baseline)
+    except ValueError as error:
+        argument = "baseline" if str(error).startswith("`baseline`") else "candidates"
+        raise ConfigError(argument, str(error)) from None
+    if settings.seeds < 1:
+        raise ConfigError("seeds", f"must be >= 1. Received: seeds={settings.seeds}")
+    for rate in settings.noise_rates:
+        if not 0 <= rate < 1:
+            raise ConfigError("label_noise", f"each rate must be in [0, 1). Received: {rate}")
+    first = candidates[0]
+    config = cells_module.cell_config(cells_module.Cell(first, 0.0, 0), settings)
+    source, splits = experiment.open_data(config)
+    for candidate in candidates:
+        candidate_config = cells_module.cell_config(cells_module.Cell(candidate, 0.0, 0),
+                                                    settings)
+        try:
+            variant = experiment.check(candidate_config)
+            size = experiment.image_size_of(candidate_config, source, variant)
+            experiment.check_image_size(candidate_config, size, variant)
+        except ConfigError as error:
+            raise ConfigError("candidates", f"{candidate.name}: {error}") from None
+        if not candidate.trained:
+            _check_as_is_classes(candidate, source.num_classes)
+    available = len(experiment.open_data(
+        cells_module.cell_config(cells_module.Cell(first, 0.0, 0),
+                                 _without_subset(settings)))[1].train)
+    return candidates, {"class_names": list(source.class_names), "image_size": list(size),
+                        "train_available": available, "final_examples": len(splits.final),
+                        "final_evaluation": splits.final.description}
+
+
+def _check_as_is_classes(candidate, classes):
+    """An as-is model is scored as it is: it must have the data's classes."""
+    from keras_pyramid.models import foreign
+
+    model, head = foreign.load_classifier_file(candidate.model)
+    if head.units != classes:
+        raise ConfigError("candidates", f"{candidate.name} has {head.units} classes and the data "
+                                        f"{classes}: an as-is model is scored as it is (train "
+                                        f"it as a candidate, {candidate.model}, to replace its "
+                                        f"head)")
+
+
+def _without_subset(settings):
+    return dataclasses.replace(settings, train_examples=None)
+
+
+def compare(settings, output, print_function=print, verbose=1, serving_requests=500,
+            command=None):
+    """Runs (or resumes, or extends) the comparison in `output`; returns its
+    record, or None on a distributed worker (the chief reports)."""
+    started = time.perf_counter()
+    candidates, facts = check(settings)
+    os.makedirs(output, exist_ok=True)
+    cells_module.record_settings(settings, output)
+    candidates, settings = _recorded_comparison(output, settings)
+    cells = cells_module.cells_of(candidates, settings)
+    grid.run_grid(cells, settings, output, print_function, verbose)
+    if grid.tuner_id() not in (None, "chief"):
+        return None
+    for candidate in candidates:
+        if not candidate.trained:
+            _evaluate_as_is(candidate, settings, output, print_function)
+    return rebuild(output, serving_requests, print_function, command,
+                   time.perf_counter() - started, facts)
+
+
+def _recorded_comparison(output, settings):
+    """The comparison compare.json holds (every candidate, seed and noise rate
+    it ever had): (candidates, settings)."""
+    recorded = cells_module.read_settings(output)
+    merged = dataclasses.replace(settings, candidates=recorded["candidates"],
+                                 seeds=recorded["seeds"],
+                                 noise_rates=tuple(recorded["noise_rates"]),
+                                 baseline=recorded["baseline"])
+    return ([candidates_module.parse_candidate(text) for text in merged.candidates],
+            merged)
+
+
+def _evaluate_as_is(candidate, settings, output, print_function):
+    """An as-is candidate's evaluation on the comparison's final split, once."""
+    folder = os.path.join(output, cells_module.CELLS_DIR, candidate.slug)
+    path = os.path.join(folder, cells_module.EVALUATION_FILE)
+    if os.path.exists(path):
+        return read_json(path)
+    print_function(f"evaluating {candidate.name} as it is (not trained)")
+    config = cells_module.cell_config(cells_module.Cell(candidate, 0.0, 0), settings)
+    figures = evaluation.evaluate_saved(candidate.model, config)
+    os.makedirs(folder, exist_ok=True)
+    atomic_write_json(path, figures)
+    return figures
+
+
+# ---------------------------------------------------------------- the record
+
+
+FACTS_FILE = "data.json"
+
+
+def rebuild(output, serving_requests=500, print_function=print, command=None,
+            wall_seconds=None, facts=None):
+    """comparison.json, report.md and report.html from the run directories
+    (serving figures measured where none are cached, unless
+    `serving_requests` is 0); returns the record."""
+    facts = _facts(output, facts)
+    candidates, settings = _recorded_comparison(output, _settings_of(output))
+    cells = cells_module.cells_of(candidates, settings)
+    plan = recipe.recipe_named(settings.recipe, "other")
+    rows = [costs.cell_figures(cell, output, plan.epochs * facts["train_available"])
+            for cell in cells]
+    rows += [_as_is_row(candidate, output) for candidate in candidates if not candidate.trained]
+    accuracy = [_accuracy(candidates, settings, rows, noise) for noise in settings.noise_rates]
+    record = {
+        "format": 1, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": command,
+        "wall_seconds": wall_seconds, "dataset": _dataset(settings, facts, rows, output),
+        "budget": _budget(settings, rows, output), "baseline": settings.baseline,
+        "seeds": list(range(settings.seeds)), "noise_rates": list(settings.noise_rates),
+        "candidates": [_candidate_entry(c, settings, facts, output, rows) for c in candidates],
+        "cells": rows, "accuracy": accuracy,
+        "per_class": _per_class(candidates, settings, accuracy[0], output, facts),
+        "training_cost": {c.name: _training_cost(c, rows) for c in candidates},
+        "serving": _serving(candidates, settings, accuracy[0], output, facts,
+                            serving_requests, print_function),
+        "warnings": [],  # the report's own, filled in below
+        "not_measured": list(NOT_MEASURED),
+        "versions": {"keras-pyramid": keras_pyramid.__version__, **versions(),
+                     "backend": keras.backend.backend()},
+        "hardware": _hardware(),
+    }
+    previous = _read_record(output)
+    if wall_seconds is None and previous is not None:
+        record["wall_seconds"] = previous.get("wall_seconds")  # --report-only keeps the run's
+    report.write_report(record, output)
+    record["warnings"] = report.warnings(record)
+    atomic_write_json(os.path.join(output, RECORD_FILE), record)
+    return record
+
+
+def _read_record(output):
+    path = os.path.join(output, RECORD_FILE)
+    return read_json(path) if os.path.exists(path) else None
+
+
+def _facts(output, facts):
+    """The data's facts (class names, image size, training examples available),
+    kept in OUTPUT/data.json for --report-only."""
+    path = os.path.join(output, FACTS_FILE)
+    if facts is not None:
+        atomic_write_json(path, facts)
+        return facts
+    if not os.path.exists(path):
+        raise ConfigError("output", f"{output} holds no comparison (no {FACTS_FILE}): run it "
+                                    "first")
+    return read_json(path)
+
+
+def _settings_of(output):
+    recorded = cells_module.read_settings(output)
+    if recorded is None:
+        raise ConfigError("output", f"{output} holds no comparison (no "
+                                    f"{cells_module.SETTINGS_FILE})")
+    fixed = dict(recorded["fixed"])
+    if fixed["image_size"] is not None:
+        fixed["image_size"] = tuple(fixed["image_size"])
+    return cells_module.Settings(candidates=recorded["candidates"],
+                                 baseline=recorded["baseline"], seeds=recorded["seeds"],
+                                 noise_rates=tuple(recorded["noise_rates"]), download=False,
+                                 **fixed)
+
+
+def _as_is_row(candidate, output):
+    path = os.path.join(output, cells_module.CELLS_DIR, candidate.slug,
+                        cells_module.EVALUATION_FILE)
+    row = {"candidate": candidate.name, "noise": None, "seed": None, "status": "missing",
+           "run_dir": os.path.relpath(os.path.dirname(path), output)}
+    if os.path.exists(path):
+        figures = read_json(path)
+        row.update(status="evaluated", final_error=figures["error"],
+                   evaluated_examples=figures["examples"])
+    return row
+
+
+def _errors(rows, candidate, noise):
+    """{seed: final error} of a candidate's finished cells at `noise`; an
+    as-is candidate's one error stands for every seed."""
+    if not candidate.trained:
+        row = next(r for r in rows if r["candidate"] == candidate.name)
+        return None if row["status"] != "evaluated" else row["final_error"]
+    return {r["seed"]: r["final_error"] for r in rows
+            if r["candidate"] == candidate.name and r["noise"] == noise
+            and r["status"] == "finished"}
+
+
+def _accuracy(candidates, settings, rows, noise):
+    """Per candidate over the complete seeds (every candidate finished), and
+    the paired differences against the baseline, with its verdict."""
+    by_name = {c.name: _errors(rows, c, noise) for c in candidates}
+    complete = [s for s in range(settings.seeds)
+                if all(e is not None and (not isinstance(e, dict) or s in e)
+                       for e in by_name.values())]
+
+    def errors_of(name):
+        errors = by_name[name]
+        return [errors[s] if isinstance(errors, dict) else errors for s in complete]
+
+    per_candidate = {}
+    for name in by_name:
+        if complete:
+            summary = statistics.over_seeds(errors_of(name))
+            per_candidate[name] = {**dataclasses.asdict(summary), "errors": errors_of(name)}
+    against = {}
+    baseline = settings.baseline
+    if len(complete) >= 2:
+        for name in by_name:
+            if name != baseline:
+                paired = statistics.paired_difference(errors_of(name), errors_of(baseline))
+                against[name] = {**dataclasses.asdict(paired),
+                                 "differences": list(paired.differences),
+                                 "verdict": statistics.verdict(paired, name, baseline)}
+    return {"noise": noise, "complete_seeds": complete, "per_candidate": per_candidate,
+            "against_baseline": against}
+
+
+def _dataset(settings, facts, rows, output):
+    evaluated = [r for r in rows if r["status"] in ("finished", "evaluated")]
+    return {"spec": settings.dataset, "class_names": facts["class_names"],
+            "image_size": facts["image_size"],
+            "train_examples": settings.train_examples or facts["train_available"],
+            "train_available": facts["train_available"],
+            "final_evaluation": facts["final_evaluation"],
+            "final_examples": facts["final_examples"],
+            "evaluated_examples": evaluated[0]["evaluated_examples"] if evaluated else None,
+            "split_seed": settings.split_seed}
+
+
+def _budget(settings, rows, output):
+    """The recipe every cell trained by, as the first finished cell resolved
+    it (the recipe's defaults fitted to the data), else as asked."""
+    finished = [r for r in rows if r["status"] == "finished"]
+    budget = {"recipe": settings.recipe, "epochs": settings.epochs,
+              "batch_size": settings.batch_size, "learning_rate": settings.learning_rate,
+              "weight_decay": settings.weight_decay, "steps_per_epoch": settings.steps_per_epoch,
+              "eval_steps": settings.eval_steps}
+    if finished:
+        results = read_json(os.path.join(output, finished[0]["run_dir"], "results.json"))
+        budget.update({key: results[key] for key in ("epochs", "batch_size", "steps_per_epoch",
+                                                     "learning_rate", "weight_decay")
+                       if key in results})
+    return budget
+
+
+def _first_finished(candidate, settings, accuracy, output):
+    """The run directory of the candidate's first complete seed at the first
+    noise rate (the as-is candidate's file), or None."""
+    if not candidate.trained:
+        return None
+    for seed in accuracy["complete_seeds"]:
+        cell = cells_module.Cell(candidate, accuracy["noise"], seed)
+        if cells_module.finished(cell, output):
+            return cell
+    return None
+
+
+def _model_path(candidate, settings, accuracy, output):
+    if not candidate.trained:
+        return candidate.model, None
+    cell = _first_finished(candidate, settings, accuracy, output)
+    return (None, None) if cell is None else (costs.model_file(cell.run_dir(output)), cell.seed)
+
+
+def _candidate_entry(candidate, settings, facts, output, rows):
+    entry = {"name": candidate.name, "kind": candidate.kind, "trained": candidate.trained,
+             "slug": candidate.slug,
+             "built_for": candidates_module.built_for(candidate, facts["image_size"],
+                                                      settings.recipe),
+             "parameters": None, "trainable_parameters": None, "multiply_adds": None}
+    finished = [r for r in rows if r["candidate"] == candidate.name and r["status"] == "finished"]
+    path = candidate.model if not candidate.trained else (
+        costs.model_file(os.path.join(output, finished[0]["run_dir"])) if finished else None)
+    if path is not None:
+        entry.update(costs.model_figures(path, os.path.join(output, MODELS_DIR, candidate.slug)))
+    return entry
+
+
+def _training_cost(candidate, rows):
+    """Medians over the candidate's finished cells (None: not trained)."""
+    finished = [r for r in rows if r["candidate"] == candidate.name and r["status"] == "finished"]
+    if not finished:
+        return None
+
+    def median(key):
+        values = [r[key] for r in finished if r.get(key) is not None]
+        return float(np.median(values)) if values else None
+
+    keys = ("wall_seconds", "train_images_per_second", "compile_seconds", "images_seen",
+            "peak_host_memory_bytes", "accelerator_peak_memory_bytes",
+            "projected_full_recipe_seconds")
+    return {**{key: median(key) for key in keys}, "cells": len(finished),
+            "device": finished[0].get("device")}
+
+
+def _per_class(candidates, settings, accuracy, output, facts):
+    """Per-class errors (mean over the complete seeds) of the baseline and of
+    the candidate with the least mean error, at the first noise rate."""
+    means = {name: figures["mean"] for name, figures in accuracy["per_candidate"].items()}
+    if not means:
+        return None
+    best = min((n for n in means if n != settings.baseline), key=means.get, default=None)
+    entries = {"class_names": facts["class_names"]}
+    for role, name in (("baseline", settings.baseline), ("best", best)):
+        if name is not None:
+            candidate = next(c for c in candidates if c.name == name)
+            entries[role] = {"candidate": name,
+                             "errors": _class_errors(candidate, settings, accuracy, output)}
+    return entries
+
+
+def _class_errors(candidate, settings, accuracy, output):
+    if not candidate.trained:
+        path = os.path.join(output, cells_module.CELLS_DIR, candidate.slug,
+                            cells_module.EVALUATION_FILE)
+        return _errors_per_class(read_json(path))
+    per_seed = []
+    for seed in accuracy["complete_seeds"]:
+        cell = cells_module.Cell(candidate, accuracy["noise"], seed)
+        run_dir = cell.run_dir(output)
+        path = os.path.join(run_dir, PER_CLASS_FILE)
+        if not os.path.exists(path):
+            config = cells_module.cell_config(cell, settings)
+            atomic_write_json(path, evaluation.evaluate_saved(
+                costs.model_file(run_dir), config, read_json(os.path.join(run_dir, DATA_FILE))))
+        per_seed.append(_errors_per_class(read_json(path)))
+    return [float(np.mean(column)) for column in zip(*per_seed)]
+
+
+def _errors_per_class(summary):
+    return [None if accuracy is None else 1.0 - accuracy
+            for accuracy in summary["per_class_accuracy"].values()]
+
+
+def _serving(candidates, settings, accuracy, output, facts, requests, print_function):
+    """Each candidate's serving cost, from one seed's final model (cached)."""
+    figures = {}
+    for candidate in candidates:
+        path, seed = _model_path(candidate, settings, accuracy, output)
+        folder = os.path.join(output, costs.SERVING_DIR, candidate.slug)
+        if path is None:
+            continue
+        if requests:
+            print_function(f"serving cost of {candidate.name}: exported, {requests} requests")
+            figures[candidate.name] = costs.serving_figures(path, folder, facts["class_names"],
+                                                            requests, seed)
+        elif os.path.exists(os.path.join(folder, costs.SERVING_FILE)):
+            figures[candidate.name] = read_json(os.path.join(folder, costs.SERVING_FILE))
+    return figures
+
+
+def _hardware():
+    return {"device": device.describe_device(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "python": platform.python_version()}

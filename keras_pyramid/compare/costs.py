@@ -1,0 +1,102 @@
+"""What a candidate costs: to train (per cell, from its run directory) and
+to serve (per candidate, one seed's final model, exported and measured).
+
+Training, per cell (all read back from the run directory, so a report
+rebuilt later holds the same numbers):
+- wall time: the epochs' seconds in history.json (training and per-epoch
+  evaluation, over every process that ran the cell);
+- training images/s from the median step (results.json), the first step
+  of each process, which compiles, apart (`compile_seconds`);
+- images seen, the device, the process's peak host memory during the cell
+  and the accelerator's (cost.json, written by the process that finished it);
+- the projected time of the full recipe on this device: its epochs over
+  the whole training split at the median step's speed, evaluations apart.
+"""
+
+import math
+import os
+
+import keras
+
+from keras_pyramid.compare import macs, serving
+from keras_pyramid.compare.cells import COST_FILE
+from keras_pyramid.export import export
+from keras_pyramid.training.run_dir import MODEL_FILE, RESULTS_FILE
+from keras_pyramid.utils.files import atomic_write_json, read_json
+from keras_pyramid.weights.files import load_keras_file
+
+MODEL_FIGURES_FILE = "model.json"
+SERVING_FILE = "serving.json"
+SERVING_DIR = "serving"
+
+
+def _read(run_dir, name):
+    path = os.path.join(run_dir, name)
+    return read_json(path) if os.path.exists(path) else None
+
+
+def cell_figures(cell, output, full_recipe_images):
+    """The row of `cell` in comparison.json; status "missing" without results.
+    `full_recipe_images`: the images the full recipe trains on (epochs x the
+    whole training split), for the projection."""
+    run_dir = cell.run_dir(output)
+    row = {"candidate": cell.candidate.name, "noise": cell.noise, "seed": cell.seed,
+           "run_dir": os.path.relpath(run_dir, output)}
+    results = _read(run_dir, RESULTS_FILE)
+    if results is None:
+        return {**row, "status": "missing"}
+    history = _read(run_dir, "history.json") or []
+    cost = _read(run_dir, COST_FILE) or {}
+    speed = results["train_images_per_second"]
+    return {**row, "status": "finished", "final_error": results["final_error"],
+            "evaluated_examples": results["evaluated_examples"],
+            "wall_seconds": sum(r["seconds"] for r in history),
+            "train_seconds": results.get("train_seconds"),
+            "median_step_seconds": results.get("median_step_seconds"),
+            "train_images_per_second": speed,
+            "compile_seconds": results.get("compile_seconds"),
+            "images_seen": results.get("images_seen"),
+            "peak_host_memory_bytes": cost.get("peak_host_memory_bytes"),
+            "peak_host_memory_from": cost.get("peak_host_memory_from"),
+            "accelerator_peak_memory_bytes": cost.get("accelerator_peak_memory_bytes"),
+            "device": cost.get("device"), "backend": cost.get("backend"),
+            "projected_full_recipe_seconds": full_recipe_images / speed}
+
+
+def model_figures(model_path, cache_dir):
+    """Parameters (all, trainable) and forward multiply-adds per image of the
+    model at `model_path`, cached in `cache_dir`/model.json."""
+    cached = _read(cache_dir, MODEL_FIGURES_FILE)
+    if cached is not None:
+        return cached
+    model = load_keras_file(model_path)
+    figures = {"parameters": _count(model.weights),
+               "trainable_parameters": _count(model.trainable_weights),
+               "multiply_adds": macs.multiply_adds(model)}
+    os.makedirs(cache_dir, exist_ok=True)
+    atomic_write_json(os.path.join(cache_dir, MODEL_FIGURES_FILE), figures)
+    return figures
+
+
+def _count(variables):
+    return int(sum(math.prod(v.shape) for v in variables))
+
+
+def serving_figures(model_path, folder, class_names, requests, seed):
+    """The serving cost of the model at `model_path`: exported as export.py
+    exports it (SavedModel and ONNX, into `folder`), then measured by
+    `serving.measure_all`; cached in `folder`/serving.json."""
+    cached = _read(folder, SERVING_FILE)
+    if cached is not None and cached.get("requests") == requests:
+        return cached
+    keras.backend.clear_session()
+    version = export(model_path, folder, formats=("saved_model", "onnx"), overwrite=True,
+                     class_names=class_names)
+    figures = {"seed": seed, "requests": requests, "model": os.fspath(model_path),
+               **serving.measure_all(version, requests=requests)}
+    atomic_write_json(os.path.join(folder, SERVING_FILE), figures)
+    return figures
+
+
+def model_file(run_dir):
+    return os.path.join(run_dir, MODEL_FILE)

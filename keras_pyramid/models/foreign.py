@@ -1,0 +1,157 @@
+"""Models from elsewhere, trained by a run like ours: a keras.applications
+builder (`keras:NAME`, `keras:NAME@imagenet`) and a user's `.keras` classifier.
+
+    model = build("keras:MobileNetV3Small", input_shape=(32, 32, 3), classes=10,
+                  mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7), weight_decay=1e-4)
+    model = build("current.keras", input_shape=(32, 32, 3), classes=5)
+
+Both come out in the form our programs serve, evaluate and export: raw
+0-255 pixels in, a top-level `Dense` named `predictions` with a softmax out.
+
+- `keras:NAME` is `[(x - mean) / std] -> NAME's convolutional backbone
+  (include_top=False) -> global average pooling -> Dense(classes)`, as
+  keras-hub and timm replace a classifier: the builder's own top differs
+  across builders (MobileNetV3's is a 1x1 convolution), this one is the
+  same for all. `weights=None` unless `@imagenet` asks for ImageNet's; then
+  the builder's own preprocessing is used, which only builders with an
+  `include_preprocessing` argument keep inside the model.
+- A `.keras` file keeps its weights and its own input preprocessing (it
+  must take raw 0-255 pixels, as our models do); its top `Dense` is replaced
+  by a new one when the class count differs.
+
+The run's weight decay is the paper's coupled L2 penalty `lambda / 2 *
+sum(w^2)` on every trainable variable (as `PyramidNet(weight_decay=)`),
+attached to the variables: a builder of keras.applications takes no
+regularizer arguments, and every candidate must train by the same recipe.
+"""
+
+import inspect
+import os
+
+import keras
+
+KERAS_PREFIX = "keras:"
+KERAS_FILE_SUFFIX = ".keras"
+TRAINED_TAGS = ("imagenet",)
+CLASSIFIER = "predictions"  # the head's name, as export.py serves it
+
+
+def kind_of(model):
+    """"keras" for `keras:NAME[@TAG]`, "file" for a path ending in .keras,
+    else "registered" (a name of ours)."""
+    if model.startswith(KERAS_PREFIX):
+        return "keras"
+    if model.endswith(KERAS_FILE_SUFFIX):
+        return "file"
+    return "registered"
+
+
+def parse_keras_name(model):
+    """(builder name, weights tag or None) of `keras:NAME[@TAG]`; ValueError
+    naming `model` when Keras has no such builder or tag."""
+    name, _, tag = model[len(KERAS_PREFIX):].partition("@")
+    builders = sorted(n for n in dir(keras.applications) if n[:1].isupper())
+    if name not in builders:
+        close = [b for b in builders if b.lower() == name.lower()]
+        hint = f" Did you mean keras:{close[0]}?" if close else f" Builders: {', '.join(builders)}"
+        raise ValueError(f"keras.applications has no builder {name!r}.{hint} Received: "
+                         f"model={model!r}")
+    if tag and tag not in TRAINED_TAGS:
+        raise ValueError(f"keras:{name} has trained weights {TRAINED_TAGS} only. Received: "
+                         f"model={model!r}")
+    return name, tag or None
+
+
+def build(model, input_shape, classes, mean=None, std=None, weight_decay=0.0):
+    """The `keras.Model` of `model` (`keras:NAME[@TAG]` or a .keras path).
+    ValueError naming what does not fit (the input size, the file)."""
+    if kind_of(model) == "keras":
+        network = _keras_application(model, input_shape, classes, mean, std)
+    else:
+        network = _from_file(model, input_shape, classes)
+    if weight_decay:
+        penalty = keras.regularizers.L2(weight_decay / 2)
+        for variable in network.trainable_variables:
+            variable.regularizer = penalty
+    return network
+
+
+def _keras_application(model, input_shape, classes, mean, std):
+    name, tag = parse_keras_name(model)
+    builder = getattr(keras.applications, name)
+    takes_preprocessing = "include_preprocessing" in inspect.signature(builder).parameters
+    if tag and not takes_preprocessing:
+        raise ValueError(f"{model}: {name} takes its ImageNet preprocessing outside the model, "
+                         f"which a run cannot apply; use keras:{name} (trained from scratch) or "
+                         f"a builder with include_preprocessing. Received: model={model!r}")
+    options = {"include_preprocessing": bool(tag)} if takes_preprocessing else {}
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    if not tag:  # the data's statistics; ImageNet weights bring their own
+        channel_axis = -1 if keras.config.image_data_format() == "channels_last" else 1
+        x = keras.layers.Normalization(axis=channel_axis, mean=mean,
+                                       variance=[s**2 for s in std], name="normalization")(x)
+    try:
+        backbone = builder(include_top=False, weights=tag, input_shape=input_shape,
+                           pooling="avg", **options)
+    except ValueError as error:  # Keras names the size it needs
+        raise ValueError(f"{input_shape} cannot enter {model}: {error}") from None
+    x = backbone(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", name=CLASSIFIER)(x)
+    return keras.Model(inputs, outputs, name=name.lower())
+
+
+def load_classifier_file(path):
+    """The image classifier in a .keras file: ValueError naming the file
+    when it is not one (one 4-D image input, a top Dense of >= 2 classes)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"no such .keras file: {path!r}")
+    import keras_pyramid  # noqa: F401  registers the layers our files name
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001  zip, h5, config errors: all "not a model"
+        raise ValueError(f"{path!r} is not a loadable Keras model: {type(error).__name__}: "
+                         f"{error}") from None
+    head = _top_dense(model)
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4 or head is None:
+        raise ValueError(f"{path!r} is not an image classifier: it needs one image input "
+                         f"(batch, height, width, channels) and a Dense layer of at least 2 "
+                         f"classes on top. Received: inputs "
+                         f"{[tuple(i.shape) for i in model.inputs]}, top layer "
+                         f"{model.layers[-1].__class__.__name__}")
+    return model, head
+
+
+def _top_dense(model):
+    """The classifier: the last layer if a Dense of >= 2 units, or the Dense
+    just under a final softmax Activation; else None."""
+    layers = model.layers
+    top = layers[-1]
+    if isinstance(top, keras.layers.Activation) and len(layers) > 1:
+        top = layers[-2]
+    if isinstance(top, keras.layers.Dense) and top.units >= 2:
+        return top
+    return None
+
+
+def input_size_of_file(path):
+    """(height, width) a .keras classifier takes, None for a free side."""
+    model, _ = load_classifier_file(path)
+    shape = tuple(model.inputs[0].shape[1:])
+    return shape[:2] if keras.config.image_data_format() == "channels_last" else shape[1:]
+
+
+def _from_file(path, input_shape, classes):
+    model, head = load_classifier_file(path)
+    taken = tuple(model.inputs[0].shape[1:])
+    if any(t is not None and t != s for t, s in zip(taken, input_shape)):
+        raise ValueError(f"{input_shape} cannot enter {path}: it takes {taken}")
+    # A new top-level head named as our programs serve it; the old one's
+    # weights are kept when the classes match.
+    new_head = keras.layers.Dense(classes, activation="softmax", name=CLASSIFIER)
+    outputs = new_head(head.input)
+    network = keras.Model(model.inputs, outputs, name=model.name)
+    if head.units == classes:
+        new_head.set_weights(head.get_weights())
+    return network

@@ -1,0 +1,276 @@
+"""applications/compare.py: candidates against a baseline over seeds, with costs, in a report.
+
+A tiny comparison runs once per backend (a module fixture): a 3-unit registered
+PyramidNet and keras.applications' MobileNetV3Small, 2 seeds, 2 steps each, on
+64 real CIFAR-10 training images. Each test works on a copy of it. Serving is
+measured in the TensorFlow run only (tests/compare/test_serving.py measures it
+apart): exporting from JAX and PyTorch goes through a TensorFlow subprocess,
+which CI's time cannot afford three times.
+"""
+
+import json
+import os
+import shutil
+import signal
+import time
+from subprocess import STDOUT
+
+import keras
+import pytest
+from helpers import (
+    REPO,
+    free_port,
+    load_program,
+    refusal,
+    run_command,
+    start_command,
+    tiny_model,
+)
+
+COMPARE = os.path.join(REPO, "applications", "compare.py")
+PYRAMIDNET = "pyramidnet8_a24"
+MOBILENET = "keras:MobileNetV3Small"
+ONCE = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                          reason="process and argument behaviour: runs once, under tensorflow "
+                                 "(the cells' training is experiment.run's, tested per backend)")
+
+
+def arguments(tfds_dir, output, *extra, candidates=(PYRAMIDNET, MOBILENET), seeds=2):
+    return ["--dataset", "cifar10", "--data-dir", tfds_dir, "--no-download",
+            "--candidates", *candidates, "--baseline", PYRAMIDNET, "--seeds", str(seeds),
+            "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16",
+            "--train-examples", "64", "--eval-steps", "2", "--verbose", "0",
+            "--serving-requests", "20" if keras.backend.backend() == "tensorflow" else "0",
+            "--output", str(output), *extra]
+
+
+def compare(argv):
+    return load_program(COMPARE).main(argv)
+
+
+@pytest.fixture(scope="module")
+def compared(cifar10_sample_tfds_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("compare") / "tiny"
+    assert compare(arguments(cifar10_sample_tfds_dir, output)) == 0
+    return output
+
+
+@pytest.fixture
+def copy(compared, tmp_path):
+    target = tmp_path / "tiny"
+    shutil.copytree(compared, target)
+    return target
+
+
+def read(path):
+    return json.loads(path.read_text())
+
+
+def cell(output, candidate, seed, noise=0):
+    slug = candidate.replace(":", "-")
+    return output / "cells" / slug / f"noise-{noise}" / f"seed-{seed}"
+
+
+def test_the_report_holds_the_run_directories_numbers(compared):
+    record = read(compared / "comparison.json")
+    assert [c["name"] for c in record["candidates"]] == [PYRAMIDNET, MOBILENET]
+    assert len(record["cells"]) == 4 and {r["status"] for r in record["cells"]} == {"finished"}
+    for row in record["cells"]:
+        results = read(compared / row["run_dir"] / "results.json")
+        assert row["final_error"] == results["final_error"]
+        assert row["train_images_per_second"] == results["train_images_per_second"]
+        history = read(compared / row["run_dir"] / "history.json")
+        assert row["wall_seconds"] == pytest.approx(sum(r["seconds"] for r in history))
+        assert row["peak_host_memory_bytes"] > 10 * 2**20
+    accuracy = record["accuracy"][0]
+    assert accuracy["complete_seeds"] == [0, 1]
+    errors = {name: [read(cell(compared, name, s) / "results.json")["final_error"]
+                     for s in (0, 1)] for name in (PYRAMIDNET, MOBILENET)}
+    assert accuracy["per_candidate"][MOBILENET]["errors"] == errors[MOBILENET]
+    differences = accuracy["against_baseline"][MOBILENET]["differences"]
+    assert differences == pytest.approx([m - p for m, p in zip(errors[MOBILENET],
+                                                               errors[PYRAMIDNET])])
+    report = (compared / "report.md").read_text()
+    mean = sum(errors[MOBILENET]) / 2
+    assert f"{100 * mean:.2f}" in report
+    assert "only 2 seeds" in report
+    html = (compared / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    # The cells' costs: every one trained, each candidate counted.
+    for entry in record["candidates"]:
+        assert entry["parameters"] > entry["trainable_parameters"] > 0
+        assert entry["multiply_adds"] > 0
+    if keras.backend.backend() == "tensorflow":
+        for name in (PYRAMIDNET, MOBILENET):
+            for runtime in ("onnxruntime", "saved_model"):
+                latency = record["serving"][name][runtime]["latency_ms"]
+                assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+
+
+def test_the_split_is_the_same_for_every_cell_and_kept_from_the_seeds(compared):
+    records = [read(compared / row["run_dir"] / "data.json")
+               for row in read(compared / "comparison.json")["cells"]]
+    splits = {json.dumps(r["split"], sort_keys=True) for r in records}
+    assert len(splits) == 1
+    split = records[0]["split"]
+    assert split["seed"] == 0 and split["train"] == 64 and split["train_examples"] == 64
+
+
+def test_a_rerun_keeps_finished_cells_and_extends_with_a_seed_and_a_candidate(
+        copy, cifar10_sample_tfds_dir, capsys):
+    before = {path: path.stat().st_mtime_ns for path in copy.glob("cells/*/*/*/results.json")}
+    extra = f"{PYRAMIDNET}_sepdrop"
+    argv = arguments(cifar10_sample_tfds_dir, copy, seeds=3,
+                     candidates=(PYRAMIDNET, MOBILENET, extra))
+    argv[argv.index("--serving-requests") + 1] = "0"
+    assert compare(argv) == 0
+    after = {path: path.stat().st_mtime_ns for path in copy.glob("cells/*/*/*/results.json")}
+    assert all(after[path] == mtime for path, mtime in before.items())  # kept as they were
+    assert len(after) == 9  # 3 candidates x 3 seeds
+    record = read(copy / "comparison.json")
+    assert record["accuracy"][0]["complete_seeds"] == [0, 1, 2]
+    assert set(record["accuracy"][0]["against_baseline"]) == {MOBILENET, extra}
+
+
+def test_a_missing_cell_is_named_then_run_again(copy, cifar10_sample_tfds_dir):
+    lost = cell(copy, MOBILENET, 1)
+    shutil.rmtree(lost)  # what a lost KerasTuner trial leaves
+    assert compare(["--output", str(copy), "--report-only"]) == 0
+    record = read(copy / "comparison.json")
+    assert record["accuracy"][0]["complete_seeds"] == [0]
+    assert f"{MOBILENET} (noise 0.0, seed 1)" in (copy / "report.md").read_text()
+    argv = arguments(cifar10_sample_tfds_dir, copy)
+    argv[argv.index("--serving-requests") + 1] = "0"
+    assert compare(argv) == 0
+    assert (lost / "results.json").exists()
+    assert read(copy / "comparison.json")["accuracy"][0]["complete_seeds"] == [0, 1]
+
+
+def test_another_budget_on_a_comparison_is_refused_with_the_differences(
+        copy, cifar10_sample_tfds_dir, capsys):
+    files = sorted(p for p in copy.rglob("*") if p.is_file())
+    line = refusal(COMPARE, arguments(cifar10_sample_tfds_dir, copy, "--lr", "0.5"), capsys)
+    assert "--output" in line and "learning_rate: None -> 0.5" in line
+    assert sorted(p for p in copy.rglob("*") if p.is_file()) == files
+
+
+@ONCE
+def test_sigkill_in_a_cell_then_the_same_command_resumes(cifar10_sample_tfds_dir, tmp_path):
+    output = tmp_path / "killed"
+    argv = arguments(cifar10_sample_tfds_dir, output, candidates=(PYRAMIDNET, MOBILENET),
+                     seeds=1)
+    argv[argv.index("--steps-per-epoch") + 1] = "40"
+    argv[argv.index("--serving-requests") + 1] = "0"
+    argv += ["--verbose", "2"]
+    log = open(tmp_path / "log", "w")
+    process = start_command(["python", COMPARE, *argv], stdout=log, stderr=STDOUT)
+    first = cell(output, PYRAMIDNET, 0) / "checkpoint" / "latest.json"
+    deadline = time.monotonic() + 300
+    try:
+        while not first.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert first.exists(), (tmp_path / "log").read_text()[-3000:]
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    assert not (cell(output, PYRAMIDNET, 0) / "results.json").exists()
+    argv[argv.index("--steps-per-epoch") + 1] = "40"
+    resumed = run_command(["python", COMPARE, *argv], timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming after epoch 0 and" in resumed.stdout
+    record = read(output / "comparison.json")
+    assert {r["status"] for r in record["cells"]} == {"finished"}
+
+
+@ONCE
+def test_a_chief_and_a_worker_share_the_cells(cifar10_sample_tfds_dir, tmp_path):
+    output = tmp_path / "distributed"
+    argv = arguments(cifar10_sample_tfds_dir, output)
+    argv[argv.index("--serving-requests") + 1] = "0"
+    base = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
+    processes = {}
+    try:
+        for tuner_id in ("chief", "tuner0"):
+            log = open(tmp_path / f"{tuner_id}.log", "w")
+            processes[tuner_id] = (start_command(
+                ["python", COMPARE, *argv], environment={**base, "KERASTUNER_TUNER_ID": tuner_id},
+                stdout=log, stderr=STDOUT), log)
+        # A worker without its chief (or a chief without workers) waits forever.
+        codes = {tuner_id: process.wait(timeout=600)
+                 for tuner_id, (process, _) in processes.items()}
+    finally:
+        for process, log in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            log.close()
+    logs = {tuner_id: (tmp_path / f"{tuner_id}.log").read_text() for tuner_id in processes}
+    assert codes == {"chief": 0, "tuner0": 0}, logs
+    assert logs["tuner0"].count("cell ") >= 1, logs  # the worker trained cells
+    record = read(output / "comparison.json")
+    assert {r["status"] for r in record["cells"]} == {"finished"}, logs
+    assert len(record["cells"]) == 4
+
+
+@ONCE
+@pytest.mark.parametrize("change, expected", [
+    ({"--candidates": ["pyramidnet8_a42"]}, "--candidates: `candidates`"),
+    ({"--candidates": ["keras:MobileNetV9"]}, "keras.applications has no builder"),
+    ({"--baseline": "resnet"}, "--baseline"),
+    ({"--seeds": "0"}, "--seeds: must be an int >= 1, got 0"),
+    ({"--label-noise": "0,1"}, "--label-noise: each rate must be in [0, 1), got 0,1"),
+    ({"--image-size": "16,16"}, "keras:MobileNetV3Small"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(change, expected, tmp_path, capsys,
+                                                  cifar10_sample_tfds_dir):
+    argv = arguments(cifar10_sample_tfds_dir, tmp_path / "out")
+    for flag, value in change.items():
+        start = argv.index(flag) + 1 if flag in argv else None
+        if flag == "--candidates":
+            argv[start:start] = value  # a third candidate
+        elif start is not None:
+            argv[start] = value
+        else:
+            argv += [flag, value]
+    line = refusal(COMPARE, argv, capsys)
+    assert expected in line, line
+    assert not (tmp_path / "out").exists()
+
+
+@ONCE
+def test_a_keras_file_that_is_not_an_image_classifier_is_refused(tmp_path, capsys,
+                                                                 cifar10_sample_tfds_dir):
+    inputs = keras.Input((8,))
+    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(tmp_path / "regressor.keras")
+    argv = arguments(cifar10_sample_tfds_dir, tmp_path / "out",
+                     candidates=(PYRAMIDNET, str(tmp_path / "regressor.keras")))
+    line = refusal(COMPARE, argv, capsys)
+    assert "is not an image classifier" in line and "regressor.keras" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_keras_file_trains_from_its_weights_and_an_as_is_one_is_only_evaluated(
+        tmp_path, cifar10_sample_tfds_dir, capsys):
+    """The user's current model: a 5-class .keras file (its head is replaced for
+    CIFAR-10's 10 classes) trained, and the same file as it is, evaluated."""
+    current = tmp_path / "current.keras"
+    tiny_model(input_shape=(32, 32, 3), classes=5).save(current)
+    output = tmp_path / "files"
+    argv = arguments(cifar10_sample_tfds_dir, output, seeds=1,
+                     candidates=(PYRAMIDNET, str(current), f"as-is:{current}"))
+    argv[argv.index("--serving-requests") + 1] = "0"
+    line = refusal(COMPARE, argv, capsys)  # 5 classes cannot be scored on 10 as they are
+    assert "has 5 classes and the data 10" in line
+    tiny_model(input_shape=(32, 32, 3), classes=10).save(current)
+    shutil.rmtree(output, ignore_errors=True)
+    assert compare(argv) == 0
+    record = read(output / "comparison.json")
+    kinds = {c["name"]: c["kind"] for c in record["candidates"]}
+    assert kinds == {PYRAMIDNET: "registered", str(current): "file",
+                     f"as-is:{current}": "as-is"}
+    as_is = next(r for r in record["cells"] if r["candidate"] == f"as-is:{current}")
+    assert as_is["status"] == "evaluated" and 0 <= as_is["final_error"] <= 1
+    assert record["training_cost"][f"as-is:{current}"] is None

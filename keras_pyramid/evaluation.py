@@ -130,9 +130,10 @@ def plot_confusion(matrix, class_names, path):
 
 
 
-def evaluate_saved(path, config, record=None, split="final", batch_size=256):
+def evaluate_saved(path, config, record=None, split="final", batch_size=256, limit=None):
     """`summary` of the .keras model at `path` on `split` of `config`'s data
-    (`data_config`), preprocessed as `record` (a run's data.json) had it."""
+    (`data_config`), preprocessed as `record` (a run's data.json) had it;
+    its first `limit` examples only, where given."""
     from keras_pyramid import data
     from keras_pyramid.weights.files import load_keras_file
 
@@ -142,5 +143,5 @@ def evaluate_saved(path, config, record=None, split="final", batch_size=256):
     regime = record["augment"] if record else data.default_regime(size)
     stream = data.evaluation_stream(source, subset, data.Preprocessing(size, regime),
                                     min(batch_size, len(subset)),
-                                    keras.config.image_data_format())
+                                    keras.config.image_data_format(), limit=limit)
     return evaluate(model, stream, list(source.class_names))

@@ -132,7 +132,8 @@ def _evaluate_as_is(candidate, settings, output, print_function):
         return read_json(path)
     print_function(f"evaluating {candidate.name} as it is (not trained)")
     config = cells_module.cell_config(cells_module.Cell(candidate, 0.0, 0), settings)
-    figures = evaluation.evaluate_saved(candidate.model, config)
+    figures = evaluation.evaluate_saved(candidate.model, config,
+                                        limit=_evaluated_examples(settings))
     os.makedirs(folder, exist_ok=True)
     atomic_write_json(path, figures)
     return figures
@@ -375,9 +376,19 @@ def _class_errors(candidate, settings, accuracy, output):
         if not os.path.exists(path):
             config = cells_module.cell_config(cell, settings)
             atomic_write_json(path, evaluation.evaluate_saved(
-                costs.model_file(run_dir), config, read_json(os.path.join(run_dir, DATA_FILE))))
+                costs.model_file(run_dir), config, read_json(os.path.join(run_dir, DATA_FILE)),
+                limit=_evaluated_examples(settings)))
         per_seed.append(_errors_per_class(read_json(path)))
     return [float(np.mean(column)) for column in zip(*per_seed)]
+
+
+def _evaluated_examples(settings):
+    """The examples a trained cell's final evaluation saw: all, or the first
+    eval_steps batches (then an as-is candidate and the per-class errors see
+    the same ones)."""
+    if settings.eval_steps is None:
+        return None
+    return settings.eval_steps * (settings.batch_size or recipe.paper_recipe("other").batch_size)
 
 
 def _errors_per_class(summary):

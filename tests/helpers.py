@@ -129,6 +129,34 @@ def start_command(command, backend=None, environment=None, **kwargs):
                             **arguments)
 
 
+def run_kerastuner_cluster(command, tuner_ids, log_folder, timeout=600):
+    """Runs `command` as a KerasTuner cluster on 127.0.0.1 (`chief` and the
+    workers among `tuner_ids`), each process under a hard limit: a worker
+    without its chief, or a chief without workers, waits forever. Returns
+    ({tuner id: exit status}, {tuner id: its output})."""
+    base = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
+    processes = {}
+    try:
+        for tuner_id in tuner_ids:
+            log = open(os.path.join(log_folder, f"{tuner_id}.log"), "w")
+            processes[tuner_id] = (start_command(
+                command, environment={**base, "KERASTUNER_TUNER_ID": tuner_id},
+                stdout=log, stderr=subprocess.STDOUT), log)
+        codes = {tuner_id: process.wait(timeout=timeout)
+                 for tuner_id, (process, _) in processes.items()}
+    finally:
+        for process, log in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            log.close()
+    logs = {}
+    for tuner_id in processes:
+        with open(os.path.join(log_folder, f"{tuner_id}.log")) as log:
+            logs[tuner_id] = log.read()
+    return codes, logs
+
+
 def run_python(code, backend=None, timeout=600, environment=None):
     """Runs `code` in a fresh Python process (optionally under another backend)
     and returns its stdout; a non-zero exit (a segfault is -11) fails the test."""

@@ -21,10 +21,10 @@ import keras
 import pytest
 from helpers import (
     REPO,
-    free_port,
     load_program,
     refusal,
     run_command,
+    run_kerastuner_cluster,
     start_command,
     tiny_model,
 )
@@ -207,24 +207,8 @@ def test_sigkill_in_a_cell_then_the_same_command_keeps_the_finished_and_reruns_t
 def test_a_chief_and_a_worker_share_the_cells(cifar10_sample_tfds_dir, tmp_path):
     output = tmp_path / "distributed"
     argv = arguments(cifar10_sample_tfds_dir, output, seeds=1)
-    base = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
-    processes = {}
-    try:
-        for tuner_id in ("chief", "tuner0"):
-            log = open(tmp_path / f"{tuner_id}.log", "w")
-            processes[tuner_id] = (start_command(
-                ["python", COMPARE, *argv], environment={**base, "KERASTUNER_TUNER_ID": tuner_id},
-                stdout=log, stderr=STDOUT), log)
-        # A worker without its chief (or a chief without workers) waits forever.
-        codes = {tuner_id: process.wait(timeout=600)
-                 for tuner_id, (process, _) in processes.items()}
-    finally:
-        for process, log in processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            log.close()
-    logs = {tuner_id: (tmp_path / f"{tuner_id}.log").read_text() for tuner_id in processes}
+    codes, logs = run_kerastuner_cluster(["python", COMPARE, *argv], ("chief", "tuner0"),
+                                         tmp_path)
     assert codes == {"chief": 0, "tuner0": 0}, logs
     assert logs["tuner0"].count("cell ") >= 1, logs  # the worker trained cells
     record = read(output / "comparison.json")

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sys
-from subprocess import STDOUT
 
 import keras
 import keras_tuner as kt
@@ -18,10 +17,9 @@ from helpers import (
     REPO,
     SAMPLE_TEST_EXAMPLES,
     assert_run_directory_reloads,
-    free_port,
     load_program,
     run_command,
-    start_command,
+    run_kerastuner_cluster,
 )
 
 from keras_pyramid.models import hparams
@@ -267,25 +265,7 @@ def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_
                            "in test_a_search_reports_resumes_and_refuses_a_changed_space)")
 def test_a_chief_and_two_workers_finish_a_search_together(tmp_path, cifar10_sample_tfds_dir):
     command = search_command(tmp_path / "search", cifar10_sample_tfds_dir, "--max-trials", "3")
-    base = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
-    processes = {}
-    try:
-        for tuner_id in ("chief", "tuner0", "tuner1"):
-            log = open(tmp_path / f"{tuner_id}.log", "w")
-            processes[tuner_id] = (start_command(
-                command, environment={**base, "KERASTUNER_TUNER_ID": tuner_id},
-                stdout=log, stderr=STDOUT), log)
-        # A worker without its chief (or a chief without workers) waits
-        # forever: every process gets a hard limit.
-        codes = {tuner_id: process.wait(timeout=600)
-                 for tuner_id, (process, _) in processes.items()}
-    finally:
-        for process, log in processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            log.close()
-    logs = {tuner_id: (tmp_path / f"{tuner_id}.log").read_text() for tuner_id in processes}
+    codes, logs = run_kerastuner_cluster(command, ("chief", "tuner0", "tuner1"), tmp_path)
     assert codes == {"chief": 0, "tuner0": 0, "tuner1": 0}, logs
     # The workers trained the trials (one epoch each: one fit line per trial).
     trained = sum(logs[w].count(" - val_accuracy: ") for w in ("tuner0", "tuner1"))

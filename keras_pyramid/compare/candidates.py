@@ -17,7 +17,7 @@ import os
 import re
 
 from keras_pyramid import applications
-from keras_pyramid.models import foreign
+from keras_pyramid.training import foreign
 
 AS_IS_PREFIX = "as-is:"
 KINDS = ("registered", "keras", "file", "as-is")

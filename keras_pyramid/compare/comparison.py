@@ -78,7 +78,7 @@ def check(settings):
 
 def _check_as_is_classes(candidate, classes):
     """An as-is model is scored as it is: it must have the data's classes."""
-    from keras_pyramid.models import foreign
+    from keras_pyramid.training import foreign
 
     model, head = foreign.load_classifier_file(candidate.model)
     if head.units != classes:
@@ -176,8 +176,9 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
         "hardware": _hardware(),
     }
     previous = _read_record(output)
-    if wall_seconds is None and previous is not None:
-        record["wall_seconds"] = previous.get("wall_seconds")  # --report-only keeps the run's
+    if wall_seconds is None and previous is not None:  # --report-only keeps the run's
+        record.update(wall_seconds=previous.get("wall_seconds"),
+                      command=previous.get("command"))
     report.write_report(record, output)
     record["warnings"] = report.warnings(record)
     atomic_write_json(os.path.join(output, RECORD_FILE), record)

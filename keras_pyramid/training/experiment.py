@@ -27,9 +27,17 @@ import numpy as np
 import keras_pyramid
 from keras_pyramid import applications, data
 from keras_pyramid.data import resident
-from keras_pyramid.models import foreign, hparams, skipping
+from keras_pyramid.models import hparams, skipping
 from keras_pyramid.models.pyramidnet import VARIANTS, minimum_input_size
-from keras_pyramid.training import device, distribution, drop_schedule, finetune, fit, recipe
+from keras_pyramid.training import (
+    device,
+    distribution,
+    drop_schedule,
+    finetune,
+    fit,
+    foreign,
+    recipe,
+)
 from keras_pyramid.training.run_dir import (
     DATA_FILE,
     RESULTS_FILE,

@@ -30,6 +30,8 @@ import os
 
 import keras
 
+from keras_pyramid.weights.files import UnloadableFile, load_keras_file
+
 KERAS_PREFIX = "keras:"
 KERAS_FILE_SUFFIX = ".keras"
 TRAINED_TAGS = ("imagenet",)
@@ -106,13 +108,10 @@ def load_classifier_file(path):
     when it is not one (one 4-D image input, a top Dense of >= 2 classes)."""
     if not os.path.isfile(path):
         raise ValueError(f"no such .keras file: {path!r}")
-    import keras_pyramid  # noqa: F401  registers the layers our files name
-
     try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # noqa: BLE001  zip, h5, config errors: all "not a model"
-        raise ValueError(f"{path!r} is not a loadable Keras model: {type(error).__name__}: "
-                         f"{error}") from None
+        model = load_keras_file(path)  # safe mode; one line for a file that is no model
+    except UnloadableFile as error:
+        raise ValueError(str(error)) from None
     head = _top_dense(model)
     if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4 or head is None:
         raise ValueError(f"{path!r} is not an image classifier: it needs one image input "

@@ -308,3 +308,19 @@ def test_statistics_are_computed_from_the_training_images(image_folder):
     np.testing.assert_allclose(std, pixels.std(0), rtol=1e-6)
     sampled = data.channel_statistics(source, splits.train, prep, seed=0, limit=40)
     assert sampled[2] == 40 and np.allclose(sampled[0], mean, atol=25)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="NumPy only (no Keras backend involved): runs once, under tensorflow")
+def test_a_stratified_subset_keeps_the_class_balance_and_its_seed():
+    labels = np.repeat(np.arange(4), [50, 30, 15, 5])
+    subset = data.Subset(None, np.arange(100), labels, "train")
+    smaller = data.stratified_subset(subset, 20, seed=3)
+    assert len(smaller) == 20
+    assert np.bincount(smaller.labels, minlength=4).tolist() == [10, 6, 3, 1]
+    assert np.array_equal(smaller.labels, labels[smaller.indices])
+    assert np.array_equal(data.stratified_subset(subset, 20, seed=3).indices, smaller.indices)
+    assert not np.array_equal(data.stratified_subset(subset, 20, seed=4).indices,
+                              smaller.indices)
+    assert data.stratified_subset(subset, None, seed=3) is subset
+    assert data.stratified_subset(subset, 500, seed=3) is subset

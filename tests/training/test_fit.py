@@ -187,3 +187,41 @@ def test_a_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
     completed, step, history = fit.restore(model, str(tmp_path))
     assert (completed, step) == (1, 0) and len(history) == 1
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="callback arithmetic on a fake clock, no tensor: runs once")
+def test_step_times_keep_the_compiling_step_apart_and_give_the_median():
+    """Two epochs of 4 steps in one fit call: the first step (10 s) compiles;
+    epoch 1's timed steps are 1, 2, 3 s (median 2); epoch 2's first step
+    comes after the evaluation and is not timed, then 1, 1, 5 (median 1)."""
+    now = [0.0]
+    timer = fit.StepTimes(clock=lambda: now[0])
+    timer.on_train_begin()
+    rows = []
+    for epoch, durations in enumerate(([10, 1, 2, 3], [7, 1, 1, 5])):
+        if epoch:
+            now[0] += 30  # the previous epoch's evaluation
+        timer.on_epoch_begin(epoch)
+        for step, seconds in enumerate(durations):
+            now[0] += seconds
+            timer.on_train_batch_end(step)
+        rows.append(timer.epoch_figures())
+    assert rows == [{"median_step_seconds": 2.0, "first_step_seconds": 10.0},
+                    {"median_step_seconds": 1.0}]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="arithmetic on history rows, no tensor: runs once")
+def test_training_speed_is_the_median_step_with_compilation_apart():
+    from keras_pyramid.training.experiment import training_speed
+
+    history = [{"train_seconds": 20.0, "median_step_seconds": 0.5, "first_step_seconds": 8.0},
+               {"train_seconds": 6.0, "median_step_seconds": 0.5}]
+    speed = training_speed(history, batch_size=64, steps_per_epoch=10)
+    assert speed["train_images_per_second"] == 128.0  # 64 / 0.5
+    assert speed["compile_seconds"] == 7.5  # 8 s, less a median step
+    assert speed["train_images_per_second_with_compilation"] == pytest.approx(1280 / 26)
+    # 0.1.0 history rows (no step times): the whole-epoch figure, as 0.1.0 gave it.
+    old = training_speed([{"train_seconds": 20.0}], batch_size=64, steps_per_epoch=10)
+    assert old["train_images_per_second"] == 32.0 and "compile_seconds" not in old

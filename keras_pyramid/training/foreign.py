@@ -99,8 +99,14 @@ def _keras_application(model, input_shape, classes, mean, std):
     except ValueError as error:  # Keras names the size it needs
         raise ValueError(f"{input_shape} cannot enter {model}: {error}") from None
     x = backbone(x)
-    outputs = keras.layers.Dense(classes, activation="softmax", name=CLASSIFIER)(x)
+    outputs = _head(classes)(x)
     return keras.Model(inputs, outputs, name=name.lower())
+
+
+def _head(classes):
+    """The classifier, in float32 under mixed precision too (as our models'):
+    the logits and the loss keep float32's precision."""
+    return keras.layers.Dense(classes, activation="softmax", name=CLASSIFIER, dtype="float32")
 
 
 def load_classifier_file(path):
@@ -148,7 +154,7 @@ def _from_file(path, input_shape, classes):
         raise ValueError(f"{input_shape} cannot enter {path}: it takes {taken}")
     # A new top-level head named as our programs serve it; the old one's
     # weights are kept when the classes match.
-    new_head = keras.layers.Dense(classes, activation="softmax", name=CLASSIFIER)
+    new_head = _head(classes)
     outputs = new_head(head.input)
     network = keras.Model(model.inputs, outputs, name=model.name)
     if head.units == classes:

@@ -318,12 +318,12 @@ def _per_class(record):
         return []
     baseline, best = per_class["baseline"], per_class["best"]
     headers = ("class", f"{baseline['candidate']} (baseline) error (%)",
-               f"{best['candidate']} (best) error (%)")
+               f"{best['candidate']} (least mean error besides the baseline) error (%)")
     rows = tuple((name, percent(one), percent(other)) for name, one, other
                  in zip(per_class["class_names"], baseline["errors"], best["errors"]))
     return [Heading(3, "Per-class error"),
-            Paragraph("Error per class of the baseline and of the candidate with the least mean "
-                      "error, on the final evaluation split."),
+            Paragraph("Error per class of the baseline and of the other candidate with the least "
+                      "mean error (mean over the complete seeds), on the final evaluation split."),
             Table(headers, rows)]
 
 

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="pure Python: runs once, under tensorflow")
 
 PROGRAMS = [os.path.join(REPO, "applications", name) for name in
-            ("train.py", "evaluate.py", "export.py", "convert_weights.py", "demo.py")]
+            ("train.py", "evaluate.py", "export.py", "convert_weights.py", "compare.py",
+             "demo.py")]
 PROGRAMS.append(os.path.join(REPO, "tuning", "search.py"))
 
 ALL_HELP = """

@@ -25,7 +25,7 @@ from keras_pyramid import evaluation
 from keras_pyramid.compare import candidates as candidates_module
 from keras_pyramid.compare import cells as cells_module
 from keras_pyramid.compare import costs, grid, report, statistics
-from keras_pyramid.training import device, experiment, recipe
+from keras_pyramid.training import device, experiment, foreign, recipe
 from keras_pyramid.training.run_dir import DATA_FILE, ConfigError
 from keras_pyramid.utils.files import atomic_write_json, read_json
 from keras_pyramid.utils.versions import versions
@@ -78,8 +78,6 @@ def check(settings):
 
 def _check_as_is_classes(candidate, classes):
     """An as-is model is scored as it is: it must have the data's classes."""
-    from keras_pyramid.training import foreign
-
     model, head = foreign.load_classifier_file(candidate.model)
     if head.units != classes:
         raise ConfigError("candidates", f"{candidate.name} has {head.units} classes and the data "
@@ -175,10 +173,12 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
                      "backend": keras.backend.backend()},
         "hardware": _hardware(),
     }
-    previous = _read_record(output)
-    if wall_seconds is None and previous is not None:  # --report-only keeps the run's
+    previous = _read_record(output) or {}
+    if wall_seconds is None:  # --report-only keeps the comparison's own
         record.update(wall_seconds=previous.get("wall_seconds"),
                       command=previous.get("command"))
+    elif previous.get("wall_seconds"):  # a resumed or extended comparison adds its time
+        record["wall_seconds"] += previous["wall_seconds"]
     report.write_report(record, output)
     record["warnings"] = report.warnings(record)
     atomic_write_json(os.path.join(output, RECORD_FILE), record)

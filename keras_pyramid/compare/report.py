@@ -194,7 +194,8 @@ def _title(record):
             f"{_joined(record.get('seeds'))}, label-noise rates "
             f"{_joined(record.get('noise_rates'), plots.percent_label)}, budget "
             f"{_budget_phrase(record.get('budget') or {})}. "
-            f"Wall time {duration(record.get('wall_seconds'))}.")
+            f"Wall time (the runs of the command that trained or measured, added up) "
+            f"{duration(record.get('wall_seconds'))}.")
     return [Heading(1, title), Paragraph(line)]
 
 

@@ -145,7 +145,8 @@ def test_the_sections_come_in_order_in_both_files(written):
     assert headings[0] == f"Comparison on cifar10: 3 candidates against {BASELINE}"
     assert ("5,000 training examples, final evaluation on test (10,000 examples), seeds 0, 1, 2, "
             "label-noise rates 0%, 20%, budget 15 epochs of 78 steps at batch 64 (paper "
-            "recipe). Wall time 20m34s.") in md
+            "recipe). Wall time (the runs of the command that trained or measured, added up) "
+            "20m34s.") in md
 
 
 def test_the_accuracy_table_shows_the_records_numbers(written):

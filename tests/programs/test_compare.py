@@ -140,6 +140,7 @@ def test_the_split_is_the_same_for_every_cell_and_kept_from_the_seeds(pyramidnet
 def test_a_rerun_keeps_finished_cells_and_extends_with_a_seed_and_a_candidate(
         copy, cifar10_sample_tfds_dir):
     before = {path: path.stat().st_mtime_ns for path in copy.glob("cells/*/*/*/results.json")}
+    first_wall = read(copy / "comparison.json")["wall_seconds"]
     assert compare(arguments(cifar10_sample_tfds_dir, copy, seeds=3,
                              candidates=(PYRAMIDNET, DROP, SEPDROP))) == 0
     after = {path: path.stat().st_mtime_ns for path in copy.glob("cells/*/*/*/results.json")}
@@ -148,6 +149,7 @@ def test_a_rerun_keeps_finished_cells_and_extends_with_a_seed_and_a_candidate(
     record = read(copy / "comparison.json")
     assert record["accuracy"][0]["complete_seeds"] == [0, 1, 2]
     assert set(record["accuracy"][0]["against_baseline"]) == {DROP, SEPDROP}
+    assert record["wall_seconds"] > first_wall  # the two runs' wall times, added up
 
 
 @ONCE

@@ -119,12 +119,18 @@ class RunConfig:
         .keras file's stem."""
         if self.architecture is not None:
             return hparams.model_name(self.architecture)
-        kind = foreign.kind_of(self.model)
+        kind = self.model_kind
         if kind == "keras":
             return self.model.replace(":", "-").replace("@", "-")
         if kind == "file":
             return os.path.basename(self.model).removesuffix(foreign.KERAS_FILE_SUFFIX)
         return self.model
+
+    @property
+    def model_kind(self):
+        """"registered" (ours, by name or by `architecture`), "keras"
+        (keras:NAME) or "file" (a .keras classifier): models.foreign's kinds."""
+        return "registered" if self.architecture is not None else foreign.kind_of(self.model)
 
     @property
     def data_split_seed(self):
@@ -218,7 +224,7 @@ def _preset(config):
     keras.applications builder or a .keras file (models.foreign)."""
     if config.architecture is not None:
         return config.architecture["regularization"], "cifar"
-    if foreign.kind_of(config.model) != "registered":
+    if config.model_kind != "registered":
         _check_foreign(config)
         return "none", None
     try:
@@ -488,7 +494,7 @@ def image_size_of(config, source, variant):
         return tuple(source.image_size)
     if variant is None:
         taken = (foreign.input_size_of_file(config.model)
-                 if foreign.kind_of(config.model) == "file" else (None, None))
+                 if config.model_kind == "file" else (None, None))
         return tuple(side or 224 for side in taken)
     size = VARIANTS[variant].design_size
     return size, size
@@ -546,8 +552,8 @@ def _statistics(config, source, splits, preprocessing):
     """The input normalization: the weights' own when fine-tuning, the
     papers' for CIFAR, else per-channel statistics of the training split
     (computed once: a resumed run reads them back from data.json)."""
-    kind = foreign.kind_of(config.model)
-    if kind == "file" or "@" in config.model and kind == "keras":
+    kind = config.model_kind
+    if kind == "file" or kind == "keras" and "@" in config.model:
         return {"mean": None, "std": None, "from": "the model's own preprocessing"}
     if config.weights is not None:
         try:
@@ -621,7 +627,7 @@ class Network:
 
 
 def skip_dropped_of(config, spread):
-    if config.architecture is None and foreign.kind_of(config.model) != "registered":
+    if config.model_kind != "registered":
         return False  # no branch of theirs is ever dropped
     skip_dropped = SKIP_DROPPED[config.skip_dropped]
     if skip_dropped is None:
@@ -668,7 +674,7 @@ def _input_shape(image_size):
 
 def build_model(config, classes, input_shape, statistics, skip_dropped, weight_decay):
     """(model, the fine-tuning source's description or None)."""
-    if config.architecture is None and foreign.kind_of(config.model) != "registered":
+    if config.model_kind != "registered":
         return _foreign_model(config, classes, input_shape, statistics, weight_decay), None
     common = {"classes": classes, "weight_decay": weight_decay, "seed": config.seed,
               "skip_dropped": skip_dropped, "input_shape": input_shape}

@@ -59,17 +59,16 @@ def compare(argv):
 @pytest.fixture(scope="module")
 def compared(cifar10_sample_tfds_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("compare") / "tiny"
-    serving = 20 if keras.backend.backend() == "tensorflow" else 0
-    assert compare(arguments(cifar10_sample_tfds_dir, output, candidates=(PYRAMIDNET, MOBILENET),
-                             serving=serving)) == 0
+    assert compare(arguments(cifar10_sample_tfds_dir, output,
+                             candidates=(PYRAMIDNET, MOBILENET))) == 0
     return output
 
 
 @pytest.fixture(scope="module")
 def pyramidnets(cifar10_sample_tfds_dir, tmp_path_factory):
-    """A comparison of two 3-unit PyramidNets over 2 seeds, cells of seconds."""
+    """A comparison of two 3-unit PyramidNets on one seed, cells of seconds."""
     output = tmp_path_factory.mktemp("compare") / "pyramidnets"
-    assert compare(arguments(cifar10_sample_tfds_dir, output)) == 0
+    assert compare(arguments(cifar10_sample_tfds_dir, output, seeds=1)) == 0
     return output
 
 
@@ -113,23 +112,18 @@ def test_the_report_holds_the_run_directories_numbers(compared):
     assert f"{100 * mean:.2f}" in report
     assert "only 2 seeds" in report
     html = (compared / "report.html").read_text()
-    served = keras.backend.backend() == "tensorflow"  # the Pareto plot needs serving figures
-    assert html.count("data:image/png;base64,") == (4 if served else 3)
+    assert html.count("data:image/png;base64,") == 3  # no serving figures: no Pareto plot
+    assert "Serving was not measured" in report
     # The cells' costs: every one trained, each candidate counted.
     for entry in record["candidates"]:
         assert entry["parameters"] > entry["trainable_parameters"] > 0
         assert entry["multiply_adds"] > 0
-    if keras.backend.backend() == "tensorflow":
-        for name in (PYRAMIDNET, MOBILENET):
-            for runtime in ("onnxruntime", "saved_model"):
-                latency = record["serving"][name][runtime]["latency_ms"]
-                assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
 
 
 @ONCE
-def test_the_split_is_the_same_for_every_cell_and_kept_from_the_seeds(pyramidnets):
-    records = [read(pyramidnets / row["run_dir"] / "data.json")
-               for row in read(pyramidnets / "comparison.json")["cells"]]
+def test_the_split_is_the_same_for_every_cell_and_kept_from_the_seeds(compared):
+    records = [read(compared / row["run_dir"] / "data.json")
+               for row in read(compared / "comparison.json")["cells"]]
     splits = {json.dumps(r["split"], sort_keys=True) for r in records}
     assert len(splits) == 1
     split = records[0]["split"]
@@ -141,35 +135,36 @@ def test_a_rerun_keeps_finished_cells_and_extends_with_a_seed_and_a_candidate(
         copy, cifar10_sample_tfds_dir):
     before = {path: path.stat().st_mtime_ns for path in copy.glob("cells/*/*/*/results.json")}
     first_wall = read(copy / "comparison.json")["wall_seconds"]
-    assert compare(arguments(cifar10_sample_tfds_dir, copy, seeds=3,
+    assert compare(arguments(cifar10_sample_tfds_dir, copy, seeds=2,
                              candidates=(PYRAMIDNET, DROP, SEPDROP))) == 0
     after = {path: path.stat().st_mtime_ns for path in copy.glob("cells/*/*/*/results.json")}
     assert all(after[path] == mtime for path, mtime in before.items())  # kept as they were
-    assert len(before) == 4 and len(after) == 9  # 3 candidates x 3 seeds
+    assert len(before) == 2 and len(after) == 6  # 3 candidates x 2 seeds
     record = read(copy / "comparison.json")
-    assert record["accuracy"][0]["complete_seeds"] == [0, 1, 2]
+    assert record["accuracy"][0]["complete_seeds"] == [0, 1]
     assert set(record["accuracy"][0]["against_baseline"]) == {DROP, SEPDROP}
     assert record["wall_seconds"] > first_wall  # the two runs' wall times, added up
 
 
 @ONCE
 def test_a_missing_cell_is_named_then_run_again(copy, cifar10_sample_tfds_dir):
-    lost = cell(copy, PYRAMIDNET, 1)
+    lost = cell(copy, DROP, 0)
     shutil.rmtree(lost)  # what a lost KerasTuner trial leaves
     assert compare(["--output", str(copy), "--report-only"]) == 0
     record = read(copy / "comparison.json")
-    assert record["accuracy"][0]["complete_seeds"] == [0]  # only complete seeds pair
-    assert f"{PYRAMIDNET} at label noise 0%, seed 1" in (copy / "report.md").read_text()
-    assert compare(arguments(cifar10_sample_tfds_dir, copy)) == 0
+    assert record["accuracy"][0]["complete_seeds"] == []  # only complete seeds pair
+    assert f"{DROP} at label noise 0%, seed 0" in (copy / "report.md").read_text()
+    assert compare(arguments(cifar10_sample_tfds_dir, copy, seeds=1)) == 0
     assert (lost / "results.json").exists()
-    assert read(copy / "comparison.json")["accuracy"][0]["complete_seeds"] == [0, 1]
+    assert read(copy / "comparison.json")["accuracy"][0]["complete_seeds"] == [0]
 
 
 @ONCE
 def test_another_budget_on_a_comparison_is_refused_with_the_differences(
         copy, cifar10_sample_tfds_dir, capsys):
     files = sorted(p for p in copy.rglob("*") if p.is_file())
-    line = refusal(COMPARE, arguments(cifar10_sample_tfds_dir, copy, "--lr", "0.5"), capsys)
+    line = refusal(COMPARE, arguments(cifar10_sample_tfds_dir, copy, "--lr", "0.5", seeds=1),
+                   capsys)
     assert "--output" in line and "learning_rate: None -> 0.5" in line
     assert sorted(p for p in copy.rglob("*") if p.is_file()) == files
 
@@ -178,7 +173,7 @@ def test_another_budget_on_a_comparison_is_refused_with_the_differences(
 def test_sigkill_in_a_cell_then_the_same_command_keeps_the_finished_and_reruns_the_killed(
         cifar10_sample_tfds_dir, tmp_path):
     output = tmp_path / "killed"
-    argv = ["python", COMPARE, *arguments(cifar10_sample_tfds_dir, output, seeds=1, steps=30)]
+    argv = ["python", COMPARE, *arguments(cifar10_sample_tfds_dir, output, seeds=1, steps=20)]
     log_path = tmp_path / "log"
     killed = cell(output, DROP, 0)
     with open(log_path, "w") as log:
@@ -270,6 +265,8 @@ def test_a_keras_file_trains_from_its_weights_and_an_as_is_one_is_only_evaluated
     assert "has 5 classes and the data 10" in line
     assert not output.exists()
     tiny_model(input_shape=(32, 32, 3), classes=10).save(current)
+    served = keras.backend.backend() == "tensorflow"  # exports elsewhere need a TF subprocess
+    argv[argv.index("--serving-requests") + 1] = "20" if served else "0"
     assert compare(argv) == 0
     record = read(output / "comparison.json")
     kinds = {c["name"]: c["kind"] for c in record["candidates"]}
@@ -282,6 +279,12 @@ def test_a_keras_file_trains_from_its_weights_and_an_as_is_one_is_only_evaluated
     # The paired difference of a trained copy against the file as it is.
     differences = record["accuracy"][0]["per_candidate"]
     assert differences[f"as-is:{current}"]["errors"] == [as_is["final_error"]]
+    if served:  # both candidates exported as export.py exports, and measured
+        for name in (str(current), f"as-is:{current}"):
+            for runtime in ("onnxruntime", "saved_model"):
+                latency = record["serving"][name][runtime]["latency_ms"]
+                assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+        assert "ONNX Runtime p50" in (output / "report.md").read_text()
 
 
 @ONCE

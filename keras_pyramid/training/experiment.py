@@ -129,7 +129,7 @@ class RunConfig:
     @property
     def model_kind(self):
         """"registered" (ours, by name or by `architecture`), "keras"
-        (keras:NAME) or "file" (a .keras classifier): models.foreign's kinds."""
+        (keras:NAME) or "file" (a .keras classifier): training.foreign's kinds."""
         return "registered" if self.architecture is not None else foreign.kind_of(self.model)
 
     @property
@@ -221,7 +221,7 @@ def _checked(argument, check_function, *arguments, **keywords):
 
 def _preset(config):
     """(regularization, variant) of the configured model; variant None for a
-    keras.applications builder or a .keras file (models.foreign)."""
+    keras.applications builder or a .keras file (training.foreign)."""
     if config.architecture is not None:
         return config.architecture["regularization"], "cifar"
     if config.model_kind != "registered":

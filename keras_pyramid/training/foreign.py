@@ -16,8 +16,9 @@ Both come out in the form our programs serve, evaluate and export: raw
   the builder's own preprocessing is used, which only builders with an
   `include_preprocessing` argument keep inside the model.
 - A `.keras` file keeps its weights and its own input preprocessing (it
-  must take raw 0-255 pixels, as our models do); its top `Dense` is replaced
-  by a new one when the class count differs.
+  must take raw 0-255 pixels, as our models do); its top `Dense` becomes
+  the head above, with the file's weights when the class count is the
+  same, newly initialized (by the run's seed) when it differs.
 
 The run's weight decay is the paper's coupled L2 penalty `lambda / 2 *
 sum(w^2)` on every trainable variable (as `PyramidNet(weight_decay=)`),

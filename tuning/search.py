@@ -305,9 +305,13 @@ def main(argv=None):
         return 0  # a worker: the chief holds the oracle and writes the report
 
     rows = tuning_report.trial_rows(tuner.oracle)
-    best = tuning.best_hparams(tuner)
-    paths = tuning_report.write_report(project_dir, rows, best, OBJECTIVE)
     print(tuning_report.format_table(rows, OBJECTIVE))
+    try:
+        best = tuning.best_hparams(tuner)
+    except tuning.NoCompletedTrial as error:  # a failed trial is never the best
+        print(f"error: {error}. No best_hparams.json was written", file=sys.stderr)
+        return 1
+    paths = tuning_report.write_report(project_dir, rows, best, OBJECTIVE)
     print(f"best: {json.dumps(best)}")
     print("report: " + ", ".join(paths.values()))
     if args.retrain:

@@ -18,20 +18,27 @@ import re
 
 from keras_pyramid import applications
 from keras_pyramid.training import foreign
+from keras_pyramid.weights import cache
 
 AS_IS_PREFIX = "as-is:"
 KINDS = ("registered", "keras", "file", "as-is")
 
 
+DIGEST_CHARACTERS = 12  # of a file's SHA-256: its identity in the slug and in compare.json
+
+
 @dataclasses.dataclass(frozen=True)
 class Candidate:
     """A parsed candidate: `name` as given, its `kind`, the run's `model`
-    and `weights` (RunConfig fields) and `slug`, its directory name."""
+    and `weights` (RunConfig fields), `digest` (a file's content, hex
+    SHA-256 prefix; None for a builder, or a file recorded before digests)
+    and `slug`, its directory name."""
 
     name: str
     kind: str
     model: str
     weights: str = None
+    digest: str = None
 
     @property
     def trained(self):
@@ -42,8 +49,10 @@ class Candidate:
         """The candidate's directory name: its name, made a file name."""
         text = self.name
         if self.kind in ("file", "as-is"):
+            # By content too: two current.keras from two folders are two candidates.
             stem = os.path.basename(self.model).removesuffix(foreign.KERAS_FILE_SUFFIX)
             text = f"{'as-is-' if self.kind == 'as-is' else 'file-'}{stem}"
+            text += f"-{self.digest[:8]}" if self.digest else ""
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
 
 
@@ -54,14 +63,14 @@ def parse_candidate(text):
         if text.startswith(AS_IS_PREFIX):
             path = text[len(AS_IS_PREFIX):]
             _check_classifier_file(path)
-            return Candidate(text, "as-is", path)
+            return Candidate(text, "as-is", path, digest=file_digest(path))
         kind = foreign.kind_of(text)
         if kind == "keras":
             foreign.parse_keras_name(text)
             return Candidate(text, kind, text)
         if kind == "file":
             _check_classifier_file(text)
-            return Candidate(text, kind, text)
+            return Candidate(text, kind, text, digest=file_digest(text))
         name, _, tag = text.partition("@")
         applications.check_model_name(name)
         if tag:
@@ -69,6 +78,23 @@ def parse_candidate(text):
         return Candidate(text, kind, name, tag or None)
     except ValueError as error:
         raise ValueError(f"`candidates`: {error}. Received: {text!r}") from None
+
+
+def recorded_candidate(text, digest=None):
+    """The `Candidate` of `text` as a comparison recorded it, from the text
+    alone: nothing is loaded (a file may have moved since it was compared)."""
+    if text.startswith(AS_IS_PREFIX):
+        return Candidate(text, "as-is", text[len(AS_IS_PREFIX):], digest=digest)
+    kind = foreign.kind_of(text)
+    if kind in ("keras", "file"):
+        return Candidate(text, kind, text, digest=digest)
+    name, _, tag = text.partition("@")
+    return Candidate(text, kind, name, tag or None)
+
+
+def file_digest(path):
+    """The first DIGEST_CHARACTERS hex digits of the SHA-256 of the file at `path`."""
+    return cache.file_digest(path, "sha256")[:DIGEST_CHARACTERS]
 
 
 def _check_classifier_file(path):

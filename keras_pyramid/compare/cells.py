@@ -21,16 +21,28 @@ import time
 
 import keras
 
-from keras_pyramid.compare.candidates import Candidate
-from keras_pyramid.training import device, experiment
-from keras_pyramid.training.run_dir import RESULTS_FILE, ConfigError, differences
+from keras_pyramid.compare.candidates import Candidate, recorded_candidate
+from keras_pyramid.training import device, experiment, fit
+from keras_pyramid.training.run_dir import (
+    MODEL_FILE,
+    RESULTS_FILE,
+    ConfigError,
+    corrupt,
+    differences,
+    read_record,
+    unreadable,
+)
 from keras_pyramid.utils import processes
-from keras_pyramid.utils.files import atomic_write_json, read_json
+from keras_pyramid.utils.files import atomic_write_json
+from keras_pyramid.weights.files import is_whole_archive
 
 SETTINGS_FILE = "compare.json"
 COST_FILE = "cost.json"
 EVALUATION_FILE = "evaluation.json"
 CELLS_DIR = "cells"
+SETTINGS_KEYS = ("fixed", "candidates", "noise_rates", "seeds", "baseline")
+SETTINGS_WAY_OUT = ("it holds the comparison's settings: restore it, or start the comparison "
+                    "over in another folder")
 # The settings every cell shares; another value on an existing comparison is refused.
 FIXED = ("dataset", "data_dir", "validation", "split_seed", "train_examples", "image_size",
          "recipe", "epochs", "batch_size", "learning_rate", "weight_decay", "steps_per_epoch",
@@ -107,10 +119,12 @@ def cell_config(cell, settings, verbose=1):
 # ---------------------------------------------------------------- the settings file
 
 
-def record_settings(settings, output):
+def record_settings(settings, output, candidates):
     """Writes OUTPUT/compare.json, or refuses other FIXED values than the
-    recorded ones (ConfigError listing them). Candidates, seeds and noise
-    rates accumulate: a comparison only grows."""
+    recorded ones (ConfigError listing them), or a file candidate whose
+    content changed since it was compared. Candidates and noise rates
+    accumulate: a comparison only grows; `seeds` is the latest command's (a
+    smaller one reports on the first seeds and trains nothing more)."""
     path = os.path.join(output, SETTINGS_FILE)
     recorded = read_settings(output)
     if recorded is not None:
@@ -120,28 +134,73 @@ def record_settings(settings, output):
                                         f"({changed}); nothing was run. Use another --output, "
                                         f"or the recorded values")
     previous = recorded or {"candidates": [], "noise_rates": [], "seeds": 0}
+    files = dict(previous.get("files", {}))
+    for candidate in candidates:
+        _refuse_changed_file(candidate, previous, files)
+        if candidate.digest and candidate.name not in previous["candidates"]:
+            files[candidate.name] = candidate.digest
     atomic_write_json(path, {
         "fixed": settings.fixed(),
         "candidates": list(dict.fromkeys(previous["candidates"] + list(settings.candidates))),
+        "files": files,
         "noise_rates": sorted(set(previous["noise_rates"]) | set(settings.noise_rates)),
-        "seeds": max(previous["seeds"], settings.seeds), "baseline": settings.baseline,
+        "seeds": settings.seeds, "baseline": settings.baseline,
     })
 
 
+def _refuse_changed_file(candidate, previous, files):
+    """A file candidate is known by its content: the same path with another
+    content is another model, which the comparison's cells did not train."""
+    recorded = files.get(candidate.name)
+    if recorded is not None and candidate.digest is not None and recorded != candidate.digest:
+        raise ConfigError("candidates", f"{candidate.model} changed since this comparison "
+                                        f"trained it (SHA-256 {recorded}... now "
+                                        f"{candidate.digest}...): nothing was run. Compare the "
+                                        "new model under another file name, or restore the "
+                                        "compared one")
+
+
 def read_settings(output):
-    """compare.json's dict, or None where there is none."""
-    path = os.path.join(output, SETTINGS_FILE)
-    return read_json(path) if os.path.exists(path) else None
+    """compare.json's dict, or None where there is none (ConfigError naming
+    the file when it is corrupt)."""
+    recorded = read_record(os.path.join(output, SETTINGS_FILE), SETTINGS_WAY_OUT, "output")
+    if recorded is not None and not all(key in recorded for key in SETTINGS_KEYS):
+        raise corrupt(os.path.join(output, SETTINGS_FILE), "not a comparison's settings",
+                      SETTINGS_WAY_OUT, "output")
+    return recorded
+
+
+def recorded_candidates(recorded):
+    """The `Candidate`s compare.json names, from the record alone."""
+    files = recorded.get("files", {})
+    return [recorded_candidate(text, files.get(text)) for text in recorded["candidates"]]
 
 
 # ---------------------------------------------------------------- running cells
 
 
+def broken(cell, output):
+    """Why a cell with a results.json cannot count as finished (the record
+    unreadable, model.keras missing or not a whole archive), else None."""
+    run_dir = cell.run_dir(output)
+    reason = unreadable(os.path.join(run_dir, RESULTS_FILE))
+    if reason is not None:
+        return f"its {RESULTS_FILE} is unreadable ({reason})"
+    model = os.path.join(run_dir, MODEL_FILE)
+    if not os.path.isfile(model):
+        return f"its {MODEL_FILE} is missing"
+    if not is_whole_archive(model):
+        return f"its {MODEL_FILE} is truncated or corrupt"
+    return None
+
+
 def finished(cell, output):
-    return os.path.exists(os.path.join(cell.run_dir(output), RESULTS_FILE))
+    """A cell is finished when its results and its model load."""
+    return (os.path.exists(os.path.join(cell.run_dir(output), RESULTS_FILE))
+            and broken(cell, output) is None)
 
 
-def run_cell(cell, settings, output, print_function=print, verbose=1):
+def run_cell(cell, settings, output, print_function=print, verbose=1, label=None):
     """Trains (or resumes, or keeps) `cell`; returns its results.json dict.
     The process's peak memory is counted from the cell's start, and written
     with the device to the cell's cost.json by the process that finishes it."""
@@ -150,9 +209,12 @@ def run_cell(cell, settings, output, print_function=print, verbose=1):
     peak_from = processes.reset_peak_memory()
     device.reset_accelerator_peak_memory()
     started = time.perf_counter()
-    print_function(f"cell {cell.key}")
+    print_function(f"cell {label or cell.key}")
+    restart = os.path.exists(os.path.join(run_dir, RESULTS_FILE)) and broken(cell, output)
+    if restart:
+        print_function(f"cell {cell.key} was finished but {restart}: training it again")
     results = experiment.run(cell_config(cell, settings, verbose), run_dir,
-                             print_function=print_function)
+                             restart=bool(restart), print_function=print_function)
     if not results.get("already_finished"):
         peak, peak_from = processes.peak_memory()
         atomic_write_json(os.path.join(run_dir, COST_FILE), {
@@ -164,10 +226,17 @@ def run_cell(cell, settings, output, print_function=print, verbose=1):
 
 
 def run_cells(cells, settings, output, print_function=print, verbose=1):
-    """Runs every unfinished cell in order, in this process."""
-    for cell in cells:
-        if not finished(cell, output):
-            run_cell(cell, settings, output, print_function, verbose)
+    """Runs every unfinished cell in order, in this process, saying which of
+    how many, and the time left at this process's pace so far."""
+    todo = missing(cells, output)
+    started = time.perf_counter()
+    for done, cell in enumerate(todo):
+        left = ""
+        if done:
+            pace = (time.perf_counter() - started) / done
+            left = f", about {fit.format_duration(pace * (len(todo) - done))} left"
+        run_cell(cell, settings, output, print_function, verbose,
+                 label=f"{done + 1} of {len(todo)} to train: {cell.key}{left}")
 
 
 def missing(cells, output):

@@ -25,8 +25,8 @@ from keras_pyramid import evaluation
 from keras_pyramid.compare import candidates as candidates_module
 from keras_pyramid.compare import cells as cells_module
 from keras_pyramid.compare import costs, grid, report, statistics
-from keras_pyramid.training import device, experiment, foreign, recipe
-from keras_pyramid.training.run_dir import DATA_FILE, ConfigError
+from keras_pyramid.training import device, experiment, foreign, recipe, run_layout
+from keras_pyramid.training.run_dir import DATA_FILE, ConfigError, read_record
 from keras_pyramid.utils.files import atomic_write_json, read_json
 from keras_pyramid.utils.versions import versions
 
@@ -71,6 +71,11 @@ def check(settings):
     available = len(experiment.open_data(
         cells_module.cell_config(cells_module.Cell(first, 0.0, 0),
                                  _without_subset(settings)))[1].train)
+    if settings.train_examples is not None and settings.train_examples > available:
+        raise ConfigError("train_examples", f"{settings.train_examples:,} exceeds the "
+                                            f"{available:,} training examples of "
+                                            f"{settings.dataset}. Received: "
+                                            f"train_examples={settings.train_examples}")
     return candidates, {"class_names": list(source.class_names), "image_size": list(size),
                         "train_available": available, "final_examples": len(splits.final),
                         "final_evaluation": splits.final.description}
@@ -95,9 +100,10 @@ def compare(settings, output, print_function=print, verbose=1, serving_requests=
     """Runs (or resumes, or extends) the comparison in `output`; returns its
     record, or None on a distributed worker (the chief reports)."""
     started = time.perf_counter()
-    candidates, facts = check(settings)
-    os.makedirs(output, exist_ok=True)
-    cells_module.record_settings(settings, output)
+    check_output(output)
+    given, facts = check(settings)
+    _make_output(output)
+    cells_module.record_settings(settings, output, given)
     candidates, settings = _recorded_comparison(output, settings)
     cells = cells_module.cells_of(candidates, settings)
     grid.run_grid(cells, settings, output, print_function, verbose)
@@ -110,16 +116,44 @@ def compare(settings, output, print_function=print, verbose=1, serving_requests=
                    time.perf_counter() - started, facts)
 
 
+def check_output(output):
+    """Refuses (ConfigError naming `output`) a file, a folder of another
+    program's (a training run's records would be overwritten) and a folder
+    of other files: a comparison writes only into a new or empty folder, or
+    into its own earlier comparison."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise ConfigError("output", f"{output} is a file, not a folder: choose another")
+    kind = run_layout.owner(output)
+    if kind not in (None, run_layout.COMPARISON):
+        raise ConfigError("output", f"{output} holds {kind}, not a comparison; nothing was "
+                                    "written: a comparison goes into a new or empty folder, "
+                                    "or its own earlier one")
+    entries = os.listdir(output) if os.path.isdir(output) else []
+    if kind is None and entries:
+        raise ConfigError("output", f"{output} is not empty and holds no comparison (it holds "
+                                    f"{run_layout.describe_entries(output, entries)}); nothing "
+                                    "was written: choose a new or empty folder")
+
+
+def _make_output(output):
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as error:
+        raise ConfigError("output", f"{output} cannot be created: {error.strerror}") from None
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise ConfigError("output", f"{output} is not writable")
+
+
 def _recorded_comparison(output, settings):
-    """The comparison compare.json holds (every candidate, seed and noise rate
-    it ever had): (candidates, settings)."""
+    """The comparison compare.json holds (every candidate and noise rate it
+    ever had, the latest seeds): (candidates, settings), from the record
+    alone."""
     recorded = cells_module.read_settings(output)
     merged = dataclasses.replace(settings, candidates=recorded["candidates"],
                                  seeds=recorded["seeds"],
                                  noise_rates=tuple(recorded["noise_rates"]),
                                  baseline=recorded["baseline"])
-    return ([candidates_module.parse_candidate(text) for text in merged.candidates],
-            merged)
+    return cells_module.recorded_candidates(recorded), merged
 
 
 def _evaluate_as_is(candidate, settings, output, print_function):
@@ -186,8 +220,9 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
 
 
 def _read_record(output):
-    path = os.path.join(output, RECORD_FILE)
-    return read_json(path) if os.path.exists(path) else None
+    return read_record(os.path.join(output, RECORD_FILE),
+                       "delete it: the next run rebuilds it from the cells (the wall time it "
+                       "recorded is lost)", "output")
 
 
 def _facts(output, facts):
@@ -197,10 +232,12 @@ def _facts(output, facts):
     if facts is not None:
         atomic_write_json(path, facts)
         return facts
-    if not os.path.exists(path):
-        raise ConfigError("output", f"{output} holds no comparison (no {FACTS_FILE}): run it "
-                                    "first")
-    return read_json(path)
+    recorded = read_record(path, "run the comparison's command again: it rewrites it",
+                           "output")
+    if recorded is None or "image_size" not in recorded:
+        raise ConfigError("output", f"{output} holds no comparison's data facts ({FACTS_FILE} "
+                                    "missing or of another program): run the comparison first")
+    return recorded
 
 
 def _settings_of(output):

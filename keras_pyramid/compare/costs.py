@@ -19,10 +19,10 @@ import os
 import keras
 
 from keras_pyramid.compare import macs, serving
-from keras_pyramid.compare.cells import COST_FILE
+from keras_pyramid.compare.cells import COST_FILE, finished
 from keras_pyramid.export import export
-from keras_pyramid.training.run_dir import MODEL_FILE, RESULTS_FILE
-from keras_pyramid.utils.files import atomic_write_json, read_json
+from keras_pyramid.training.run_dir import MODEL_FILE, RESULTS_FILE, read_record
+from keras_pyramid.utils.files import atomic_write_json
 from keras_pyramid.weights.files import load_keras_file
 
 MODEL_FIGURES_FILE = "model.json"
@@ -30,9 +30,10 @@ SERVING_FILE = "serving.json"
 SERVING_DIR = "serving"
 
 
-def _read(run_dir, name):
-    path = os.path.join(run_dir, name)
-    return read_json(path) if os.path.exists(path) else None
+def _read(folder, name):
+    """A record of the comparison's, None when absent; one line naming it when corrupt."""
+    return read_record(os.path.join(folder, name), "delete it: the next run measures it again",
+                       "output")
 
 
 def cell_figures(cell, output, full_recipe_images):
@@ -42,9 +43,9 @@ def cell_figures(cell, output, full_recipe_images):
     run_dir = cell.run_dir(output)
     row = {"candidate": cell.candidate.name, "noise": cell.noise, "seed": cell.seed,
            "run_dir": os.path.relpath(run_dir, output)}
-    results = _read(run_dir, RESULTS_FILE)
-    if results is None:
+    if not finished(cell, output):  # a broken cell is retrained by the next run
         return {**row, "status": "missing"}
+    results = _read(run_dir, RESULTS_FILE)
     history = _read(run_dir, "history.json") or []
     cost = _read(run_dir, COST_FILE) or {}
     speed = results["train_images_per_second"]

@@ -44,6 +44,7 @@ from keras_pyramid.training.run_dir import (
     ConfigError,
     Run,
     RunLock,
+    check_folder,
     forget_untrained,
     has_checkpoint,
     load_run,
@@ -162,7 +163,9 @@ def run(config, run_dir, restart=False, print_function=print):
     # placement: the data-parallel plan, before any op runs
     spread = placement(config)
     config = resolved(config)
-    # --restart discards the directory, corrupt records included: nothing to read.
+    # the folder: another program's, a file, or the user's own files to restart in
+    check_folder(run_dir, restart)
+    # --restart discards the run's files, corrupt records included: nothing to read.
     found = Run(run_dir) if restart else load_run(run_dir)
     if not restart and found.args is not None:
         refuse_other_run(found, config.recorded())

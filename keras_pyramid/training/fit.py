@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from keras_pyramid.training import interrupts
+from keras_pyramid.training.run_layout import CHECKPOINT_DIR, LATEST, MODEL_FILE
 from keras_pyramid.utils.files import (
     atomic_path,
     atomic_write_json,
@@ -43,8 +44,8 @@ from keras_pyramid.utils.files import (
     read_json,
 )
 
-CHECKPOINT_DIR = "checkpoint"
-LATEST = "latest.json"
+# The keys of checkpoint/latest.json that a resume reads.
+LATEST_KEYS = ("epoch", "weights", "history")
 # A checkpoint every 10 minutes of training by default: on a CPU an epoch of
 # the main job takes about an hour, and a preempted machine gives no notice.
 CHECKPOINT_SECONDS = 600
@@ -601,7 +602,7 @@ def _describe(record):
 
 
 def save_model(model, run_dir):
-    path = os.path.join(run_dir, "model.keras")
+    path = os.path.join(run_dir, MODEL_FILE)
     with atomic_path(path) as temporary:
         model.save(temporary)
     return path

@@ -26,14 +26,15 @@ import json
 import os
 import shutil
 
-from keras_pyramid.training import fit
+from keras_pyramid.training import fit, run_layout
+from keras_pyramid.training.run_layout import (
+    ARGS_FILE,
+    DATA_FILE,
+    LOCK_FILE,
+    MODEL_FILE,
+    RESULTS_FILE,
+)
 from keras_pyramid.utils.files import atomic_write_json, read_json, remove_stale_temporaries
-
-ARGS_FILE = "args.json"
-DATA_FILE = "data.json"
-RESULTS_FILE = "results.json"
-MODEL_FILE = "model.keras"
-LOCK_FILE = ".lock"
 
 # Fields that define a run: resuming with other values would mix two runs.
 RUN_DEFINING = ("model", "architecture", "skip_dropped", "dataset", "image_size", "augment",
@@ -79,24 +80,38 @@ class Run:
         return self.results is not None
 
 
-def corrupt(path, reason):
-    """The ConfigError of an unreadable record of a run directory."""
-    return ConfigError("run_dir", f"{path} is corrupt ({reason}): run again with --restart to "
-                                  "start the run over, or choose another output directory")
+RESTART_WAY_OUT = ("run again with --restart to start the run over, or choose another output "
+                   "directory")
+
+
+def corrupt(path, reason, way_out=RESTART_WAY_OUT, argument="run_dir"):
+    """The ConfigError of an unreadable record: the file, why, and the way out."""
+    return ConfigError(argument, f"{path} is corrupt ({reason}): {way_out}")
+
+
+def unreadable(path):
+    """Why the record at `path` (a JSON object) cannot be read, or None."""
+    try:
+        record = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None if isinstance(record, dict) else f"a JSON {type(record).__name__}, not an object"
+
+
+def read_record(path, way_out=RESTART_WAY_OUT, argument="run_dir"):
+    """The JSON object at `path`, None when absent; a ConfigError naming the
+    file, and `way_out`, when it is not one (never a traceback)."""
+    if not os.path.exists(path):
+        return None
+    reason = unreadable(path)
+    if reason is not None:
+        raise corrupt(path, reason, way_out, argument)
+    return read_json(path)
 
 
 def _read(run_dir, name):
     """A record (a JSON object) of `run_dir`, None when absent."""
-    path = os.path.join(run_dir, name)
-    if not os.path.exists(path):
-        return None
-    try:
-        record = read_json(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise corrupt(path, f"{type(error).__name__}: {error}") from None
-    if not isinstance(record, dict):
-        raise corrupt(path, f"a JSON {type(record).__name__}, not an object")
-    return record
+    return read_record(os.path.join(run_dir, name))
 
 
 def load_run(run_dir):
@@ -113,7 +128,10 @@ def load_run(run_dir):
         raise ConfigError("run_dir", f"{checkpoint} is a file, where the run keeps its "
                                      "checkpoint folder: move it away, or run again with "
                                      "--restart to start over")
-    _read(checkpoint, fit.LATEST)  # the checkpoint's record must be readable too
+    latest = _read(checkpoint, fit.LATEST)  # the checkpoint's record must be readable too
+    missing = [key for key in fit.LATEST_KEYS if latest is not None and key not in latest]
+    if missing:
+        raise corrupt(os.path.join(checkpoint, fit.LATEST), f"no {', '.join(missing)}")
     model_path = os.path.join(run_dir, MODEL_FILE)
     return Run(path=run_dir, args=args, data=_read(run_dir, DATA_FILE),
                results=_read(run_dir, RESULTS_FILE),
@@ -183,6 +201,27 @@ class RunLock:
         self._file.close()
 
 
+def check_folder(run_dir, restart=False):
+    """Refuses (ConfigError naming `run_dir`) a file, a folder that belongs to
+    another program (its records would be overwritten), and `restart` of a
+    folder that is not a run directory: restarting deletes a run's files
+    (run_layout.RUN_WRITES) only where a run is, never the user's own."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ConfigError("run_dir", f"{run_dir} is a file, not a folder: choose another "
+                                     "directory")
+    kind = run_layout.owner(run_dir)
+    if kind not in (None, run_layout.RUN):
+        raise ConfigError("run_dir", f"{run_dir} holds {kind}, not a training run; nothing was "
+                                     "trained or removed: choose another directory")
+    others = run_layout.other_entries(run_dir)
+    if restart and kind is None and others:
+        raise ConfigError("run_dir", f"{run_dir} is not a run directory (it holds "
+                                     f"{run_layout.describe_entries(run_dir, others)}); "
+                                     "restarting deletes a run's files only in a run "
+                                     "directory, so nothing was removed: choose another "
+                                     "directory")
+
+
 def prepare_run_dir(recorded, run_dir, restart=False):
     """Checks the locked `run_dir` for the config `recorded` (args.json's
     dict) and writes args.json; refuses (ConfigError naming `run_dir`) to
@@ -199,8 +238,9 @@ def prepare_run_dir(recorded, run_dir, restart=False):
 
 
 def _empty(run_dir):
-    """Removes everything in `run_dir` but the lock this process holds."""
-    for name in os.listdir(run_dir):
+    """Removes what a run wrote in `run_dir` (run_layout.RUN_WRITES) but the
+    lock this process holds; the user's own files stay."""
+    for name in run_layout.run_entries(run_dir):
         path = os.path.join(run_dir, name)
         if name == LOCK_FILE:
             continue

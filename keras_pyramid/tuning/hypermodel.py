@@ -157,9 +157,22 @@ def search_space(overrides):
     return hp
 
 
+class NoCompletedTrial(RuntimeError):
+    """A search none of whose trials completed: it has no best."""
+
+
 def best_hparams(tuner):
-    """The best trial's values, in the `--hparams` file format."""
-    best = tuner.get_best_hyperparameters(1)[0]
+    """The best COMPLETED trial's values, in the `--hparams` file format;
+    NoCompletedTrial, with the last failed trial's reason, when none
+    completed (KerasTuner would answer a failed trial's values)."""
+    trials = list(tuner.oracle.trials.values())
+    if not any(trial.status == kt.engine.trial.TrialStatus.COMPLETED for trial in trials):
+        reasons = [trial.message.strip().splitlines()[-1] for trial in trials
+                   if trial.message and trial.message.strip()]
+        raise NoCompletedTrial(f"none of the {len(trials)} trials completed, so there is no "
+                               f"best" + (f": the last failed with {reasons[-1]}"
+                                          if reasons else ""))
+    best = tuner.oracle.get_best_trials(1)[0].hyperparameters  # completed trials come first
     return effective({name: best.get(name) if name in best else OPTIONAL_DEFAULTS[name]
                       for name in HPARAM_NAMES})
 

@@ -68,6 +68,17 @@ def _read_config(path):
                                    f"corrupt ({first_sentence(error)})") from None
 
 
+def is_whole_archive(path):
+    """Whether the `.keras` file at `path` is a whole zip archive (every
+    member's CRC checks) with its architecture: a cheap test, without
+    building the model, that a killed write or a truncation did not happen."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None and CONFIG in archive.namelist()
+    except Exception:  # noqa: BLE001  BadZipFile, zlib.error, EOFError, OSError...
+        return False
+
+
 def load_keras_file(path):
     """The model of a `.keras` file, not compiled; `UnloadableFile` for
     anything else.

@@ -1,0 +1,107 @@
+"""Nothing of the user's is lost, nothing silently wrong (issue 30): train.py's
+`--restart` deletes only a run's files and only in a run directory, each
+program refuses a folder that belongs to another, a damaged checkpoint record
+is one line, and a search whose trials all failed has no best.
+
+Every refusal here happens before a tensor exists (the folder's files are
+read, nothing is built): pure Python, so these run once, under tensorflow.
+The search's failed trial fails on its data before building its model.
+"""
+
+import hashlib
+import json
+import os
+
+import keras
+import pytest
+from helpers import REPO, TINY_HPARAMS, load_program, refusal
+
+from keras_pyramid.training import run_dir as run_dir_module
+
+TRAIN = os.path.join(REPO, "applications", "train.py")
+SEARCH = os.path.join(REPO, "tuning", "search.py")
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="folders and records, read before any tensor: pure "
+                                       "Python, run once, under tensorflow")
+
+
+def contents(folder):
+    """{relative path: SHA-256} of every file under `folder`."""
+    return {os.path.relpath(os.path.join(root, name), folder):
+            hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def users_folder(folder):
+    (folder / "photos").mkdir(parents=True)
+    (folder / "thesis.txt").write_text("three years of work")
+    (folder / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return folder
+
+
+def train_argv(output_dir, image_folder, *extra):
+    return ["--hparams", TINY_HPARAMS, "--dataset", f"folder:{image_folder}",
+            "--output-dir", str(output_dir), "--epochs", "1", "--steps-per-epoch", "1",
+            "--batch-size", "8", "--verbose", "0", *extra]
+
+
+def test_restart_on_a_folder_of_the_users_files_keeps_every_file(tmp_path, image_folder,
+                                                                  capsys):
+    folder = users_folder(tmp_path / "mine")
+    before = contents(folder)
+    line = refusal(TRAIN, train_argv(folder, image_folder, "--restart"), capsys)
+    assert "--output-dir" in line and "not a run directory" in line
+    assert "photos/" in line and "thesis.txt" in line  # what the folder holds
+    assert contents(folder) == before
+
+
+def test_restart_in_a_run_directory_removes_the_runs_files_only(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    for name in ("args.json", "data.json", "results.json", "checkpoint/latest.json"):
+        (run / name).write_text("{}")
+    (run / "model.keras").write_bytes(b"zip")
+    (run / "evaluation-test.json").write_text("{}")
+    (run / "notes.md").write_text("the user's, beside the run")
+    recorded = {"model": "pyramidnet8_a24"}
+    with run_dir_module.RunLock(str(run)):
+        run_dir_module.check_folder(str(run), restart=True)
+        run_dir_module.prepare_run_dir(recorded, str(run), restart=True)
+    assert sorted(os.listdir(run)) == [".lock", "args.json", "notes.md"]
+    assert json.loads((run / "args.json").read_text()) == recorded
+
+
+@pytest.mark.parametrize("signature, holder", [("compare.json", "a comparison"),
+                                               ("search.json", "a search")])
+def test_train_refuses_another_programs_folder(signature, holder, tmp_path, image_folder,
+                                               capsys):
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / signature).write_text("{}")
+    (folder / "data.json").write_text('{"class_names": ["face", "nonface"]}')
+    before = contents(folder)
+    for extra in ((), ("--restart",)):
+        line = refusal(TRAIN, train_argv(folder, image_folder, *extra), capsys)
+        assert f"holds {holder}" in line and "--output-dir" in line, line
+        assert contents(folder) == before
+
+
+def test_a_checkpoint_record_without_its_fields_is_one_line(tmp_path, image_folder, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "latest.json").write_text("{}")
+    line = refusal(TRAIN, train_argv(run, image_folder), capsys)
+    assert "latest.json is corrupt (no epoch, weights, history)" in line, line
+
+
+def test_a_search_whose_only_trial_failed_exits_non_zero_and_writes_no_best(
+        tmp_path, image_folder, capsys):
+    """120 images, 60 held out: the default batch of 256 cannot be formed, so
+    the one trial fails; KerasTuner would still answer its values as the best."""
+    argv = ["--dataset", f"folder:{image_folder}", "--hp", "depth=20", "--hp", "alpha=24",
+            "--validation-examples", "60", "--max-trials", "1", "--epochs", "1",
+            "--directory", str(tmp_path), "--project-name", "failed", "--verbose", "0"]
+    assert load_program(SEARCH).main(argv) == 1
+    error = capsys.readouterr().err
+    assert "none of the 1 trials completed" in error and "batch_size" in error
+    assert not (tmp_path / "failed" / "best_hparams.json").exists()

@@ -144,6 +144,12 @@ def test_a_rerun_keeps_finished_cells_and_extends_with_a_seed_and_a_candidate(
     assert record["accuracy"][0]["complete_seeds"] == [0, 1]
     assert set(record["accuracy"][0]["against_baseline"]) == {DROP, SEPDROP}
     assert record["wall_seconds"] > first_wall  # the two runs' wall times, added up
+    # A smaller --seeds reports on the first seeds and trains nothing more.
+    assert compare(arguments(cifar10_sample_tfds_dir, copy, seeds=1,
+                             candidates=(PYRAMIDNET, DROP, SEPDROP))) == 0
+    assert read(copy / "comparison.json")["seeds"] == [0]
+    assert read(copy / "comparison.json")["accuracy"][0]["complete_seeds"] == [0]
+    assert {p: p.stat().st_mtime_ns for p in copy.glob("cells/*/*/*/results.json")} == after
 
 
 @ONCE
@@ -221,6 +227,7 @@ def test_a_chief_and_a_worker_share_the_cells(cifar10_sample_tfds_dir, tmp_path)
     ({"--seeds": "0"}, "--seeds: must be an int >= 1, got 0"),
     ({"--label-noise": "0,1"}, "--label-noise: each rate must be in [0, 1), got 0,1"),
     ({"--image-size": "16,16"}, "keras:MobileNet"),
+    ({"--train-examples": "100000"}, "--train-examples: 100,000 exceeds the 2,000 training"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(change, expected, tmp_path, capsys,
                                                   cifar10_sample_tfds_dir):
@@ -274,7 +281,7 @@ def test_a_keras_file_trains_from_its_weights_and_an_as_is_one_is_only_evaluated
     as_is = next(r for r in record["cells"] if r["candidate"] == f"as-is:{current}")
     assert as_is["status"] == "evaluated" and 0 <= as_is["final_error"] <= 1
     assert record["training_cost"][f"as-is:{current}"] is None
-    trained = read(cell(output, "file-current", 0) / "results.json")
+    [trained] = [read(path) for path in output.glob("cells/file-current-*/*/*/results.json")]
     assert trained["images_seen"] == 32 and trained["head"] is None
     # The paired difference of a trained copy against the file as it is.
     differences = record["accuracy"][0]["per_candidate"]
@@ -306,3 +313,87 @@ def test_the_split_seed_not_the_training_seed_draws_the_hold_out_and_the_subset(
     assert other_held_out != held_out and other_train != train
     # Before split seeds, the training seed drew the split: 0.1.0 runs keep theirs.
     assert split(seed=7, split_seed=None) == (train, held_out)
+
+
+# ---------------------------------------------------------------- nothing lost (issue 30)
+
+
+def files_of(folder):
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@ONCE
+def test_a_training_run_as_output_is_refused_and_its_records_stay(pyramidnets, tmp_path,
+                                                                  cifar10_sample_tfds_dir,
+                                                                  capsys):
+    run = tmp_path / "run"
+    shutil.copytree(cell(pyramidnets, PYRAMIDNET, 0), run)  # a finished training run
+    before = files_of(run)
+    line = refusal(COMPARE, arguments(cifar10_sample_tfds_dir, run, seeds=1), capsys)
+    assert "--output" in line and "holds a training run" in line, line
+    assert files_of(run) == before
+
+
+@ONCE
+@pytest.mark.parametrize("where, expected", [
+    ("a file", "is a file"), ("under a file", "cannot be created: Not a directory"),
+    ("the user's folder", "is not empty and holds no comparison (it holds notes.txt)")])
+def test_an_output_that_cannot_hold_a_comparison_is_one_line(where, expected, tmp_path,
+                                                             cifar10_sample_tfds_dir, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    output = {"a file": tmp_path / "notes.txt", "under a file": tmp_path / "notes.txt" / "out",
+              "the user's folder": tmp_path}[where]
+    line = refusal(COMPARE, arguments(cifar10_sample_tfds_dir, output, seeds=1), capsys)
+    assert expected in line and "--output" in line, line
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@ONCE
+@pytest.mark.parametrize("record", ["comparison.json", "compare.json", "data.json"])
+def test_a_corrupt_comparison_record_is_one_line_naming_it(record, copy, capsys):
+    (copy / record).write_text('{"truncated": ')
+    line = refusal(COMPARE, ["--output", str(copy), "--report-only"], capsys)
+    assert f"{copy / record} is corrupt (JSONDecodeError" in line and "--output" in line, line
+
+
+@ONCE
+def test_a_truncated_cell_model_is_retrained_by_the_next_run(copy, cifar10_sample_tfds_dir,
+                                                             capsys):
+    model = cell(copy, DROP, 0) / "model.keras"
+    model.write_bytes(model.read_bytes()[:1000])
+    assert compare(arguments(cifar10_sample_tfds_dir, copy, seeds=1)) == 0
+    assert "model.keras is truncated or corrupt: training it again" in capsys.readouterr().out
+    keras.saving.load_model(model)  # whole again
+    assert {r["status"] for r in read(copy / "comparison.json")["cells"]} == {"finished"}
+
+
+@ONCE
+def test_a_keras_file_is_known_by_its_content(tmp_path, cifar10_sample_tfds_dir, capsys):
+    """A/current.keras, then B/current.keras (another model of the same name):
+    two candidates, each trained. The report needs only the record: it
+    rebuilds after the files moved. A changed file under a compared path
+    is refused."""
+    paths = [tmp_path / folder / "current.keras" for folder in "AB"]
+    for seed, path in enumerate(paths):
+        path.parent.mkdir()
+        keras.utils.set_random_seed(seed)
+        tiny_model(input_shape=(32, 32, 3), classes=10).save(path)
+    output = tmp_path / "files"
+    for path in paths:
+        assert compare(arguments(cifar10_sample_tfds_dir, output, seeds=1,
+                                 candidates=(PYRAMIDNET, str(path)))) == 0
+    record = read(output / "comparison.json")
+    assert [c["name"] for c in record["candidates"]] == [PYRAMIDNET, *map(str, paths)]
+    trained = sorted(output.glob("cells/file-current-*/*/*/results.json"))
+    assert len(trained) == 2 and {r["status"] for r in record["cells"]} == {"finished"}
+    errors = record["accuracy"][0]["per_candidate"]
+    assert {errors[str(p)]["errors"][0] for p in paths} == {read(t)["final_error"]
+                                                            for t in trained}
+    shutil.move(tmp_path / "A", tmp_path / "moved")
+    assert compare(["--output", str(output), "--report-only"]) == 0
+    shutil.move(tmp_path / "moved", tmp_path / "A")
+    keras.utils.set_random_seed(9)
+    tiny_model(input_shape=(32, 32, 3), classes=10).save(paths[0])
+    line = refusal(COMPARE, arguments(cifar10_sample_tfds_dir, output, seeds=1,
+                                      candidates=(PYRAMIDNET, str(paths[0]))), capsys)
+    assert f"{paths[0]} changed since this comparison trained it" in line, line

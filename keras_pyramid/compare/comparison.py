@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 import keras_pyramid
-from keras_pyramid import evaluation
+from keras_pyramid import evaluation, export
 from keras_pyramid.compare import candidates as candidates_module
 from keras_pyramid.compare import cells as cells_module
 from keras_pyramid.compare import costs, grid, report, statistics
@@ -68,6 +68,7 @@ def check(settings):
             raise ConfigError("candidates", f"{candidate.name}: {error}") from None
         if not candidate.trained:
             _check_as_is_classes(candidate, source.num_classes)
+    _check_class_names(source)
     available = len(experiment.open_data(
         cells_module.cell_config(cells_module.Cell(first, 0.0, 0),
                                  _without_subset(settings)))[1].train)
@@ -89,6 +90,17 @@ def _check_as_is_classes(candidate, classes):
                                         f"{classes}: an as-is model is scored as it is (train "
                                         f"it as a candidate, {candidate.model}, to replace its "
                                         f"head)")
+
+
+def _check_class_names(source):
+    """The served models carry the class names, one per line: checked before
+    the first cell, not after all the training."""
+    try:
+        export.check_class_names(source.class_names, source.num_classes)
+    except ValueError as error:
+        raise ConfigError("dataset", f"a class name holds a line break, which a served "
+                                     f"model's class list cannot: rename that class folder "
+                                     f"({error})") from None
 
 
 def _without_subset(settings):

@@ -99,6 +99,12 @@ def _keras_application(model, input_shape, classes, mean, std):
                            pooling="avg", **options)
     except ValueError as error:  # Keras names the size it needs
         raise ValueError(f"{input_shape} cannot enter {model}: {error}") from None
+    except Exception as error:  # noqa: BLE001  fetching the weights: "URL fetch failure"...
+        reason = str(error).splitlines()[0][:200]
+        raise ValueError(f"the {tag} weights of keras:{name} cannot be fetched ({reason}): "
+                         f"connect to the internet once (Keras caches them in "
+                         f"~/.keras/models), or use keras:{name} trained from scratch. "
+                         f"Received: model={model!r}") from None
     x = backbone(x)
     outputs = _head(classes)(x)
     return keras.Model(inputs, outputs, name=name.lower())

@@ -26,11 +26,29 @@ class Interrupted(Exception):
     `where` says what was kept ("" when nothing was in progress)."""
 
     def __init__(self, signal_number, where=""):
+        if not isinstance(signal_number, int):  # rebuilt from its message: see below
+            signal_number, where = _from_message(str(signal_number))
         self.signal_number = signal_number
         self.signal_name = signal.Signals(signal_number).name
         self.where = where
         self.exit_status = 128 + signal_number
-        super().__init__(f"interrupted by {self.signal_name}" + (f": {where}" if where else ""))
+        # The args are the constructor's: a library that re-raises an error
+        # as `type(error)(*error.args)` (TensorFlow's export does) rebuilds
+        # this one, not a ValueError about a signal named by a sentence.
+        super().__init__(signal_number, where)
+
+    def __str__(self):
+        return f"interrupted by {self.signal_name}" + (f": {self.where}" if self.where else "")
+
+
+def _from_message(message):
+    """(signal number, where) of an Interrupted's message, as a library that
+    re-raises an error as `type(error)(message)` (TensorFlow's tracing
+    during an export) rebuilds it; SIGINT where the message names none."""
+    text = message.split("\n", 1)[0]
+    number = next((int(s) for s in SIGNALS if signal.Signals(s).name in text), signal.SIGINT)
+    _, _, where = text.partition(f"interrupted by {signal.Signals(number).name}")
+    return number, where.removeprefix(": ")
 
 
 class _State:

@@ -27,6 +27,7 @@ from helpers import (
     run_kerastuner_cluster,
     start_command,
     tiny_model,
+    write_image_folder,
 )
 
 COMPARE = os.path.join(REPO, "applications", "compare.py")
@@ -397,3 +398,33 @@ def test_a_keras_file_is_known_by_its_content(tmp_path, cifar10_sample_tfds_dir,
     line = refusal(COMPARE, arguments(cifar10_sample_tfds_dir, output, seeds=1,
                                       candidates=(PYRAMIDNET, str(paths[0]))), capsys)
     assert f"{paths[0]} changed since this comparison trained it" in line, line
+
+
+@ONCE
+def test_imagenet_weights_that_cannot_be_fetched_are_one_line_before_any_cell(
+        tmp_path, cifar10_sample_tfds_dir, capsys, monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):  # what get_file raises without a network (seen here)
+        raise Exception("URL fetch failure on https://storage.googleapis.com/x.h5: None -- "
+                        "[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    argv = arguments(cifar10_sample_tfds_dir, tmp_path / "out", seeds=1,
+                     candidates=(PYRAMIDNET, "keras:MobileNetV3Small@imagenet"))
+    line = refusal(COMPARE, argv, capsys)
+    assert "--candidates" in line and "imagenet weights of keras:MobileNetV3Small cannot be" \
+        in line and "URL fetch failure" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+@ONCE
+def test_a_class_name_with_a_line_break_is_refused_before_the_first_cell(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "images", range(2), 8, odd=False)
+    os.rename(os.path.join(folder, "automobile"), os.path.join(folder, "auto\nmobile"))
+    argv = ["--dataset", f"folder:{folder}", "--candidates", PYRAMIDNET, DROP, "--seeds", "1",
+            "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4", "--verbose", "0",
+            "--output", str(tmp_path / "out")]
+    line = refusal(COMPARE, argv, capsys)
+    assert "--dataset" in line and "line break" in line, line
+    assert not (tmp_path / "out").exists()

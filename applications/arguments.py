@@ -172,3 +172,12 @@ def noise_rates(text):
             raise argparse.ArgumentTypeError(f"each rate must be in [0, 1), got {text}")
         rates.append(rate)
     return tuple(sorted(set(rates)))
+
+
+def with_flags(message, flags):
+    """A library message with each `argument` it names (in backticks) given
+    as this program's flag, where the program has one (`flags`: argument ->
+    flag); the library names its arguments, the program its flags."""
+    for argument, flag in flags.items():
+        message = message.replace(f"`{argument}`", flag)
+    return message

@@ -33,6 +33,8 @@ FLAGS = {"validation": "--validation-split", "learning_rate": "--lr",
          "run_dir": "--output-dir", "checkpoint_minutes": "--checkpoint-minutes",
          "flip": "--no-flip"}
 DEFAULT_MODEL = "pyramidnet110_a48_sepdrop"  # RunConfig.model
+# Arguments the data layer's messages name -> this program's flags.
+DATA_FLAGS = {"skip_bad_images": "--skip-bad-images"}
 
 
 def parse_args(argv=None):
@@ -230,7 +232,7 @@ def main(argv=None):
         print(f"error: {stop}. Resume with: {resume_command(argv)}", file=sys.stderr)
         return stop.exit_status
     except (experiment.DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {cli.with_flags(str(error), DATA_FLAGS)}", file=sys.stderr)
         return 2
     if results.get("already_finished"):
         print(f"{run_dir} already finished: {os.path.join(run_dir, 'results.json')} "
@@ -238,6 +240,7 @@ def main(argv=None):
         return 0
     print(json.dumps({k: results[k] for k in ("epochs", "final_error", "evaluated_examples",
                                               "train_images_per_second")}))
+    print(f"run directory: {run_dir} (model.keras, results.json, history.csv, curves.png)")
     return 0
 
 

@@ -78,6 +78,7 @@ def check(settings):
                                             f"{settings.dataset}. Received: "
                                             f"train_examples={settings.train_examples}")
     return candidates, {"class_names": list(source.class_names), "image_size": list(size),
+                        "given_sides": source.given_sides and list(source.given_sides),
                         "train_available": available, "final_examples": len(splits.final),
                         "final_evaluation": splits.final.description}
 
@@ -323,6 +324,7 @@ def _dataset(settings, facts, rows, output):
     evaluated = [r for r in rows if r["status"] in ("finished", "evaluated")]
     return {"spec": settings.dataset, "class_names": facts["class_names"],
             "image_size": facts["image_size"],
+            "resized": experiment.resizing_note(facts.get("given_sides"), facts["image_size"]),
             "train_examples": settings.train_examples or facts["train_available"],
             "train_available": facts["train_available"],
             "final_evaluation": facts["final_evaluation"],

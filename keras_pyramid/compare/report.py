@@ -194,9 +194,15 @@ def _title(record):
             f"{_joined(record.get('seeds'))}, label-noise rates "
             f"{_joined(record.get('noise_rates'), plots.percent_label)}, budget "
             f"{_budget_phrase(record.get('budget') or {})}. "
+            f"{_sentence(dataset.get('resized'))}"
             f"Wall time (the runs of the command that trained or measured, added up) "
             f"{duration(record.get('wall_seconds'))}.")
     return [Heading(1, title), Paragraph(line)]
+
+
+def _sentence(note):
+    """`note` as a sentence of its own ("" for none): "Images given at ... 32x32. "."""
+    return f"{note[0].upper()}{note[1:]}. " if note else ""
 
 
 # 2. Verdict and warnings.

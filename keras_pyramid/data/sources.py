@@ -72,7 +72,9 @@ class Source:
     width) when every image has that size, else None; `skipped_files` counts
     undecodable files left out (`skip_bad_images=True`); `skipped_folders`
     lists the hidden class folders left out (names starting with ".", as
-    Keras skips them: `.ipynb_checkpoints`, or a class named `..evil`).
+    Keras skips them: `.ipynb_checkpoints`, or a class named `..evil`);
+    `given_sides` is (smallest, largest) side of a folder's images as the
+    user gave them (a run resized to another size says so), None for tfds.
     """
 
     spec: str
@@ -83,6 +85,7 @@ class Source:
     image_feature: str = None
     skipped_files: int = 0
     skipped_folders: tuple = ()
+    given_sides: tuple = None
 
     @property
     def kind(self):
@@ -136,7 +139,7 @@ def folder_source(path, skip_bad_images=False):
     else:
         folders = {"train": root}
     class_names = _class_folders(folders["train"])
-    parts, skipped = {}, 0
+    parts, skipped, sides = {}, 0, []
     hidden = tuple(path for folder in folders.values() for path in _hidden_folders(folder))
     _report_hidden(hidden)
     for split, folder in folders.items():
@@ -146,15 +149,17 @@ def folder_source(path, skip_bad_images=False):
                 f"`dataset` {folder} has classes {list(names)}, but {folders['train']} has "
                 f"{list(class_names)}: every split needs the same class folders")
         paths, labels = _list_images(folder, class_names)
-        paths, labels, bad = _decodable(paths, labels, skip_bad_images)
+        paths, labels, bad, image_sides = _decodable(paths, labels, skip_bad_images)
         skipped += bad
+        sides += image_sides
         for label, name in enumerate(class_names):
             if not np.any(labels == label):
                 raise ValueError(f"`dataset` class folder {os.path.join(folder, name)} has no "
                                  f"images ({', '.join(IMAGE_EXTENSIONS)})")
         parts[split] = Part(split, labels, paths=tuple(paths))
     return Source(f"folder:{root}", class_names, parts, image_size=None,
-                  skipped_files=skipped, skipped_folders=hidden)
+                  skipped_files=skipped, skipped_folders=hidden,
+                  given_sides=(min(sides), max(sides)) if sides else None)
 
 
 def _class_folders(folder):
@@ -209,24 +214,30 @@ def _decodable(paths, labels, skip_bad_images):
     a few seconds for 100,000 files, and a bad file is named before training
     rather than failing an epoch later."""
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        good = np.fromiter(pool.map(_is_image, paths), bool, len(paths))
+        sizes = list(pool.map(_image_size, paths))
+    good = np.array([size is not None for size in sizes], bool)
     if not good.all() and not skip_bad_images:
         first = paths[int(np.argmin(good))]
         raise BadImageError(
             f"`dataset` file {first} is not a decodable image ({int((~good).sum())} such "
-            f"files in all); fix or remove it, or pass --skip-bad-images")
-    return [p for p, ok in zip(paths, good) if ok], labels[good], int((~good).sum())
+            f"files in all); fix or remove it, or leave such files out (`skip_bad_images`)")
+    sides = [side for size in sizes if size is not None for side in size]
+    return ([p for p, ok in zip(paths, good) if ok], labels[good], int((~good).sum()),
+            [min(sides), max(sides)] if sides else [])
 
 
-def _is_image(path):
+def _image_size(path):
+    """(width, height) of the image at `path` as its header gives it, None
+    when it is not a decodable image."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
+            size = image.size
             image.verify()
-        return True
+        return size
     except Exception:  # noqa: BLE001  PIL raises many types for a bad file
-        return False
+        return None
 
 
 # ---------------------------------------------------------------- tfds

@@ -548,7 +548,18 @@ def data_record(config, source, splits, preprocessing, statistics, noise):
         "label_noise": noise,
         "skipped_files": source.skipped_files,
         "skipped_folders": list(source.skipped_folders),
+        "given_sides": None if source.given_sides is None else list(source.given_sides),
     }
+
+
+def resizing_note(given_sides, image_size):
+    """"images given at 25 to 48 px a side, resized to 32x32", or "" when the
+    images were given at the size trained on (or their size is unknown)."""
+    if not given_sides or set(given_sides) == set(image_size):
+        return ""
+    low, high = given_sides
+    given = f"{low} px" if low == high else f"{low} to {high} px"
+    return f"images given at {given} a side, resized to {image_size[0]}x{image_size[1]}"
 
 
 def _statistics(config, source, splits, preprocessing):
@@ -725,7 +736,8 @@ def describe(config, network, run_data, plan, spread, steps_per_epoch):
             f"dropped branches: {'on' if network.skip_dropped else 'off'}")
     if network.loaded:
         line += f"; fine-tuning from {config.weights} (head {network.loaded['head']})"
-    return line
+    resized = resizing_note(run_data.record.get("given_sides"), run_data.image_size)
+    return line + (f"; {resized}" if resized else "")
 
 
 # ---------------------------------------------------------------- fit

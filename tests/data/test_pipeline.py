@@ -95,7 +95,7 @@ def test_an_undecodable_image_is_named_or_skipped_and_counted(tmp_path):
         f.write(b"not a jpeg at all")
     with pytest.raises(data.BadImageError) as caught:
         data.open_source(root)
-    assert bad in str(caught.value) and "--skip-bad-images" in str(caught.value)
+    assert bad in str(caught.value) and "`skip_bad_images`" in str(caught.value)
     source = data.open_source(root, skip_bad_images=True)
     assert source.skipped_files == 1 and len(source.parts["train"]) == 8
     assert bad not in source.parts["train"].paths

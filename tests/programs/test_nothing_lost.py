@@ -105,3 +105,28 @@ def test_a_search_whose_only_trial_failed_exits_non_zero_and_writes_no_best(
     error = capsys.readouterr().err
     assert "none of the 1 trials completed" in error and "batch_size" in error
     assert not (tmp_path / "failed" / "best_hparams.json").exists()
+
+
+def test_a_run_says_when_it_resized_the_users_images_and_ends_with_its_directory(
+        tmp_path, image_folder, capsys):
+    """The folder's images are 32x32 and 45x29 (see write_image_folder): the
+    run trains at 32x32 and says so in its header."""
+    from keras_pyramid.data import sources
+
+    assert sources.folder_source(image_folder).given_sides == (29, 45)
+    assert load_program(TRAIN).main(train_argv(tmp_path / "run", image_folder)) == 0
+    out = capsys.readouterr().out
+    assert "images given at 29 to 45 px a side, resized to 32x32" in out
+    assert out.strip().splitlines()[-1].startswith(f"run directory: {tmp_path / 'run'}")
+    data = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert data["given_sides"] == [29, 45]
+
+
+def test_an_interrupt_rebuilt_by_a_library_keeps_its_signal():
+    """TensorFlow re-raises an error during tracing as `type(error)(message)`:
+    Ctrl-C during an export must still end as SIGINT (exit 130), in one line."""
+    from keras_pyramid.training.interrupts import Interrupted
+
+    stop = Interrupted(15, "the last checkpoint is intact")
+    for rebuilt in (type(stop)(*stop.args), type(stop)(str(stop))):
+        assert rebuilt.exit_status == 143 and str(rebuilt) == str(stop)

@@ -28,7 +28,9 @@ import arguments as cli
 # Library errors name a Settings field; its flag:
 FLAGS = {"candidates": "--candidates", "baseline": "--baseline", "seeds": "--seeds",
          "label_noise": "--label-noise", "output": "--output", "dataset": "--dataset",
-         "image_size": "--candidates", "learning_rate": "--lr", "validation": "--validation"}
+         "image_size": "--candidates", "learning_rate": "--lr", "validation": "--validation",
+         # a cell's run directory is under --output; a candidate's weights are in its name
+         "run_dir": "--output", "weights": "--candidates", "model": "--candidates"}
 
 
 def parse_args(argv=None):

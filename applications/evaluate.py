@@ -196,8 +196,10 @@ def main(argv=None):
     if claim:
         print(f"  the source claims {claim['error']:.2f}% ({claim['metric']}, "
               f"{claim['source']}); measured here: the line above")
+    print("  per class: error (accuracy)")
     for name, accuracy in report["per_class_accuracy"].items():
-        print(f"  {name:>12s} {100 * accuracy:6.2f}%" if accuracy is not None else f"  {name}: -")
+        print(f"  {name:>12s} {100 * (1 - accuracy):6.2f}% ({100 * accuracy:.2f}%)"
+              if accuracy is not None else f"  {name:>12s} - (no image)")
     return 0
 
 

@@ -195,6 +195,7 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
     """comparison.json, report.md and report.html from the run directories
     (serving figures measured where none are cached, unless
     `serving_requests` is 0); returns the record."""
+    rebuilding = time.perf_counter()  # serving is measured here: it counts in the wall time
     facts = _facts(output, facts)
     candidates, settings = _recorded_comparison(output, _settings_of(output))
     cells = cells_module.cells_of(candidates, settings)
@@ -224,8 +225,9 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
     if wall_seconds is None:  # --report-only keeps the comparison's own
         record.update(wall_seconds=previous.get("wall_seconds"),
                       command=previous.get("command"))
-    elif previous.get("wall_seconds"):  # a resumed or extended comparison adds its time
-        record["wall_seconds"] += previous["wall_seconds"]
+    else:  # this command's time, serving included; a resumed or extended one adds its own
+        record["wall_seconds"] += (time.perf_counter() - rebuilding
+                                   + (previous.get("wall_seconds") or 0))
     report.write_report(record, output)
     record["warnings"] = report.warnings(record)
     atomic_write_json(os.path.join(output, RECORD_FILE), record)
@@ -457,7 +459,10 @@ def _serving(candidates, settings, accuracy, output, facts, requests, print_func
         if path is None:
             continue
         if requests:
-            print_function(f"serving cost of {candidate.name}: exported, {requests} requests")
+            print_function(f"serving cost of {candidate.name}: " + (
+                f"measured earlier ({requests} requests), kept"
+                if costs.cached_serving(folder, requests) else
+                f"exporting, then {requests} requests"))
             figures[candidate.name] = costs.serving_figures(path, folder, facts["class_names"],
                                                             requests, seed)
         elif os.path.exists(os.path.join(folder, costs.SERVING_FILE)):

@@ -88,8 +88,8 @@ def serving_figures(model_path, folder, class_names, requests, seed):
     """The serving cost of the model at `model_path`: exported as export.py
     exports it (SavedModel and ONNX, into `folder`), then measured by
     `serving.measure_all`; cached in `folder`/serving.json."""
-    cached = _read(folder, SERVING_FILE)
-    if cached is not None and cached.get("requests") == requests:
+    cached = cached_serving(folder, requests)
+    if cached is not None:
         return cached
     keras.backend.clear_session()
     version = export(model_path, folder, formats=("saved_model", "onnx"), overwrite=True,
@@ -98,6 +98,12 @@ def serving_figures(model_path, folder, class_names, requests, seed):
                **serving.measure_all(version, requests=requests)}
     atomic_write_json(os.path.join(folder, SERVING_FILE), figures)
     return figures
+
+
+def cached_serving(folder, requests):
+    """The serving figures measured earlier with as many `requests`, or None."""
+    cached = _read(folder, SERVING_FILE)
+    return cached if cached is not None and cached.get("requests") == requests else None
 
 
 def model_file(run_dir):

@@ -504,7 +504,7 @@ def _provenance(record):
 
 def rebuild_command(record):
     """The record's command with --report-only (added once)."""
-    command = record.get("command") or "python applications/compare.py OUTPUT"
+    command = record.get("command") or "python applications/compare.py --output OUTPUT"
     return command if "--report-only" in command.split() else f"{command} --report-only"
 
 

@@ -603,8 +603,15 @@ def run_recipe(config, run_data, spread, print_function=print):
     if note:
         print_function(note)
     if plan.batch_size > run_data.train_examples:
-        raise ConfigError("batch_size", f"{plan.batch_size} exceeds the "
-                                        f"{run_data.train_examples:,} training examples")
+        # The user's batch size is theirs to change; else a hold-out that
+        # left too few training examples is (the recipe's batch already shrank).
+        blamed = ("validation" if config.batch_size is None and config.validation
+                  else "batch_size")
+        left = (f" that validation={config.validation!r} leaves"
+                if blamed == "validation" else "")
+        raise ConfigError(blamed, f"the batch of {plan.batch_size} exceeds the "
+                                  f"{run_data.train_examples:,} training examples{left}. "
+                                  f"Received: {blamed}={getattr(config, blamed)!r}")
     try:
         spread.check_batch_size(plan.batch_size)
     except distribution.DistributionError as error:
@@ -736,6 +743,9 @@ def describe(config, network, run_data, plan, spread, steps_per_epoch):
             f"dropped branches: {'on' if network.skip_dropped else 'off'}")
     if network.loaded:
         line += f"; fine-tuning from {config.weights} (head {network.loaded['head']})"
+    frozen = head_only_epochs(config, plan)
+    if frozen:
+        line += f"; the classifier alone for the first {frozen} of {plan.epochs} epochs"
     resized = resizing_note(run_data.record.get("given_sides"), run_data.image_size)
     return line + (f"; {resized}" if resized else "")
 

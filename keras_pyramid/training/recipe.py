@@ -71,6 +71,13 @@ class Recipe:
         """The epochs (0-based) from which each decay applies: 150 and 225 of 300."""
         return [int(round(fraction * self.epochs)) for fraction in self.milestones]
 
+    def __str__(self):
+        """The repr without `freeze_backbone`: a run states its head-only
+        epochs itself ("1 of 2 epochs"), which a flag may set, not 0.1667."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                  if field.name != "freeze_backbone"}
+        return f"Recipe({', '.join(f'{k}={v!r}' for k, v in values.items())})"
+
     def frozen_epochs(self):
         """How many epochs, from the first, train the classifier alone: 5 of 30."""
         return int(round(self.freeze_backbone * self.epochs))
@@ -150,9 +157,10 @@ def fitted_to_data(recipe, train_examples, keep_batch_size=False, keep_learning_
         return recipe, None
     scale = batch_size / recipe.batch_size
     learning_rate = recipe.learning_rate if keep_learning_rate else recipe.learning_rate * scale
+    steps = train_examples // recipe.batch_size
     note = (f"batch size {batch_size} instead of the recipe's {recipe.batch_size}: "
-            f"{train_examples:,} training images would give "
-            f"{train_examples // recipe.batch_size} steps per epoch")
+            f"{train_examples:,} training images would give {steps} "
+            f"step{'' if steps == 1 else 's'} per epoch")
     if not keep_learning_rate:
         note += (f"; learning rate {learning_rate:g} ({recipe.learning_rate:g} x "
                  f"{batch_size}/{recipe.batch_size}, the linear scaling rule)")

@@ -41,9 +41,13 @@ CASES = [
     ("train", ["--epochs", "nan"], "--epochs: must be an int, got 'nan'"),
     ("train", ["--batch-size", "0"], "--batch-size: must be an int >= 1, got 0"),
     ("train", ["--batch-size", "100000"],
-     "--batch-size: 100000 exceeds the 50,000 training examples"),
+     "--batch-size: the batch of 100000 exceeds the 50,000 training examples"),
     ("train", ["--batch-size", "64", "--validation-examples", "49990"],
-     "--batch-size: 64 exceeds the 10 training examples"),
+     "--batch-size: the batch of 64 exceeds the 10 training examples"),
+    # Not the batch size the user never gave: the hold-out that left 50 images.
+    ("train", ["--validation-split", "0.999"],
+     "--validation-split: the batch of 16 exceeds the 50 training examples that "
+     "validation=0.999 leaves"),
     ("train", ["--lr", "0"], "--lr: must be a finite number > 0, got 0"),
     ("train", ["--lr", "-0.1"], "--lr: must be a finite number > 0, got -0.1"),
     ("train", ["--lr", "nan"], "--lr: must be a finite number, got nan"),

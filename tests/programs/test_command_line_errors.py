@@ -45,9 +45,9 @@ CASES = [
     ("train", ["--batch-size", "64", "--validation-examples", "49990"],
      "--batch-size: the batch of 64 exceeds the 10 training examples"),
     # Not the batch size the user never gave: the hold-out that left 50 images.
-    ("train", ["--validation-split", "0.999"],
-     "--validation-split: the batch of 16 exceeds the 50 training examples that "
-     "validation=0.999 leaves"),
+    ("train", ["--validation-split", "0.9999"],
+     "--validation-split: the batch of 8 exceeds the 5 training examples that "
+     "validation=0.9999 leaves"),
     ("train", ["--lr", "0"], "--lr: must be a finite number > 0, got 0"),
     ("train", ["--lr", "-0.1"], "--lr: must be a finite number > 0, got -0.1"),
     ("train", ["--lr", "nan"], "--lr: must be a finite number, got nan"),

@@ -302,17 +302,27 @@ def _check_foreign(config):
                                    f"model={config.model!r}")
 
 
+# What an npz dataset does in place of each setting it refuses.
+NPZ_FIXED = {"weights": "trains from scratch", "image_size": "keeps its arrays' size",
+             "augment": "always trains with the CIFAR augmentation (pad 4, crop, flip)",
+             "validation": "holds nothing out: its test arrays are the final evaluation"}
+
+
 def _check_npz(config):
     """Device-resident arrays take no weights, resizing, augmentation choice,
     hold-out or label noise."""
-    for field in ("weights", "image_size", "augment", "validation"):
+    for field, fixed in NPZ_FIXED.items():
         if getattr(config, field) not in (None, 0):
-            raise ConfigError(field, f"npz datasets take none (device-resident CIFAR-size "
-                                     f"arrays). Received: {getattr(config, field)!r}")
+            raise ConfigError(field, f"an npz dataset (device-resident CIFAR-size arrays) "
+                                     f"{fixed}: leave this setting out. Received: "
+                                     f"{field}={getattr(config, field)!r}")
     if config.label_noise:
-        raise ConfigError("label_noise", "npz datasets take none")
+        raise ConfigError("label_noise", "an npz dataset (device-resident CIFAR-size arrays) "
+                                         "keeps its labels: leave this setting out. Received: "
+                                         f"label_noise={config.label_noise!r}")
     if not config.flip:
-        raise ConfigError("flip", "npz datasets take the CIFAR augmentation, flip included")
+        raise ConfigError("flip", "an npz dataset (device-resident CIFAR-size arrays) always "
+                                  "trains with the CIFAR augmentation, flip included")
 
 
 # ---------------------------------------------------------------- placement

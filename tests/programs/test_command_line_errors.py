@@ -130,7 +130,12 @@ CASES += [
      "--dataset: must be cifar10, cifar100, svhn, tfds:NAME[:VERSION], a folder"),
     ("train", ["--dataset", "npz:FILE"], "--dataset: FILE is not a readable .npz file"),
     ("train", ["--dataset", "npz:FILE", "--validation-examples", "10"],
-     "--validation-examples: npz datasets take none"),
+     "--validation-examples: an npz dataset (device-resident CIFAR-size arrays) holds nothing "
+     "out"),
+    # The refusal says what an npz dataset does instead, not "take none" of "none".
+    ("train", ["--dataset", "npz:FILE", "--augment", "none"],
+     "--augment: an npz dataset (device-resident CIFAR-size arrays) always trains with the "
+     "CIFAR augmentation (pad 4, crop, flip): leave this setting out. Received: augment='none'"),
     ("train", ["--mixed-precision", "half"], "--mixed-precision: invalid choice: 'half'"),
     ("evaluate", ["--weights", "cifar10"], "or --model NAME --weights W, one of them"),
     ("evaluate", ["--model", "pyramidnet8_a24", "--dataset", "cifar10"], "needs --weights"),
@@ -167,7 +172,9 @@ CASES += [
      "image_size=100000"),
     ("train", ["--distribute", "data-parallel"],
      "--distribute: data-parallel training needs more than one device"),
-    ("train", ["--dataset", "npz:FILE", "--no-flip"], "--no-flip: npz datasets take the CIFAR"),
+    ("train", ["--dataset", "npz:FILE", "--no-flip"],
+     "--no-flip: an npz dataset (device-resident CIFAR-size arrays) always trains with the "
+     "CIFAR"),
     ("train", ["--checkpoint-minutes", "-1"], "--checkpoint-minutes: must be a finite number"),
     ("train", ["--output-dir", "CORRUPT"], "--output-dir: CORRUPT/args.json is corrupt"),
     ("evaluate", ["CORRUPT"], "error: CORRUPT/args.json is corrupt"),

@@ -115,8 +115,10 @@ def open_source(spec, data_dir=None, download=False, skip_bad_images=False):
         return _tfds_source(parsed.text, parsed.name, parsed.version, data_dir, download)
     if parsed.kind == "folder":
         return folder_source(parsed.name, skip_bad_images=skip_bad_images)
-    raise ValueError(f"`dataset` npz:PATH holds arrays for the device (data.resident.load_npz), "
-                     f"not a source to stream. Received: dataset={parsed.text!r}")
+    raise ValueError(f"`dataset` npz:PATH is read whole into memory for training only, not "
+                     f"streamed for an evaluation: an npz run's final figures are in its "
+                     f"results.json (its test arrays); to evaluate on other data, name a tfds "
+                     f"dataset or a folder. Received: dataset={parsed.text!r}")
 
 
 # ---------------------------------------------------------------- folders

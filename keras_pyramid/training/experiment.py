@@ -748,7 +748,8 @@ def describe(config, network, run_data, plan, spread, steps_per_epoch):
     frozen = sum(math.prod(v.shape) for v in model.non_trainable_weights)
     line = (f"{model.name}: {trainable:,} trainable and {frozen:,} non-trainable parameters, "
             f"{len(run_data.class_names)} classes, {height}x{width} images; {plan}; "
-            f"{steps_per_epoch} steps per epoch; validation: {split.get('validation_from')}; "
+            f"{steps_per_epoch} step{'' if steps_per_epoch == 1 else 's'} per epoch; "
+            f"validation: {split.get('validation_from')}; "
             f"final evaluation: {split['final_evaluation']}; {spread.engine}; skipping "
             f"dropped branches: {'on' if network.skip_dropped else 'off'}")
     if network.loaded:

@@ -61,6 +61,7 @@ from keras import ops
 from keras_pyramid.utils import checks
 from keras_pyramid.utils.files import is_full_disk
 from keras_pyramid.utils.processes import process_alive
+from keras_pyramid.weights.files import UnloadableFile, load_keras_file
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
@@ -195,12 +196,12 @@ def load_classifier(path):
     if not path.endswith(".keras"):
         raise ExportError(f"the model must be a Keras `.keras` file. Received: {path!r}")
     try:
-        # compile=False: the file keeps its jit_compile, which this backend
-        # may not support, and serving needs no optimizer.
-        return keras.saving.load_model(path, compile=False)
-    except Exception as error:  # noqa: BLE001  zip, h5, config errors: all "not a model"
-        raise ExportError(f"{path!r} is not a loadable Keras model: "
-                          f"{type(error).__name__}: {error}") from None
+        # The one safe loader (weights.files), not compiled: the file keeps its
+        # jit_compile, which this backend may not support, and serving needs no
+        # optimizer. A hostile or broken file is one line, its config not dumped.
+        return load_keras_file(path)
+    except UnloadableFile as error:
+        raise ExportError(str(error)) from None
 
 
 def check_version(version):

@@ -27,6 +27,7 @@ PROGRAMS = {
     "train": os.path.join(REPO, "applications", "train.py"),
     "evaluate": os.path.join(REPO, "applications", "evaluate.py"),
     "convert_weights": os.path.join(REPO, "applications", "convert_weights.py"),
+    "export": os.path.join(REPO, "applications", "export.py"),
 }
 REGISTERED = ["--model", "pyramidnet8_a24"]  # the smallest registered model
 CONVERT = ["FILE", "--source", "pytorchcv", *REGISTERED, "--dataset", "cifar10", "--output"]
@@ -64,6 +65,12 @@ CASES = [
      "--weights: INJECTED.keras cannot be loaded: its architecture is refused"),
     ("train", ["--weights", "LAMBDA.keras"],
      "--weights: LAMBDA.keras cannot be loaded: its architecture is refused"),
+    # Refused in one line, the config not dumped (export.py once said three).
+    ("export", ["INJECTED.keras"],
+     "INJECTED.keras cannot be loaded: its architecture is refused (TypeError: Could not "
+     "locate class 'system')"),
+    ("export", ["TRUNCATED.keras"],
+     "TRUNCATED.keras cannot be loaded: it is not a .keras archive (a zip file)"),
     ("convert_weights", [*CONVERT, "DIR.keras"], "--output 'DIR.keras' is a directory"),
     ("convert_weights", [*CONVERT, "FILE/out.keras"],
      "--output 'FILE/out.keras' cannot be written: FILE is a file, not a folder"),
@@ -127,7 +134,8 @@ def substitute(text, root):
 
 
 def runs_here(program):
-    return program != "convert_weights" or keras.backend.backend() == "tensorflow"
+    return (program not in ("convert_weights", "export")
+            or keras.backend.backend() == "tensorflow")
 
 
 @pytest.mark.parametrize("program, arguments, expected", CASES,
@@ -142,12 +150,13 @@ def test_a_bad_file_gets_one_line_naming_it(places, program, arguments, expected
         "train": ["--dataset", str(places / "folder"), *REGISTERED, "--image-size", "32",
                   "--batch-size", "4", "--output-dir", str(places / "run")],
         "evaluate": ["--output-dir", str(places / "evaluation")],
+        "export": ["--output", str(places / "exported")],
     }.get(program, [])
     monkeypatch.chdir(places)
     error = refusal(PROGRAMS[program], [*defaults, *arguments], capsys)
     assert substitute(expected, places) in error, error
     assert not os.path.exists(places / "pwned")  # the injected command never ran
-    created = set(os.listdir(places)) - set(before) - {"run", "evaluation"}
+    created = set(os.listdir(places)) - set(before) - {"run", "evaluation", "exported"}
     assert not created, created  # no temporary file left behind
 
 

@@ -29,6 +29,7 @@ from keras_pyramid.training.run_dir import (
     ConfigError,
     corrupt,
     differences,
+    load_run,
     read_record,
     unreadable,
 )
@@ -194,10 +195,24 @@ def broken(cell, output):
     return None
 
 
+def _why_start_over(cell, output):
+    """Why `cell` must be trained again from its first step (a comparison
+    owns its cells: it restarts a broken one rather than ask), or None."""
+    run_dir = cell.run_dir(output)
+    try:
+        load_run(run_dir)
+    except ConfigError as error:  # a corrupt record of the cell's run
+        return getattr(error, "problem", str(error))
+    if os.path.exists(os.path.join(run_dir, RESULTS_FILE)):
+        reason = broken(cell, output)
+        return reason and f"it was finished but {reason}"
+    return None
+
+
 def finished(cell, output):
-    """A cell is finished when its results and its model load."""
+    """A cell is finished when its records, its results and its model load."""
     return (os.path.exists(os.path.join(cell.run_dir(output), RESULTS_FILE))
-            and broken(cell, output) is None)
+            and _why_start_over(cell, output) is None)
 
 
 def run_cell(cell, settings, output, print_function=print, verbose=1, label=None):
@@ -210,9 +225,9 @@ def run_cell(cell, settings, output, print_function=print, verbose=1, label=None
     device.reset_accelerator_peak_memory()
     started = time.perf_counter()
     print_function(f"cell {label or cell.key}")
-    restart = os.path.exists(os.path.join(run_dir, RESULTS_FILE)) and broken(cell, output)
+    restart = _why_start_over(cell, output)
     if restart:
-        print_function(f"cell {cell.key} was finished but {restart}: training it again")
+        print_function(f"cell {cell.key}: {restart}: training it again")
     results = experiment.run(cell_config(cell, settings, verbose), run_dir,
                              restart=bool(restart), print_function=print_function)
     if not results.get("already_finished"):

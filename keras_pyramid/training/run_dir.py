@@ -85,8 +85,11 @@ RESTART_WAY_OUT = ("run again with --restart to start the run over, or choose an
 
 
 def corrupt(path, reason, way_out=RESTART_WAY_OUT, argument="run_dir"):
-    """The ConfigError of an unreadable record: the file, why, and the way out."""
-    return ConfigError(argument, f"{path} is corrupt ({reason}): {way_out}")
+    """The ConfigError of an unreadable record: the file, why, and the way out
+    (`problem`: the file and why alone, for a program with another way out)."""
+    error = ConfigError(argument, f"{path} is corrupt ({reason}): {way_out}")
+    error.problem = f"{path} is corrupt ({reason})"
+    return error
 
 
 def unreadable(path):

@@ -362,9 +362,13 @@ def test_a_truncated_cell_model_is_retrained_by_the_next_run(copy, cifar10_sampl
                                                              capsys):
     model = cell(copy, DROP, 0) / "model.keras"
     model.write_bytes(model.read_bytes()[:1000])
+    (cell(copy, PYRAMIDNET, 0) / "args.json").write_text('{"model": ')  # no flag to restart it
     assert compare(arguments(cifar10_sample_tfds_dir, copy, seeds=1)) == 0
-    assert "model.keras is truncated or corrupt: training it again" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "it was finished but its model.keras is truncated or corrupt: training it again" in out
+    assert "args.json is corrupt (JSONDecodeError" in out and "--restart" not in out
     keras.saving.load_model(model)  # whole again
+    assert json.loads((cell(copy, PYRAMIDNET, 0) / "args.json").read_text())["model"] == PYRAMIDNET
     assert {r["status"] for r in read(copy / "comparison.json")["cells"]} == {"finished"}
 
 

@@ -130,3 +130,19 @@ def test_an_interrupt_rebuilt_by_a_library_keeps_its_signal():
     stop = Interrupted(15, "the last checkpoint is intact")
     for rebuilt in (type(stop)(*stop.args), type(stop)(str(stop))):
         assert rebuilt.exit_status == 143 and str(rebuilt) == str(stop)
+
+
+def test_the_small_wording_a_newcomer_met():
+    from keras_pyramid.compare import report
+    from keras_pyramid.data import sources
+    from keras_pyramid.training import recipe
+
+    _, note = recipe.fitted_to_data(recipe.paper_recipe("cifar10"), 200)
+    assert "200 training images would give 1 step per epoch" in note
+    plan = recipe.finetune_recipe(epochs=2)
+    assert "freeze_backbone" not in str(plan) and "epochs=2" in str(plan)
+    # The fallback rebuild command runs: --output is required.
+    assert report.rebuild_command({}) == ("python applications/compare.py --output OUTPUT "
+                                          "--report-only")
+    with pytest.raises(ValueError, match="an npz run's final figures are in its results.json"):
+        sources.open_source("npz:cifar.npz")

@@ -140,9 +140,14 @@ def check_search_files(parser, project_dir):
 def check_or_record_search(parser, args, project_dir, settings):
     """Refuses to resume a search whose defining settings changed, or one
     whose files are damaged."""
+    from keras_pyramid.training import run_layout
     from keras_pyramid.utils.files import atomic_write_json, read_json
 
-    path = os.path.join(project_dir, "search.json")
+    kind = run_layout.owner(project_dir)
+    if kind in (run_layout.RUN, run_layout.COMPARISON):  # its records would be overwritten
+        parser.error(f"--project-name: {project_dir} holds {kind}, not a search: choose another "
+                     "--directory or --project-name")
+    path = os.path.join(project_dir, run_layout.SEARCH_FILE)
     if not args.overwrite:
         check_search_files(parser, project_dir)
     if os.path.exists(path) and not args.overwrite:

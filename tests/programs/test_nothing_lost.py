@@ -146,3 +146,14 @@ def test_the_small_wording_a_newcomer_met():
                                           "--report-only")
     with pytest.raises(ValueError, match="an npz run's final figures are in its results.json"):
         sources.open_source("npz:cifar.npz")
+
+
+def test_a_search_refuses_a_training_runs_folder(tmp_path, image_folder, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "args.json").write_text('{"model": "pyramidnet8_a24"}')
+    before = contents(run)
+    line = refusal(SEARCH, ["--dataset", f"folder:{image_folder}", "--directory", str(tmp_path),
+                            "--project-name", "run", "--validation-examples", "20"], capsys)
+    assert "holds a training run, not a search" in line, line
+    assert contents(run) == before

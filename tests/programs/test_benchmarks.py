@@ -45,9 +45,10 @@ def test_the_benchmark_measures_this_backend_against_the_yardstick(tmp_path,
     ratio = ours["train"]["median"] / yardstick["train"]["median"]
     assert f"| {ratio:.2f} |" in finished.stdout  # the printed table carries the ratio
 
-    again = run_command(command)
-    kept = f"{len(report['results'])} cases kept"
-    assert again.returncode == 0 and kept in again.stdout  # resumed, not redone
+    if backend == "tensorflow":  # resuming is the benchmark's bookkeeping: checked once
+        again = run_command(command)
+        kept = f"{len(report['results'])} cases kept"
+        assert again.returncode == 0 and kept in again.stdout  # resumed, not redone
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax",

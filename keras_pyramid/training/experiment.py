@@ -754,9 +754,9 @@ def describe(config, network, run_data, plan, spread, steps_per_epoch):
             f"dropped branches: {'on' if network.skip_dropped else 'off'}")
     if network.loaded:
         line += f"; fine-tuning from {config.weights} (head {network.loaded['head']})"
-    frozen = head_only_epochs(config, plan)
-    if frozen:
-        line += f"; the classifier alone for the first {frozen} of {plan.epochs} epochs"
+    head_epochs = head_only_epochs(config, plan)
+    if head_epochs:
+        line += f"; the classifier alone for the first {head_epochs} of {plan.epochs} epochs"
     resized = resizing_note(run_data.record.get("given_sides"), run_data.image_size)
     return line + (f"; {resized}" if resized else "")
 

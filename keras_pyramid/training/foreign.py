@@ -100,6 +100,8 @@ def _keras_application(model, input_shape, classes, mean, std):
     except ValueError as error:  # Keras names the size it needs
         raise ValueError(f"{input_shape} cannot enter {model}: {error}") from None
     except Exception as error:  # noqa: BLE001  fetching the weights: "URL fetch failure"...
+        if not tag:
+            raise
         reason = str(error).splitlines()[0][:200]
         raise ValueError(f"the {tag} weights of keras:{name} cannot be fetched ({reason}): "
                          f"connect to the internet once (Keras caches them in "

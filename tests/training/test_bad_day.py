@@ -189,7 +189,7 @@ def test_small_data_gets_a_smaller_batch_and_says_so():
     fitted, note = recipe.fitted_to_data(paper, 200)
     assert (fitted.batch_size, fitted.learning_rate) == (16, pytest.approx(0.1 * 16 / 128))
     assert note.startswith("batch size 16 instead of the recipe's 128: 200 training images "
-                           "would give 1 steps per epoch")
+                           "would give 1 step per epoch")
     assert recipe.fitted_to_data(paper, 50_000) == (paper, None)
     assert recipe.fitted_to_data(paper, 200, keep_batch_size=True) == (paper, None)
     kept, _ = recipe.fitted_to_data(paper, 40, keep_learning_rate=True)

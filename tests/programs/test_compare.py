@@ -275,8 +275,12 @@ def test_a_keras_file_trains_from_its_weights_and_an_as_is_one_is_only_evaluated
     tiny_model(input_shape=(32, 32, 3), classes=10).save(current)
     served = keras.backend.backend() == "tensorflow"  # exports elsewhere need a TF subprocess
     argv[argv.index("--serving-requests") + 1] = "20" if served else "0"
+    started = time.perf_counter()
     assert compare(argv) == 0
+    took = time.perf_counter() - started
     record = read(output / "comparison.json")
+    # The recorded wall time is the command's, serving included (it once left serving out).
+    assert took * 0.9 <= record["wall_seconds"] <= took
     kinds = {c["name"]: c["kind"] for c in record["candidates"]}
     assert kinds == {str(current): "file", f"as-is:{current}": "as-is"}
     as_is = next(r for r in record["cells"] if r["candidate"] == f"as-is:{current}")
@@ -293,6 +297,10 @@ def test_a_keras_file_trains_from_its_weights_and_an_as_is_one_is_only_evaluated
                 latency = record["serving"][name][runtime]["latency_ms"]
                 assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
         assert "ONNX Runtime p50" in (output / "report.md").read_text()
+        capsys.readouterr()
+        assert compare(argv) == 0  # nothing to train or measure again
+        out = capsys.readouterr().out
+        assert "measured earlier (20 requests), kept" in out and "exporting" not in out
 
 
 @ONCE
@@ -366,6 +374,7 @@ def test_a_truncated_cell_model_is_retrained_by_the_next_run(copy, cifar10_sampl
     assert compare(arguments(cifar10_sample_tfds_dir, copy, seeds=1)) == 0
     out = capsys.readouterr().out
     assert "it was finished but its model.keras is truncated or corrupt: training it again" in out
+    assert "cell 1 of 2 to train" in out and "cell 2 of 2 to train" in out and " left" in out
     assert "args.json is corrupt (JSONDecodeError" in out and "--restart" not in out
     keras.saving.load_model(model)  # whole again
     assert json.loads((cell(copy, PYRAMIDNET, 0) / "args.json").read_text())["model"] == PYRAMIDNET

@@ -65,7 +65,8 @@ def test_small_sepdrop_network_learns_real_cifar10():
     assert accuracy > 0.25, accuracy
 
 
-def test_evaluate_writes_error_per_class_and_confusion_matrix(tmp_path, cifar10_sample_tfds_dir):
+def test_evaluate_writes_error_per_class_and_confusion_matrix(tmp_path, cifar10_sample_tfds_dir,
+                                                              capsys):
     model = keras_pyramid.PyramidNet(8, 6, seed=0)
     path = str(tmp_path / "tiny.keras")
     model.save(path)
@@ -80,6 +81,10 @@ def test_evaluate_writes_error_per_class_and_confusion_matrix(tmp_path, cifar10_
     assert matrix.shape == (10, 10) and matrix.sum() == 64
     assert report["error"] == 1.0 - np.trace(matrix) / 64
     assert (tmp_path / "confusion-test.png").exists()
+    printed = capsys.readouterr().out
+    assert "per class: error (accuracy)" in printed  # an error column, labelled as one
+    name, accuracy = next(iter(report["per_class_accuracy"].items()))
+    assert f"{name:>12s} {100 * (1 - accuracy):6.2f}% ({100 * accuracy:.2f}%)" in printed
 
 
 KILL_AFTER_CHECKPOINT = """

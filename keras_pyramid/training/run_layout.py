@@ -17,6 +17,7 @@ of the user's own files is never emptied.
 
 import fnmatch
 import os
+import re
 
 ARGS_FILE = "args.json"
 DATA_FILE = "data.json"
@@ -32,7 +33,9 @@ ORACLE_FILE = "oracle.json"
 # What a run writes in its directory (fnmatch patterns); --restart removes these only.
 RUN_WRITES = (LOCK_FILE, ARGS_FILE, DATA_FILE, RESULTS_FILE, MODEL_FILE, CHECKPOINT_DIR,
               "tensorboard", "history.csv", "history.json", "curves.png", "cost.json",
-              "per_class.json", "evaluation-*.json", "confusion-*.png", "tmp-*-*")
+              "per_class.json", "evaluation-*.json", "confusion-*.png")
+# A killed write's leftover (utils.files.temporary_path): tmp-PID-NAME, the PID in digits.
+TEMPORARY = re.compile(r"tmp-\d+-.+")
 # The file that marks a folder as a program's, and how a message names that program.
 SIGNATURES = {ARGS_FILE: "a training run", COMPARISON_FILE: "a comparison (compare.py)",
               SEARCH_FILE: "a search (tuning/search.py)", ORACLE_FILE: "a KerasTuner search"}
@@ -49,7 +52,8 @@ def owner(folder):
 
 
 def is_run_file(name):
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_WRITES)
+    return (any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_WRITES)
+            or TEMPORARY.fullmatch(name) is not None)
 
 
 def run_entries(folder):

@@ -63,11 +63,13 @@ def test_restart_in_a_run_directory_removes_the_runs_files_only(tmp_path):
     (run / "model.keras").write_bytes(b"zip")
     (run / "evaluation-test.json").write_text("{}")
     (run / "notes.md").write_text("the user's, beside the run")
+    (run / "tmp-notes-v2.txt").write_text("the user's too, though it starts like a temporary")
+    (run / "tmp-4242-model.keras").write_bytes(b"what a killed write left")
     recorded = {"model": "pyramidnet8_a24"}
     with run_dir_module.RunLock(str(run)):
         run_dir_module.check_folder(str(run), restart=True)
         run_dir_module.prepare_run_dir(recorded, str(run), restart=True)
-    assert sorted(os.listdir(run)) == [".lock", "args.json", "notes.md"]
+    assert sorted(os.listdir(run)) == [".lock", "args.json", "notes.md", "tmp-notes-v2.txt"]
     assert json.loads((run / "args.json").read_text()) == recorded
 
 

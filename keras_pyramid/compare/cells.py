@@ -180,7 +180,7 @@ def recorded_candidates(recorded):
 # ---------------------------------------------------------------- running cells
 
 
-def broken(cell, output):
+def _broken(cell, output):
     """Why a cell with a results.json cannot count as finished (the record
     unreadable, model.keras missing or not a whole archive), else None."""
     run_dir = cell.run_dir(output)
@@ -204,7 +204,7 @@ def _why_start_over(cell, output):
     except ConfigError as error:  # a corrupt record of the cell's run
         return getattr(error, "problem", str(error))
     if os.path.exists(os.path.join(run_dir, RESULTS_FILE)):
-        reason = broken(cell, output)
+        reason = _broken(cell, output)
         return reason and f"it was finished but {reason}"
     return None
 

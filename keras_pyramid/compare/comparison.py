@@ -6,7 +6,7 @@
     record = compare(settings, "compare_runs/photos")   # comparison.json's dict
 
 Everything that can be refused is refused before anything is written
-(`check`). The record (OUTPUT/comparison.json) holds every cell, every
+(`checks.py`). The record (OUTPUT/comparison.json) holds every cell, every
 number, the versions, the hardware and the budget; report.md and
 report.html are rendered from it alone, and `rebuild(output)` makes all
 three again from the run directories without training.
@@ -21,11 +21,11 @@ import keras
 import numpy as np
 
 import keras_pyramid
-from keras_pyramid import evaluation, export
+from keras_pyramid import evaluation
 from keras_pyramid.compare import candidates as candidates_module
 from keras_pyramid.compare import cells as cells_module
-from keras_pyramid.compare import costs, grid, report, statistics
-from keras_pyramid.training import device, experiment, foreign, recipe, run_layout
+from keras_pyramid.compare import checks, costs, grid, report, statistics
+from keras_pyramid.training import device, experiment, recipe
 from keras_pyramid.training.run_dir import DATA_FILE, ConfigError, read_record
 from keras_pyramid.utils.files import atomic_write_json, read_json
 from keras_pyramid.utils.versions import versions
@@ -40,82 +40,14 @@ NOT_MEASURED = (
 )
 
 
-def check(settings):
-    """The candidates, and (class names, image size, training examples
-    available) of the data; ConfigError naming the argument for anything that
-    cannot be compared, before anything is written."""
-    try:
-        candidates = candidates_module.parse_candidates(settings.candidates, settings.baseline)
-    except ValueError as error:
-        argument = "baseline" if str(error).startswith("`baseline`") else "candidates"
-        raise ConfigError(argument, str(error)) from None
-    if settings.seeds < 1:
-        raise ConfigError("seeds", f"must be >= 1. Received: seeds={settings.seeds}")
-    for rate in settings.noise_rates:
-        if not 0 <= rate < 1:
-            raise ConfigError("label_noise", f"each rate must be in [0, 1). Received: {rate}")
-    first = candidates[0]
-    config = cells_module.cell_config(cells_module.Cell(first, 0.0, 0), settings)
-    source, splits = experiment.open_data(config)
-    for candidate in candidates:
-        candidate_config = cells_module.cell_config(cells_module.Cell(candidate, 0.0, 0),
-                                                    settings)
-        try:
-            variant = experiment.check(candidate_config)
-            size = experiment.image_size_of(candidate_config, source, variant)
-            experiment.check_image_size(candidate_config, size, variant)
-        except ConfigError as error:
-            raise ConfigError("candidates", f"{candidate.name}: {error}") from None
-        if not candidate.trained:
-            _check_as_is_classes(candidate, source.num_classes)
-    _check_class_names(source)
-    available = len(experiment.open_data(
-        cells_module.cell_config(cells_module.Cell(first, 0.0, 0),
-                                 _without_subset(settings)))[1].train)
-    if settings.train_examples is not None and settings.train_examples > available:
-        raise ConfigError("train_examples", f"{settings.train_examples:,} exceeds the "
-                                            f"{available:,} training examples of "
-                                            f"{settings.dataset}. Received: "
-                                            f"train_examples={settings.train_examples}")
-    return candidates, {"class_names": list(source.class_names), "image_size": list(size),
-                        "given_sides": source.given_sides and list(source.given_sides),
-                        "train_available": available, "final_examples": len(splits.final),
-                        "final_evaluation": splits.final.description}
-
-
-def _check_as_is_classes(candidate, classes):
-    """An as-is model is scored as it is: it must have the data's classes."""
-    model, head = foreign.load_classifier_file(candidate.model)
-    if head.units != classes:
-        raise ConfigError("candidates", f"{candidate.name} has {head.units} classes and the data "
-                                        f"{classes}: an as-is model is scored as it is (train "
-                                        f"it as a candidate, {candidate.model}, to replace its "
-                                        f"head)")
-
-
-def _check_class_names(source):
-    """The served models carry the class names, one per line: checked before
-    the first cell, not after all the training."""
-    try:
-        export.check_class_names(source.class_names, source.num_classes)
-    except ValueError as error:
-        raise ConfigError("dataset", f"a class name holds a line break, which a served "
-                                     f"model's class list cannot: rename that class folder "
-                                     f"({error})") from None
-
-
-def _without_subset(settings):
-    return dataclasses.replace(settings, train_examples=None)
-
-
 def compare(settings, output, print_function=print, verbose=1, serving_requests=500,
             command=None):
     """Runs (or resumes, or extends) the comparison in `output`; returns its
     record, or None on a distributed worker (the chief reports)."""
     started = time.perf_counter()
-    check_output(output)
-    given, facts = check(settings)
-    _make_output(output)
+    checks.check_output(output)
+    given, facts = checks.check(settings)
+    checks.make_output(output)
     cells_module.record_settings(settings, output, given)
     candidates, settings = _recorded_comparison(output, settings)
     cells = cells_module.cells_of(candidates, settings)
@@ -127,34 +59,6 @@ def compare(settings, output, print_function=print, verbose=1, serving_requests=
             _evaluate_as_is(candidate, settings, output, print_function)
     return rebuild(output, serving_requests, print_function, command,
                    time.perf_counter() - started, facts)
-
-
-def check_output(output):
-    """Refuses (ConfigError naming `output`) a file, a folder of another
-    program's (a training run's records would be overwritten) and a folder
-    of other files: a comparison writes only into a new or empty folder, or
-    into its own earlier comparison."""
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise ConfigError("output", f"{output} is a file, not a folder: choose another")
-    kind = run_layout.owner(output)
-    if kind not in (None, run_layout.COMPARISON):
-        raise ConfigError("output", f"{output} holds {kind}, not a comparison; nothing was "
-                                    "written: a comparison goes into a new or empty folder, "
-                                    "or its own earlier one")
-    entries = os.listdir(output) if os.path.isdir(output) else []
-    if kind is None and entries:
-        raise ConfigError("output", f"{output} is not empty and holds no comparison (it holds "
-                                    f"{run_layout.describe_entries(output, entries)}); nothing "
-                                    "was written: choose a new or empty folder")
-
-
-def _make_output(output):
-    try:
-        os.makedirs(output, exist_ok=True)
-    except OSError as error:
-        raise ConfigError("output", f"{output} cannot be created: {error.strerror}") from None
-    if not os.access(output, os.W_OK | os.X_OK):
-        raise ConfigError("output", f"{output} is not writable")
 
 
 def _recorded_comparison(output, settings):

@@ -126,10 +126,10 @@ def dataset(text):
 
 def drop_rate_schedule(text):
     """An argparse type: "constant" or "ramp:FRACTION", FRACTION in (0, 1]."""
-    from keras_pyramid.training.drop_schedule import parse_schedule
+    from keras_pyramid.training.specs import parse_schedule
 
     try:
-        parse_schedule(text, total_steps=1)  # checks the form; steps come later
+        parse_schedule(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"must be 'constant' or 'ramp:FRACTION' with FRACTION in (0, 1], got {text!r}"
@@ -174,10 +174,29 @@ def noise_rates(text):
     return tuple(sorted(set(rates)))
 
 
+def flags_of(parser, renames=None):
+    """{argument: flag} of `parser`: each option's destination to its first
+    long flag, then `renames` (an argument named otherwise in the library,
+    e.g. {"run_dir": "--output-dir"}) on top."""
+    flags = {}
+    for action in parser._actions:  # argparse has no public list of its options
+        long_flags = [s for s in action.option_strings if s.startswith("--")]
+        if long_flags:
+            flags[action.dest] = long_flags[0]
+    return {**flags, **(renames or {})}
+
+
 def with_flags(message, flags):
     """A library message with each `argument` it names (in backticks) given
     as this program's flag, where the program has one (`flags`: argument ->
-    flag); the library names its arguments, the program its flags."""
+    flag, `flags_of`); the library names its arguments, the program its flags."""
     for argument, flag in flags.items():
         message = message.replace(f"`{argument}`", flag)
     return message
+
+
+def refuse(parser, error, flags):
+    """Exits with "FLAG: MESSAGE" (argparse's usage error, exit status 2) for a
+    library error naming its argument (`error.argument`), both as flags."""
+    flag = flags.get(error.argument, "--" + error.argument.replace("_", "-"))
+    parser.error(f"{flag}: {with_flags(str(error), flags)}")

@@ -84,21 +84,25 @@ def parse_args(argv=None):
 
 def settings_of(args):
     from keras_pyramid.compare.cells import Settings
+    from keras_pyramid.training.config import RunConfig
 
-    return Settings(
-        dataset=args.dataset, candidates=list(args.candidates), baseline=args.baseline,
-        seeds=args.seeds, noise_rates=tuple(args.label_noise), data_dir=args.data_dir,
-        download=args.download, validation=args.validation, split_seed=args.split_seed,
+    run = RunConfig(
+        dataset=args.dataset, data_dir=args.data_dir, download=args.download,
+        validation=args.validation, split_seed=args.split_seed,
         train_examples=args.train_examples, image_size=args.image_size, recipe=args.recipe,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch,
         eval_steps=args.eval_steps)
+    return Settings(run, candidates=list(args.candidates), baseline=args.baseline,
+                    seeds=args.seeds, noise_rates=tuple(args.label_noise))
 
 
 def main(argv=None):
     parser, args = parse_args(argv)
     from keras_pyramid.compare import comparison
-    from keras_pyramid.training import experiment, fit, interrupts
+    from keras_pyramid.training import fit, interrupts
+    from keras_pyramid.training.run_data import DataError
+    from keras_pyramid.training.run_dir import ConfigError
 
     def say(text):
         print(text, flush=True)
@@ -112,13 +116,13 @@ def main(argv=None):
             else:
                 record = comparison.compare(settings_of(args), args.output, say, args.verbose,
                                             args.serving_requests, command)
-    except experiment.ConfigError as error:
+    except ConfigError as error:
         flag = FLAGS.get(error.argument, "--" + error.argument.replace("_", "-"))
         parser.error(f"{flag}: {error}")
     except interrupts.Interrupted as stop:
         print(f"error: {stop}. Resume with: {command}", file=sys.stderr)
         return stop.exit_status
-    except (experiment.DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
+    except (DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if record is None:

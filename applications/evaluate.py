@@ -113,7 +113,7 @@ def registered_model(parser, args):
 def open_split(parser, args):
     """(source, subset) of the split to evaluate, `args.split` named by what it is."""
     from keras_pyramid import evaluation
-    from keras_pyramid.training.experiment import DataError
+    from keras_pyramid.training.run_data import DataError
     from keras_pyramid.training.run_dir import ConfigError
 
     record = args.run.data if args.run else None
@@ -135,27 +135,24 @@ def load_model(parser, args):
 
     if args.saved is None:
         return registered_model(parser, args)
-    try:
-        # Not compiled: a .keras file keeps its jit_compile, which another
-        # backend may not support.
+    try:  # not compiled (load_keras_file): the file's jit_compile may not suit this backend
         return load_keras_file(args.model), None
     except UnloadableFile as error:  # truncated, random, hostile: one line naming it
         parser.error(str(error))
 
 
 def batches(parser, args, model, source, subset):
-    """The split's evaluation stream, preprocessed as the run had it."""
-    import keras
+    """The library's (preprocessing, stream) of the split, after the checks
+    that name this program's flags."""
+    from keras_pyramid import evaluation
 
-    from keras_pyramid import data, evaluation
-
+    examples = len(subset)
+    args.batch_size = args.batch_size or min(256, examples)
     try:
-        size = evaluation.image_size_of(model)
-    except ValueError as error:
+        stream = evaluation.split_stream(model, source, subset, args.run.data if args.run
+                                         else None, args.batch_size, args.max_examples)
+    except ValueError as error:  # a model of any input size
         parser.error(str(error))
-    regime = args.run.data["augment"] if args.run and args.run.data else (
-        data.default_regime(size))
-    preprocessing = data.Preprocessing(size, regime)
     if model.outputs[0].shape[-1] != source.num_classes:
         parser.error(f"the model has {model.outputs[0].shape[-1]} classes, {args.dataset} "
                      f"has {source.num_classes}")
@@ -163,14 +160,10 @@ def batches(parser, args, model, source, subset):
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as error:
         parser.error(f"--output-dir {args.output_dir} cannot be created: {error.strerror}")
-    examples = len(subset)
-    args.batch_size = args.batch_size or min(256, examples)
     cli.check_batch_fits(parser, args.batch_size, examples, args.split)
     if args.max_examples:
         cli.check_batch_fits(parser, args.max_examples, examples, args.split, "--max-examples")
-    return preprocessing, data.evaluation_stream(source, subset, preprocessing, args.batch_size,
-                                                 keras.config.image_data_format(),
-                                                 limit=args.max_examples)
+    return stream
 
 
 def main(argv=None):
@@ -184,8 +177,8 @@ def main(argv=None):
     names = list(source.class_names)
     report = {"model": args.model, "dataset": args.dataset, "split": args.split,
               "split_description": subset.description,
-              "image_size": list(preprocessing.image_size),
-              "preprocessing": preprocessing.augment, "tta": args.tta,
+              "image_size": list(preprocessing.image_size), "preprocessing": preprocessing.augment,
+              "tta": args.tta,
               "weights": args.weights, "source_claim": claim,
               **evaluation.evaluate(model, stream, names, args.tta)}
     atomic_write_json(os.path.join(args.output_dir, f"evaluation-{args.split}.json"), report)

@@ -28,13 +28,10 @@ import arguments as cli
 
 # Keras and the library are imported after parsing: --help answers at once.
 CHOICES = cli.CHOICES
-# RunConfig fields -> this program's flags, for the library's errors.
-FLAGS = {"validation": "--validation-split", "learning_rate": "--lr",
-         "run_dir": "--output-dir", "checkpoint_minutes": "--checkpoint-minutes",
-         "flip": "--no-flip"}
+# Library arguments named otherwise here -> this program's flags (the rest by name).
+RENAMED = {"validation": "--validation-split", "learning_rate": "--lr",
+           "run_dir": "--output-dir", "flip": "--no-flip", "download=False": "--no-download"}
 DEFAULT_MODEL = "pyramidnet110_a48_sepdrop"  # RunConfig.model
-# Arguments the data layer's messages name -> this program's flags.
-DATA_FLAGS = {"skip_bad_images": "--skip-bad-images"}
 
 
 def parse_args(argv=None):
@@ -190,57 +187,50 @@ def add_run_arguments(parser):
 
 
 def run_config(args):
-    """The parsed flags as a RunConfig (None falls through to the recipe's defaults)."""
-    from keras_pyramid.training.experiment import RunConfig
+    """The parsed flags as a RunConfig (None falls through to the recipe's
+    defaults): each flag fills the field of its name, and these few others."""
+    import dataclasses
 
-    validation = (args.validation_examples if args.validation_examples is not None
-                  else args.validation_split)
-    return RunConfig(
-        model=args.model, architecture=args.architecture, dataset=args.dataset,
-        data_dir=args.data_dir, download=args.download, image_size=args.image_size,
-        augment=args.augment, flip=args.flip, validation=validation, label_noise=args.label_noise,
-        skip_bad_images=args.skip_bad_images, weights=args.weights,
-        freeze_backbone_epochs=args.freeze_backbone_epochs,
-        recipe=args.recipe or ("finetune" if args.weights else "paper"),
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-        weight_decay=args.weight_decay, drop_rate=args.drop_rate,
-        new_drop_rate=args.new_drop_rate, drop_rate_schedule=args.drop_rate_schedule,
-        seed=args.seed, steps_per_epoch=args.steps_per_epoch, eval_steps=args.eval_steps,
-        mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
-        skip_dropped=args.skip_dropped, distribute=args.distribute,
-        sync_batch_norm=args.sync_batch_norm, checkpoint_epochs=args.checkpoint_epochs,
-        checkpoint_steps=args.checkpoint_steps, checkpoint_minutes=args.checkpoint_minutes,
-        verbose=args.verbose)
+    from keras_pyramid.training.config import RunConfig
+
+    named = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)
+             if hasattr(args, field.name)}
+    return RunConfig(**{
+        **named, "learning_rate": args.lr,
+        "validation": (args.validation_examples if args.validation_examples is not None
+                       else args.validation_split),
+        "recipe": args.recipe or ("finetune" if args.weights else "paper")})
 
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    from keras_pyramid.training import experiment, fit, interrupts
+    from keras_pyramid.training import config as run_config_module
+    from keras_pyramid.training import experiment, fit, interrupts, run_data, run_layout
+    from keras_pyramid.training.run_dir import ConfigError
 
+    flags = cli.flags_of(parser, {**RENAMED, **({"validation": "--validation-examples"}
+                                                if args.validation_examples is not None else {})})
     config = run_config(args)
     try:
-        run_dir = args.output_dir or experiment.default_run_dir(config)
+        run_dir = args.output_dir or run_config_module.default_run_dir(config)
         with interrupts.handling_signals():
             results = experiment.run(config, run_dir, restart=args.restart,
                                      print_function=lambda text: print(text, flush=True))
-    except experiment.ConfigError as error:
-        flags = {**FLAGS, **({"validation": "--validation-examples"}
-                             if args.validation_examples is not None else {})}
-        flag = flags.get(error.argument, "--" + error.argument.replace("_", "-"))
-        parser.error(f"{flag}: {error}")
+    except ConfigError as error:
+        cli.refuse(parser, error, flags)
     except interrupts.Interrupted as stop:
         print(f"error: {stop}. Resume with: {resume_command(argv)}", file=sys.stderr)
         return stop.exit_status
-    except (experiment.DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
-        print(f"error: {cli.with_flags(str(error), DATA_FLAGS)}", file=sys.stderr)
+    except (run_data.DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
+        print(f"error: {cli.with_flags(str(error), flags)}", file=sys.stderr)
         return 2
+    results_path = os.path.join(run_dir, run_layout.RESULTS_FILE)
     if results.get("already_finished"):
-        print(f"{run_dir} already finished: {os.path.join(run_dir, 'results.json')} "
-              "(--restart to redo)")
+        print(f"{run_dir} already finished: {results_path} (--restart to redo)")
         return 0
     print(json.dumps({k: results[k] for k in ("epochs", "final_error", "evaluated_examples",
                                               "train_images_per_second")}))
-    print(f"run directory: {run_dir} (model.keras, results.json, history.csv, curves.png)")
+    print(f"run directory: {run_dir} ({run_layout.MODEL_FILE}, {results_path}, ...)")
     return 0
 
 

@@ -4,9 +4,11 @@ Importing the package registers its layers with Keras, so a saved `.keras`
 file loads, compiled, after `import keras_pyramid` alone.
 """
 
+import importlib.metadata
+
 from keras_pyramid import applications, layers
 from keras_pyramid.applications import PyramidNet, build, list_models
-from keras_pyramid.models.layers import (
+from keras_pyramid.layers import (
     PyramidSepDrop,
     PyramidShortcut,
     ShakeDrop,
@@ -16,7 +18,8 @@ from keras_pyramid.models.layers import (
 from keras_pyramid.models.pyramidnet import unit_widths
 from keras_pyramid.training import recipe
 
-__version__ = "0.1.0"
+# One source: pyproject.toml, read from the installed metadata.
+__version__ = importlib.metadata.version("keras-pyramid")
 
 __all__ = [
     "PyramidNet",

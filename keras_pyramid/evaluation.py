@@ -2,7 +2,7 @@
 
     run = load_run("runs/pyramidnet110_a48_sepdrop-cifar10")
     source, subset, split = open_split(data_config(run), "final", run.data)
-    batches = data.evaluation_stream(source, subset, preprocessing, 256)
+    preprocessing, batches = split_stream(model, source, subset, run.data)
     report = evaluate(model, batches, source.class_names, tta="flip")
 
 `applications/evaluate.py` parses, calls these and prints; a search or a
@@ -14,9 +14,12 @@ import os
 import keras
 import numpy as np
 
-from keras_pyramid.training import experiment
+from keras_pyramid import data
+from keras_pyramid.training.config import RunConfig
+from keras_pyramid.training.run_data import open_data
 from keras_pyramid.training.run_dir import ConfigError
 from keras_pyramid.utils.files import atomic_path
+from keras_pyramid.weights.files import load_keras_file
 
 TTA = ("none", "flip")  # flip: the mean of the image's and its mirror's probabilities
 SPLITS = ("final", "test", "validation", "train")  # final: test, or the hold-out without one
@@ -34,16 +37,16 @@ def data_config(run=None, dataset=None, data_dir=None, download=False):
         values.update({key: run.args[key] for key in SPLIT_DEFINING if key in run.args})
         values["dataset"] = dataset or run.args["dataset"]
         values["data_dir"] = data_dir if data_dir is not None else values.get("data_dir")
-    return experiment.RunConfig(**values)
+    return RunConfig(**values)
 
 
 def open_split(config, split="final", record=None):
     """(source, subset, split name) of `split` (one of SPLITS; "final" is
     named by what it is). `record`: the run's data.json, which fixes its
-    split. Raises ConfigError or experiment.DataError."""
+    split. Raises ConfigError or run_data.DataError."""
     if split not in SPLITS:
         raise ConfigError("split", f"must be one of {SPLITS}. Received: split={split!r}")
-    source, splits = experiment.open_data(config, record)
+    source, splits = open_data(config, record)
     if split == "final":
         split = "test" if splits.test is not None else "validation"
     subset = {"test": splits.test, "validation": splits.validation, "train": splits.train}[split]
@@ -130,18 +133,25 @@ def plot_confusion(matrix, class_names, path):
 
 
 
+def split_stream(model, source, subset, record=None, batch_size=256, limit=None):
+    """(preprocessing, batches) of `subset` for `model`: images resized to the
+    model's input size, in the regime of `record` (a run's data.json: as the
+    run had it) or the default one for that size; batches of at most
+    `batch_size`, the first `limit` examples only where given. ValueError for
+    a model of any input size."""
+    size = image_size_of(model)
+    preprocessing = data.Preprocessing(size, record["augment"] if record else
+                                       data.default_regime(size))
+    return preprocessing, data.evaluation_stream(
+        source, subset, preprocessing, min(batch_size, len(subset)),
+        keras.config.image_data_format(), limit=limit)
+
+
 def evaluate_saved(path, config, record=None, split="final", batch_size=256, limit=None):
     """`summary` of the .keras model at `path` on `split` of `config`'s data
     (`data_config`), preprocessed as `record` (a run's data.json) had it;
     its first `limit` examples only, where given."""
-    from keras_pyramid import data
-    from keras_pyramid.weights.files import load_keras_file
-
     model = load_keras_file(path)
     source, subset, _ = open_split(config, split, record)
-    size = image_size_of(model)
-    regime = record["augment"] if record else data.default_regime(size)
-    stream = data.evaluation_stream(source, subset, data.Preprocessing(size, regime),
-                                    min(batch_size, len(subset)),
-                                    keras.config.image_data_format(), limit=limit)
+    _, stream = split_stream(model, source, subset, record, batch_size, limit)
     return evaluate(model, stream, list(source.class_names))

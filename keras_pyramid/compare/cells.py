@@ -22,7 +22,8 @@ import time
 import keras
 
 from keras_pyramid.compare.candidates import Candidate, recorded_candidate
-from keras_pyramid.training import device, experiment, fit
+from keras_pyramid.training import device, experiment, progress
+from keras_pyramid.training.config import RunConfig
 from keras_pyramid.training.run_dir import (
     MODEL_FILE,
     RESULTS_FILE,
@@ -52,33 +53,20 @@ FIXED = ("dataset", "data_dir", "validation", "split_seed", "train_examples", "i
 
 @dataclasses.dataclass
 class Settings:
-    """A comparison's settings: FIXED ones, and what it compares."""
+    """A comparison: `run`, the `RunConfig` every cell shares (its FIXED
+    fields hold for the whole comparison; each cell sets the model, its
+    weights, the label noise and the seed), and the grid's axes."""
 
-    dataset: str
+    run: RunConfig
     candidates: list
     baseline: str
     seeds: int = 5
     noise_rates: tuple = (0.0,)
-    data_dir: str = None
-    download: bool = True
-    validation: object = None
-    split_seed: int = 0
-    train_examples: int = None
-    image_size: tuple = None
-    recipe: str = "paper"
-    epochs: int = None
-    batch_size: int = None
-    learning_rate: float = None
-    weight_decay: float = None
-    steps_per_epoch: int = None
-    eval_steps: int = None
 
     def fixed(self):
         """The FIXED values as compare.json holds them (JSON types)."""
-        values = {key: getattr(self, key) for key in FIXED}
-        if values["image_size"] is not None:
-            values["image_size"] = list(values["image_size"])
-        return values
+        recorded = self.run.recorded()
+        return {key: recorded[key] for key in FIXED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,16 +93,11 @@ def cells_of(candidates, settings):
 
 
 def cell_config(cell, settings, verbose=1):
-    """The `experiment.RunConfig` of `cell`."""
-    return experiment.RunConfig(
-        model=cell.candidate.model, weights=cell.candidate.weights, dataset=settings.dataset,
-        data_dir=settings.data_dir, download=settings.download, validation=settings.validation,
-        split_seed=settings.split_seed, train_examples=settings.train_examples,
-        image_size=settings.image_size, label_noise=cell.noise, seed=cell.seed,
-        recipe=settings.recipe, epochs=settings.epochs, batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
-        steps_per_epoch=settings.steps_per_epoch, eval_steps=settings.eval_steps,
-        verbose=verbose)
+    """The `RunConfig` of `cell`: the comparison's, with the cell's model,
+    weights, label noise and seed."""
+    return dataclasses.replace(settings.run, model=cell.candidate.model,
+                               weights=cell.candidate.weights, label_noise=cell.noise,
+                               seed=cell.seed, verbose=verbose)
 
 
 # ---------------------------------------------------------------- the settings file
@@ -132,7 +115,7 @@ def record_settings(settings, output, candidates):
         changed = differences(recorded["fixed"], settings.fixed(), FIXED)
         if changed:
             raise ConfigError("output", f"{output} holds a comparison with other settings "
-                                        f"({changed}); nothing was run. Use another --output, "
+                                        f"({changed}); nothing was run. Use another `output`, "
                                         f"or the recorded values")
     previous = recorded or {"candidates": [], "noise_rates": [], "seeds": 0}
     files = dict(previous.get("files", {}))
@@ -249,7 +232,7 @@ def run_cells(cells, settings, output, print_function=print, verbose=1):
         left = ""
         if done:
             pace = (time.perf_counter() - started) / done
-            left = f", about {fit.format_duration(pace * (len(todo) - done))} left"
+            left = f", about {progress.format_duration(pace * (len(todo) - done))} left"
         run_cell(cell, settings, output, print_function, verbose,
                  label=f"{done + 1} of {len(todo)} to train: {cell.key}{left}")
 

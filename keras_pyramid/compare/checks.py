@@ -10,7 +10,8 @@ import os
 from keras_pyramid import export
 from keras_pyramid.compare import candidates as candidates_module
 from keras_pyramid.compare import cells as cells_module
-from keras_pyramid.training import experiment, foreign, run_layout
+from keras_pyramid.training import config as run_config
+from keras_pyramid.training import foreign, run_data, run_layout
 from keras_pyramid.training.run_dir import ConfigError
 
 
@@ -30,27 +31,25 @@ def check(settings):
             raise ConfigError("label_noise", f"each rate must be in [0, 1). Received: {rate}")
     first = candidates[0]
     config = cells_module.cell_config(cells_module.Cell(first, 0.0, 0), settings)
-    source, splits = experiment.open_data(config)
+    source, splits = run_data.open_data(config)
     for candidate in candidates:
         candidate_config = cells_module.cell_config(cells_module.Cell(candidate, 0.0, 0),
                                                     settings)
         try:
-            variant = experiment.check(candidate_config)
-            size = experiment.image_size_of(candidate_config, source, variant)
-            experiment.check_image_size(candidate_config, size, variant)
+            model = run_config.check(candidate_config).model
+            size = run_data.image_size_of(candidate_config, source, model)
+            run_data.check_image_size(model, size)
         except ConfigError as error:
             raise ConfigError("candidates", f"{candidate.name}: {error}") from None
         if not candidate.trained:
             _check_as_is_classes(candidate, source.num_classes)
     _check_class_names(source)
-    available = len(experiment.open_data(
-        cells_module.cell_config(cells_module.Cell(first, 0.0, 0),
-                                 _without_subset(settings)))[1].train)
-    if settings.train_examples is not None and settings.train_examples > available:
-        raise ConfigError("train_examples", f"{settings.train_examples:,} exceeds the "
+    available = len(run_data.open_data(dataclasses.replace(config, train_examples=None))[1].train)
+    if settings.run.train_examples is not None and settings.run.train_examples > available:
+        raise ConfigError("train_examples", f"{settings.run.train_examples:,} exceeds the "
                                             f"{available:,} training examples of "
-                                            f"{settings.dataset}. Received: "
-                                            f"train_examples={settings.train_examples}")
+                                            f"{settings.run.dataset}. Received: "
+                                            f"train_examples={settings.run.train_examples}")
     return candidates, {"class_names": list(source.class_names), "image_size": list(size),
                         "given_sides": source.given_sides and list(source.given_sides),
                         "train_available": available, "final_examples": len(splits.final),
@@ -76,10 +75,6 @@ def _check_class_names(source):
         raise ConfigError("dataset", f"a class name holds a line break, which a served "
                                      f"model's class list cannot: rename that class folder "
                                      f"({error})") from None
-
-
-def _without_subset(settings):
-    return dataclasses.replace(settings, train_examples=None)
 
 
 def check_output(output):

@@ -1,8 +1,8 @@
 """A comparison from end to end: check, run the cells, measure, report.
 
-    settings = Settings(dataset="folder:photos", candidates=["pyramidnet110_a48_sepdrop",
-                        "keras:MobileNetV3Small", "current.keras"], baseline="current.keras",
-                        seeds=5, epochs=30)
+    settings = Settings(RunConfig(dataset="folder:photos", epochs=30),
+                        candidates=["pyramidnet110_a48_sepdrop", "keras:MobileNetV3Small",
+                                    "current.keras"], baseline="current.keras", seeds=5)
     record = compare(settings, "compare_runs/photos")   # comparison.json's dict
 
 Everything that can be refused is refused before anything is written
@@ -20,15 +20,16 @@ import time
 import keras
 import numpy as np
 
-import keras_pyramid
 from keras_pyramid import evaluation
 from keras_pyramid.compare import candidates as candidates_module
 from keras_pyramid.compare import cells as cells_module
 from keras_pyramid.compare import checks, costs, grid, report, statistics
-from keras_pyramid.training import device, experiment, recipe
-from keras_pyramid.training.run_dir import DATA_FILE, ConfigError, read_record
+from keras_pyramid.training import device, recipe, run_data
+from keras_pyramid.training.config import RunConfig
+from keras_pyramid.training.run_dir import ConfigError, read_record
+from keras_pyramid.training.run_layout import DATA_FILE, RESULTS_FILE
 from keras_pyramid.utils.files import atomic_write_json, read_json
-from keras_pyramid.utils.versions import versions
+from keras_pyramid.utils.versions import installed, versions
 
 RECORD_FILE = "comparison.json"
 PER_CLASS_FILE = "per_class.json"
@@ -103,7 +104,7 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
     facts = _facts(output, facts)
     candidates, settings = _recorded_comparison(output, _settings_of(output))
     cells = cells_module.cells_of(candidates, settings)
-    plan = recipe.recipe_named(settings.recipe, "other")
+    plan = recipe.recipe_named(settings.run.recipe, "other")
     rows = [costs.cell_figures(cell, output, plan.epochs * facts["train_available"])
             for cell in cells]
     rows += [_as_is_row(candidate, output) for candidate in candidates if not candidate.trained]
@@ -121,7 +122,7 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
                             serving_requests, print_function),
         "warnings": [],  # the report's own, filled in below
         "not_measured": list(NOT_MEASURED),
-        "versions": {"keras-pyramid": keras_pyramid.__version__, **versions(),
+        "versions": {"keras-pyramid": installed("keras-pyramid"), **versions(),
                      "backend": keras.backend.backend()},
         "hardware": _hardware(),
     }
@@ -167,10 +168,10 @@ def _settings_of(output):
     fixed = dict(recorded["fixed"])
     if fixed["image_size"] is not None:
         fixed["image_size"] = tuple(fixed["image_size"])
-    return cells_module.Settings(candidates=recorded["candidates"],
+    return cells_module.Settings(RunConfig(download=False, **fixed),
+                                 candidates=recorded["candidates"],
                                  baseline=recorded["baseline"], seeds=recorded["seeds"],
-                                 noise_rates=tuple(recorded["noise_rates"]), download=False,
-                                 **fixed)
+                                 noise_rates=tuple(recorded["noise_rates"]))
 
 
 def _as_is_row(candidate, output):
@@ -228,27 +229,26 @@ def _accuracy(candidates, settings, rows, noise):
 
 def _dataset(settings, facts, rows, output):
     evaluated = [r for r in rows if r["status"] in ("finished", "evaluated")]
-    return {"spec": settings.dataset, "class_names": facts["class_names"],
+    return {"spec": settings.run.dataset, "class_names": facts["class_names"],
             "image_size": facts["image_size"],
-            "resized": experiment.resizing_note(facts.get("given_sides"), facts["image_size"]),
-            "train_examples": settings.train_examples or facts["train_available"],
+            "resized": run_data.resizing_note(facts.get("given_sides"), facts["image_size"]),
+            "train_examples": settings.run.train_examples or facts["train_available"],
             "train_available": facts["train_available"],
             "final_evaluation": facts["final_evaluation"],
             "final_examples": facts["final_examples"],
             "evaluated_examples": evaluated[0]["evaluated_examples"] if evaluated else None,
-            "split_seed": settings.split_seed}
+            "split_seed": settings.run.split_seed}
 
 
 def _budget(settings, rows, output):
     """The recipe every cell trained by, as the first finished cell resolved
     it (the recipe's defaults fitted to the data), else as asked."""
     finished = [r for r in rows if r["status"] == "finished"]
-    budget = {"recipe": settings.recipe, "epochs": settings.epochs,
-              "batch_size": settings.batch_size, "learning_rate": settings.learning_rate,
-              "weight_decay": settings.weight_decay, "steps_per_epoch": settings.steps_per_epoch,
-              "eval_steps": settings.eval_steps}
+    budget = {key: getattr(settings.run, key)
+              for key in ("recipe", "epochs", "batch_size", "learning_rate", "weight_decay",
+                          "steps_per_epoch", "eval_steps")}
     if finished:
-        results = read_json(os.path.join(output, finished[0]["run_dir"], "results.json"))
+        results = read_json(os.path.join(output, finished[0]["run_dir"], RESULTS_FILE))
         budget.update({key: results[key] for key in ("epochs", "batch_size", "steps_per_epoch",
                                                      "learning_rate", "weight_decay")
                        if key in results})
@@ -278,7 +278,7 @@ def _candidate_entry(candidate, settings, facts, output, rows):
     entry = {"name": candidate.name, "kind": candidate.kind, "trained": candidate.trained,
              "slug": candidate.slug,
              "built_for": candidates_module.built_for(candidate, facts["image_size"],
-                                                      settings.recipe),
+                                                      settings.run.recipe),
              "parameters": None, "trainable_parameters": None, "multiply_adds": None}
     finished = [r for r in rows if r["candidate"] == candidate.name and r["status"] == "finished"]
     path = candidate.model if not candidate.trained else (
@@ -344,9 +344,10 @@ def _evaluated_examples(settings):
     """The examples a trained cell's final evaluation saw: all, or the first
     eval_steps batches (then an as-is candidate and the per-class errors see
     the same ones)."""
-    if settings.eval_steps is None:
+    run = settings.run
+    if run.eval_steps is None:
         return None
-    return settings.eval_steps * (settings.batch_size or recipe.paper_recipe("other").batch_size)
+    return run.eval_steps * (run.batch_size or recipe.paper_recipe("other").batch_size)
 
 
 def _errors_per_class(summary):

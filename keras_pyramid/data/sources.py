@@ -287,16 +287,16 @@ def dataset_builder(name, version=None, data_dir=None, download=False, spec=None
         return builder
     looked_in = os.path.dirname(os.path.dirname(str(builder.data_dir)))
     howto = (
-        f"Provide it with `--data-dir DIR` (or TFDS_DATA_DIR) pointing at a tfds data dir "
+        f"Provide it with `data_dir` (or TFDS_DATA_DIR) pointing at a tfds data dir "
         f"that holds {name}/: prepare one on a machine with network "
         f"(`python -c \"import tensorflow_datasets as tfds; "
         f"tfds.builder('{name}', data_dir='DIR').download_and_prepare()\"`), copy "
-        f"DIR/{name}/ to this machine and pass --data-dir with the folder that holds it."
+        f"DIR/{name}/ to this machine and pass `data_dir` with the folder that holds it."
     )
     if not download:
         raise DataNotFoundError(
             f"{spec} is not prepared in {looked_in} and downloading is off "
-            f"(--no-download). {howto}")
+            f"(`download=False`). {howto}")
     host = DOWNLOAD_HOSTS.get(name, DEFAULT_DOWNLOAD_HOST)
     if not _reachable(*host):
         raise DataNotFoundError(

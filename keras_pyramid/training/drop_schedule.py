@@ -12,11 +12,12 @@ evaluation in the middle of a ramp scales the branches by `1 - d_l`, not by
 that step's training keep probability.
 
     model.fit(..., callbacks=[DropRateSchedule(ramp(0.3, total_steps))])
+    scale = scale_function(specs.parse_schedule("ramp:0.3"), total_steps)  # from the text
 """
 
 import keras
 
-from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+from keras_pyramid.models.regularizers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.utils import checks
 
 # The scale changes in steps of 1 / RESOLUTION: a ramp over thousands of
@@ -40,22 +41,11 @@ def ramp(fraction, total_steps):
     return lambda step: min(1.0, step / ramp_steps)
 
 
-def parse_schedule(schedule, total_steps):
-    """`"constant"` or `"ramp:FRACTION"` (e.g. "ramp:0.3") -> a schedule."""
-    kind, _, argument = str(schedule).partition(":")
-    if kind == "constant" and not argument:
+def scale_function(schedule, total_steps):
+    """The function `scale(step)` of a `specs.ScheduleSpec` over `total_steps`."""
+    if schedule.constant:
         return constant()
-    if kind == "ramp" and argument:
-        try:
-            fraction = float(argument)
-        except ValueError:
-            fraction = None
-        if fraction is not None and 0 < fraction <= 1:
-            return ramp(fraction, total_steps)
-    raise ValueError(
-        "`schedule` must be 'constant' or 'ramp:FRACTION' with FRACTION in (0, 1]. "
-        f"Received: schedule={schedule!r}"
-    )
+    return ramp(schedule.fraction, total_steps)
 
 
 def branch_regularizers(model):

@@ -1,4 +1,5 @@
-"""Resumable training runs: fit with checkpoints, history, plots and results.
+"""Resumable training runs: fit with checkpoints (history.py writes the
+history and its plot, progress.py the progress lines).
 
 A run directory holds everything a run writes:
 
@@ -23,23 +24,21 @@ the global step continues with the very batch that came next.
 """
 
 import contextlib
-import csv
 import errno
-import io
 import math
 import os
 import shutil
 import time
 
 import keras
-import numpy as np
 
 from keras_pyramid.training import interrupts
-from keras_pyramid.training.run_layout import CHECKPOINT_DIR, LATEST, MODEL_FILE
+from keras_pyramid.training.history import HistoryFiles
+from keras_pyramid.training.progress import RunProgress, StepTimes
+from keras_pyramid.training.run_layout import CHECKPOINT_DIR, LATEST, MODEL_FILE, TENSORBOARD_DIR
 from keras_pyramid.utils.files import (
     atomic_path,
     atomic_write_json,
-    atomic_write_text,
     is_full_disk,
     read_json,
 )
@@ -126,46 +125,6 @@ def _seed_states(model):
 # Not keras.callbacks.BackupAndRestore: it resumes at whole epochs only (or
 # at a step count without the gates' random state and the data's position),
 # where a run here resumes at the very next batch.
-class StepTimes(keras.callbacks.Callback):
-    """Each training step's duration, for the epoch's history row: the
-    median over the epoch's steps (`median_step_seconds`) and, apart, the
-    first step of each fit call (`first_step_seconds`), which traces and
-    compiles the step. A step is timed from the previous step's end, so an
-    epoch's first step (after the previous epoch's evaluation) is not timed."""
-
-    def __init__(self, clock=time.perf_counter):
-        super().__init__()
-        self.clock = clock
-        self._compiled = False
-        self._last_step_end = None
-        self._steps = []
-        self._first = None
-
-    def on_train_begin(self, logs=None):
-        self._compiled = False
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._steps, self._first = [], None
-        self._last_step_end = None if self._compiled else self.clock()
-
-    def on_train_batch_end(self, batch, logs=None):
-        now = self.clock()
-        if self._last_step_end is not None:
-            if self._compiled:
-                self._steps.append(now - self._last_step_end)
-            else:
-                self._first = now - self._last_step_end
-        self._compiled = True
-        self._last_step_end = now
-
-    def epoch_figures(self):
-        """The history row's timing fields of the epoch that just ended."""
-        figures = {}
-        if self._steps:
-            figures["median_step_seconds"] = float(np.median(self._steps))
-        if self._first is not None:
-            figures["first_step_seconds"] = self._first
-        return figures
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -323,78 +282,9 @@ def restore(model, run_dir):
     except Exception as error:  # any failure here means: cannot resume
         raise CheckpointError(
             f"Cannot resume from {directory}: {type(error).__name__}: {error}. "
-            "Start over with --restart (or use another --output-dir)."
+            "Start over with `restart` (or use another `run_dir`)."
         ) from error
     return int(record["epoch"]), int(record.get("step", 0)), list(record["history"])
-
-
-def write_history(run_dir, history):
-    atomic_write_json(os.path.join(run_dir, "history.json"), history)
-    if not history:
-        return
-    buffer = io.StringIO()
-    columns = list(dict.fromkeys(key for row in history for key in row))
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(os.path.join(run_dir, "history.csv"), buffer.getvalue())
-
-
-def plot_curves(run_dir, history):
-    """curves.png: loss and error (1 - accuracy) per epoch, train and eval."""
-    if not history:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    figure, (loss_axes, error_axes) = plt.subplots(1, 2, figsize=(11, 4))
-    for prefix, label in (("", "train"), ("val_", "evaluation")):
-        if f"{prefix}loss" in history[0]:
-            loss_axes.plot(epochs, [r[f"{prefix}loss"] for r in history], label=label)
-        if f"{prefix}accuracy" in history[0]:
-            error = [100 * (1 - r[f"{prefix}accuracy"]) for r in history]
-            error_axes.plot(epochs, error, label=label)
-    loss_axes.set(xlabel="epoch", ylabel="loss", title="loss")
-    error_axes.set(xlabel="epoch", ylabel="error (%)", title="top-1 error")
-    for axes in (loss_axes, error_axes):
-        axes.grid(alpha=0.3)
-        axes.legend()
-    figure.tight_layout()
-    path = os.path.join(run_dir, "curves.png")
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-
-
-class HistoryFiles(keras.callbacks.Callback):
-    """Rewrites history.csv/.json and curves.png at the end of every epoch."""
-
-    def __init__(self, run_dir, checkpoint):
-        super().__init__()
-        self.run_dir = run_dir
-        self.checkpoint = checkpoint
-
-    def on_epoch_end(self, epoch, logs=None):
-        write_history(self.run_dir, self.checkpoint.history)
-        plot_curves(self.run_dir, self.checkpoint.history)
-
-
-def format_duration(seconds):
-    """`95` -> "1m35s", `7500` -> "2h05m", `300000` -> "3d11h" (two units at most)."""
-    seconds = int(round(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{seconds:02d}s"
-    return f"{seconds}s"
 
 
 class StopOnSignal(keras.callbacks.Callback):
@@ -410,64 +300,6 @@ class StopOnSignal(keras.callbacks.Callback):
         signal_number = interrupts.requested()
         if signal_number is not None and self.checkpoint.committed == (epoch + 1, 0):
             raise self.checkpoint._interrupted(signal_number)
-
-
-class RunProgress(keras.callbacks.Callback):
-    """Prints the run's estimated remaining time: once early, after
-    `early_steps` timed steps (the first step of each fit call compiles and
-    is not timed), as the remaining steps times the median step time; then at
-    each epoch's end, as the epochs left times the mean epoch time (training
-    and evaluation) of the epochs this process has run. On this CPU the main
-    job is days long, and its first minutes say so."""
-
-    def __init__(self, epochs, steps_per_epoch=None, print_function=print, early_steps=5,
-                 clock=time.perf_counter):
-        super().__init__()
-        self.epochs = epochs
-        self.steps_per_epoch = steps_per_epoch
-        self.print_function = print_function
-        self.early_steps = early_steps
-        self.clock = clock
-        self._started = None
-        self._epochs_run = 0
-        self._epoch = 0
-        self._step_times = []
-        self._last_step_end = None
-
-    def on_train_begin(self, logs=None):
-        self._last_step_end = None  # the next step compiles: not timed
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        if self._started is None:
-            self._started = self.clock()
-
-    def on_train_batch_end(self, batch, logs=None):
-        now = self.clock()
-        if self._last_step_end is not None and len(self._step_times) < self.early_steps:
-            self._step_times.append(now - self._last_step_end)
-            if len(self._step_times) == self.early_steps and self.steps_per_epoch:
-                self._print_early_estimate(batch)
-        self._last_step_end = now
-
-    def _print_early_estimate(self, batch):
-        step_time = sorted(self._step_times)[len(self._step_times) // 2]
-        done = self._epoch * self.steps_per_epoch + batch + 1
-        left = self.epochs * self.steps_per_epoch - done
-        self.print_function(
-            f"about {step_time:.2f} s per step (median of {len(self._step_times)} steps): "
-            f"the {left:,} remaining training steps take about "
-            f"{format_duration(step_time * left)}, evaluations apart")
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._epochs_run += 1
-        elapsed = self.clock() - self._started
-        left = self.epochs - (epoch + 1)
-        remaining = elapsed / self._epochs_run * left
-        self.print_function(
-            f"epoch {epoch + 1}/{self.epochs}: {format_duration(elapsed)} elapsed in this "
-            f"process, about {format_duration(remaining)} left for the {left} remaining "
-            f"epochs")
 
 
 def fit(
@@ -591,7 +423,7 @@ def _tensorboard(run_dir):
     except ImportError:
         return []
     # No graph: it is TensorFlow-only, and the run must work on every backend.
-    return [keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"),
+    return [keras.callbacks.TensorBoard(os.path.join(run_dir, TENSORBOARD_DIR),
                                         write_graph=False)]
 
 

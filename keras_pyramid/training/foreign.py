@@ -26,6 +26,7 @@ attached to the variables: a builder of keras.applications takes no
 regularizer arguments, and every candidate must train by the same recipe.
 """
 
+import functools
 import inspect
 import os
 
@@ -62,7 +63,17 @@ def parse_keras_name(model):
     if tag and tag not in TRAINED_TAGS:
         raise ValueError(f"keras:{name} has trained weights {TRAINED_TAGS} only. Received: "
                          f"model={model!r}")
+    if tag and not _takes_preprocessing(name):
+        raise ValueError(f"{model}: {name} takes its ImageNet preprocessing outside the model, "
+                         f"which a run cannot apply; use keras:{name} (trained from scratch) or "
+                         f"a builder with include_preprocessing. Received: model={model!r}")
     return name, tag or None
+
+
+def _takes_preprocessing(name):
+    """Whether keras.applications' `name` can keep its preprocessing inside the model."""
+    builder = getattr(keras.applications, name)
+    return "include_preprocessing" in inspect.signature(builder).parameters
 
 
 def build(model, input_shape, classes, mean=None, std=None, weight_decay=0.0):
@@ -79,15 +90,31 @@ def build(model, input_shape, classes, mean=None, std=None, weight_decay=0.0):
     return network
 
 
+def input_size_problem(model, image_size):
+    """Why `keras:NAME[@TAG]` cannot take `image_size` (height, width) in
+    Keras' image data format, or None. Keras names the size a builder needs
+    only when it builds one, so it is built here once (without weights) per
+    model, size and data format: a comparison asks once per candidate and
+    per cell."""
+    return _input_size_problem(model, image_size, keras.config.image_data_format())
+
+
+@functools.lru_cache(maxsize=64)
+def _input_size_problem(model, image_size, data_format):
+    name, _ = parse_keras_name(model)
+    shape = (*image_size, 3) if data_format == "channels_last" else (3, *image_size)
+    try:
+        getattr(keras.applications, name)(include_top=False, weights=None, input_shape=shape,
+                                          pooling="avg")
+    except ValueError as error:
+        return f"{shape} cannot enter {model}: {error}"
+    return None
+
+
 def _keras_application(model, input_shape, classes, mean, std):
     name, tag = parse_keras_name(model)
     builder = getattr(keras.applications, name)
-    takes_preprocessing = "include_preprocessing" in inspect.signature(builder).parameters
-    if tag and not takes_preprocessing:
-        raise ValueError(f"{model}: {name} takes its ImageNet preprocessing outside the model, "
-                         f"which a run cannot apply; use keras:{name} (trained from scratch) or "
-                         f"a builder with include_preprocessing. Received: model={model!r}")
-    options = {"include_preprocessing": bool(tag)} if takes_preprocessing else {}
+    options = {"include_preprocessing": bool(tag)} if _takes_preprocessing(name) else {}
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     if not tag:  # the data's statistics; ImageNet weights bring their own
@@ -149,9 +176,8 @@ def _top_dense(model):
     return None
 
 
-def input_size_of_file(path):
-    """(height, width) a .keras classifier takes, None for a free side."""
-    model, _ = load_classifier_file(path)
+def input_size(model):
+    """(height, width) a loaded classifier takes, None for a free side."""
     shape = tuple(model.inputs[0].shape[1:])
     return shape[:2] if keras.config.image_data_format() == "channels_last" else shape[1:]
 

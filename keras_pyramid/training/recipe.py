@@ -50,22 +50,11 @@ class Recipe:
     def __post_init__(self):
         for field in ("epochs", "batch_size"):
             checks.check_int(field, getattr(self, field), minimum=1)
-        if not 0 <= self.freeze_backbone <= 1:
-            raise ValueError("`freeze_backbone` must be in [0, 1]. "
-                             f"Received: freeze_backbone={self.freeze_backbone!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"`schedule` must be one of {SCHEDULES}. Received: schedule={self.schedule!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(
-                f"`learning_rate` must be > 0. Received: learning_rate={self.learning_rate!r}"
-            )
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={self.momentum!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(
-                f"`weight_decay` must be >= 0. Received: weight_decay={self.weight_decay!r}"
-            )
+        checks.check_number("freeze_backbone", self.freeze_backbone, minimum=0, maximum=1)
+        checks.check_choice("schedule", self.schedule, SCHEDULES)
+        checks.check_number("learning_rate", self.learning_rate, positive=True)
+        checks.check_number("momentum", self.momentum, minimum=0, below=1)
+        checks.check_number("weight_decay", self.weight_decay, minimum=0)
 
     def milestone_epochs(self):
         """The epochs (0-based) from which each decay applies: 150 and 225 of 300."""
@@ -92,7 +81,7 @@ def paper_recipe(dataset, **overrides):
     """The papers' recipe for `dataset` (any name: "cifar100" gets the rate
     0.5, every other 0.1); `None` overrides keep the default."""
     if not isinstance(dataset, str):
-        raise ValueError(f"`dataset` must be a dataset name. Received: dataset={dataset!r}")
+        checks.fail("dataset", "be a dataset name", dataset)
     rate = PAPER_LEARNING_RATES.get(dataset, DEFAULT_PAPER_LEARNING_RATE)
     return _recipe({"learning_rate": rate}, overrides)
 
@@ -128,11 +117,10 @@ def finetune_recipe(**overrides):
 
 def recipe_named(name, dataset, **overrides):
     """The recipe "paper" (for `dataset`) or "finetune"; `None` overrides keep the default."""
+    checks.check_choice("recipe", name, RECIPES)
     if name == "paper":
         return paper_recipe(dataset, **overrides)
-    if name == "finetune":
-        return finetune_recipe(**overrides)
-    raise ValueError(f"`recipe` must be one of {RECIPES}. Received: recipe={name!r}")
+    return finetune_recipe(**overrides)
 
 
 # Small data: the papers' batch of 128 gives a 200-image folder one update per

@@ -80,8 +80,7 @@ class Run:
         return self.results is not None
 
 
-RESTART_WAY_OUT = ("run again with --restart to start the run over, or choose another output "
-                   "directory")
+RESTART_WAY_OUT = "run again with `restart` to start the run over, or choose another `run_dir`"
 
 
 def corrupt(path, reason, way_out=RESTART_WAY_OUT, argument="run_dir"):
@@ -130,7 +129,7 @@ def load_run(run_dir):
     if os.path.exists(checkpoint) and not os.path.isdir(checkpoint):
         raise ConfigError("run_dir", f"{checkpoint} is a file, where the run keeps its "
                                      "checkpoint folder: move it away, or run again with "
-                                     "--restart to start over")
+                                     "`restart` to start over")
     latest = _read(checkpoint, fit.LATEST)  # the checkpoint's record must be readable too
     missing = [key for key in fit.LATEST_KEYS if latest is not None and key not in latest]
     if missing:
@@ -161,7 +160,7 @@ def refuse_other_run(run, recorded):
         state = "a finished run" if run.finished else "a run"
         raise ConfigError("run_dir", f"{run.path} holds {state} with other arguments "
                                      f"({details}); nothing was trained. Run again with "
-                                     "--restart to start over, or choose another directory")
+                                     "`restart` to start over, or choose another `run_dir`")
 
 
 class RunLock:

@@ -23,6 +23,10 @@ ARGS_FILE = "args.json"
 DATA_FILE = "data.json"
 RESULTS_FILE = "results.json"
 MODEL_FILE = "model.keras"
+HISTORY_CSV = "history.csv"
+HISTORY_JSON = "history.json"
+CURVES_FILE = "curves.png"
+TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"
 CHECKPOINT_DIR = "checkpoint"
 LATEST = "latest.json"
@@ -32,7 +36,7 @@ ORACLE_FILE = "oracle.json"
 
 # What a run writes in its directory (fnmatch patterns); --restart removes these only.
 RUN_WRITES = (LOCK_FILE, ARGS_FILE, DATA_FILE, RESULTS_FILE, MODEL_FILE, CHECKPOINT_DIR,
-              "tensorboard", "history.csv", "history.json", "curves.png", "cost.json",
+              TENSORBOARD_DIR, HISTORY_CSV, HISTORY_JSON, CURVES_FILE, "cost.json",
               "per_class.json", "evaluation-*.json", "confusion-*.png")
 # A killed write's leftover (utils.files.temporary_path): tmp-PID-NAME, the PID in digits.
 TEMPORARY = re.compile(r"tmp-\d+-.+")

@@ -12,7 +12,8 @@ import sys
 
 import keras
 import pytest
-from helpers import REPO, run_python
+from helpers.paths import REPO
+from helpers.processes import run_python
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="pure Python: runs once, under tensorflow")
@@ -55,12 +56,12 @@ def test_the_programs_choices_are_the_librarys():
 
     from keras_pyramid import evaluation, export
     from keras_pyramid.data.augment import REGIMES
-    from keras_pyramid.training import device, distribution, experiment, recipe
+    from keras_pyramid.training import config, device, distribution, recipe
     from keras_pyramid.tuning.hypermodel import TUNERS
     from keras_pyramid.weights.convert import SOURCES
 
     assert arguments.CHOICES == {
         "augment": REGIMES, "recipe": recipe.RECIPES, "mixed_precision": device.MIXED_PRECISION,
-        "distribute": distribution.MODES, "jit_compile": tuple(experiment.JIT_COMPILE),
-        "skip_dropped": tuple(experiment.SKIP_DROPPED), "split": evaluation.SPLITS,
+        "distribute": distribution.MODES, "jit_compile": tuple(config.JIT_COMPILE),
+        "skip_dropped": tuple(config.SKIP_DROPPED), "split": evaluation.SPLITS,
         "tta": evaluation.TTA, "format": export.FORMATS, "tuner": TUNERS, "source": SOURCES}

@@ -15,9 +15,10 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import random_images, run_command, tiny_model
+from helpers.models import random_images, tiny_model
+from helpers.processes import run_command
 
-from keras_pyramid.training import fit, interrupts, recipe
+from keras_pyramid.training import fit, interrupts, progress, recipe
 from keras_pyramid.training.run_dir import ConfigError, RunLock, load_run, prepare_run_dir
 
 PURE_PYTHON = "pure Python: runs once, under tensorflow"
@@ -134,12 +135,12 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path,
 def test_the_estimate_comes_after_the_first_timed_steps():
     only_once()
     printed, ticks = [], iter(np.arange(0, 100, 2.0))
-    progress = fit.RunProgress(epochs=10, steps_per_epoch=100, print_function=printed.append,
-                               early_steps=3, clock=lambda: next(ticks))
-    progress.on_train_begin()
-    progress.on_epoch_begin(0)
+    shown = progress.RunProgress(epochs=10, steps_per_epoch=100, print_function=printed.append,
+                                 early_steps=3, clock=lambda: next(ticks))
+    shown.on_train_begin()
+    shown.on_epoch_begin(0)
     for batch in range(4):  # the first step compiles and is not timed
-        progress.on_train_batch_end(batch)
+        shown.on_train_batch_end(batch)
     assert printed == ["about 2.00 s per step (median of 3 steps): the 996 remaining "
                        "training steps take about 33m12s, evaluations apart"]
 

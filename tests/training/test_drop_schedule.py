@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 import pytest
-from helpers import tiny_model
+from helpers.models import tiny_model
 
-from keras_pyramid.models.layers import PyramidSepDrop, StochasticDepth
-from keras_pyramid.training import drop_schedule
+from keras_pyramid.models.regularizers import PyramidSepDrop, StochasticDepth
+from keras_pyramid.training import drop_schedule, specs
 
 
 def test_schedule_values_at_given_steps():
@@ -14,15 +14,17 @@ def test_schedule_values_at_given_steps():
     ramp = drop_schedule.ramp(0.25, total_steps=100)  # 25 ramp steps
     assert [ramp(step) for step in (0, 10, 24, 25, 99)] == pytest.approx(
         [0.0, 0.4, 0.96, 1.0, 1.0])
-    parsed = drop_schedule.parse_schedule("ramp:0.5", total_steps=10)
+    parsed = drop_schedule.scale_function(specs.parse_schedule("ramp:0.5"), total_steps=10)
     assert [parsed(step) for step in (0, 1, 5)] == pytest.approx([0.0, 0.2, 1.0])
-    assert drop_schedule.parse_schedule("constant", total_steps=10)(0) == 1.0
+    constant = drop_schedule.scale_function(specs.parse_schedule("constant"), total_steps=10)
+    assert constant(0) == 1.0
+    assert str(specs.parse_schedule("ramp:0.50")) == "ramp:0.5"
 
 
 @pytest.mark.parametrize("text", ["ramp", "ramp:0", "ramp:1.5", "ramp:x", "linear", "constant:1"])
 def test_bad_schedules_name_the_value(text):
     with pytest.raises(ValueError, match=f"schedule={text!r}"):
-        drop_schedule.parse_schedule(text, total_steps=10)
+        specs.parse_schedule(text)
 
 
 def test_the_scale_applies_in_training_and_never_at_inference():

@@ -8,10 +8,13 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import BACKENDS, REPO, random_images, run_command, run_python, tiny_model
+from helpers.backends import BACKENDS
+from helpers.models import random_images, tiny_model
+from helpers.paths import REPO
+from helpers.processes import run_command, run_python
 
-from keras_pyramid.models.layers import PyramidSepDrop
-from keras_pyramid.training import fit
+from keras_pyramid.models.regularizers import PyramidSepDrop
+from keras_pyramid.training import fit, progress
 
 LOAD_AND_PREDICT = """
 import json, sys
@@ -196,7 +199,7 @@ def test_step_times_keep_the_compiling_step_apart_and_give_the_median():
     epoch 1's timed steps are 1, 2, 3 s (median 2); epoch 2's first step
     comes after the evaluation and is not timed, then 1, 1, 5 (median 1)."""
     now = [0.0]
-    timer = fit.StepTimes(clock=lambda: now[0])
+    timer = progress.StepTimes(clock=lambda: now[0])
     timer.on_train_begin()
     rows = []
     for epoch, durations in enumerate(([10, 1, 2, 3], [7, 1, 1, 5])):

@@ -146,13 +146,6 @@ def batches(parser, args, model, source, subset):
     that name this program's flags."""
     from keras_pyramid import evaluation
 
-    examples = len(subset)
-    args.batch_size = args.batch_size or min(256, examples)
-    try:
-        stream = evaluation.split_stream(model, source, subset, args.run.data if args.run
-                                         else None, args.batch_size, args.max_examples)
-    except ValueError as error:  # a model of any input size
-        parser.error(str(error))
     if model.outputs[0].shape[-1] != source.num_classes:
         parser.error(f"the model has {model.outputs[0].shape[-1]} classes, {args.dataset} "
                      f"has {source.num_classes}")
@@ -160,10 +153,16 @@ def batches(parser, args, model, source, subset):
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as error:
         parser.error(f"--output-dir {args.output_dir} cannot be created: {error.strerror}")
+    examples = len(subset)
+    args.batch_size = args.batch_size or min(256, examples)
     cli.check_batch_fits(parser, args.batch_size, examples, args.split)
     if args.max_examples:
         cli.check_batch_fits(parser, args.max_examples, examples, args.split, "--max-examples")
-    return stream
+    try:
+        return evaluation.split_stream(model, source, subset, args.run.data if args.run
+                                       else None, args.batch_size, args.max_examples)
+    except ValueError as error:  # a model of any input size
+        parser.error(str(error))
 
 
 def main(argv=None):

@@ -32,7 +32,6 @@ import arguments as cli
 # Keras and the library are imported after parsing: --help answers at once.
 
 EXPORTS = "exports"  # the default output's parent folder
-MODEL_FILE = "model.keras"  # a run directory's model
 # The comparison runs the Keras model, the SavedModel (and onnxruntime) on
 # all the images in one batch: a sample check, bounded so that it cannot
 # exhaust memory (2,000,000,000 asked for 6 TB) after the export is written.
@@ -119,6 +118,8 @@ def _blame(source):
 def default_output(model_path):
     """exports/NAME: the run directory's name, or the `.keras` file's stem
     (a run directory's own model.keras: the directory's name)."""
+    from keras_pyramid.training.run_layout import MODEL_FILE
+
     path = os.path.abspath(model_path)
     if os.path.basename(path) == MODEL_FILE:
         path = os.path.dirname(path)
@@ -132,6 +133,7 @@ def main(argv=None):
     import numpy as np
 
     from keras_pyramid import export as exporting
+    from keras_pyramid.export_parity import compare
 
     formats = ("saved_model",) if args.format == "saved_model" else ("saved_model", "onnx")
     try:
@@ -141,14 +143,19 @@ def main(argv=None):
         output = args.output or default_output(args.model)
         folder = exporting.export(model, output, args.version, formats=formats,
                                   overwrite=args.overwrite, class_names=names)
-    except (exporting.ExportError, FileExistsError, ValueError) as error:
+    except FileExistsError:  # the library's message names its argument, overwrite=True
+        target = os.path.join(os.path.abspath(output), str(args.version))
+        print(f"error: {target!r} already exists: choose another --version or pass "
+              f"--overwrite", file=sys.stderr)
+        return 2
+    except (exporting.ExportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"exported {model.name} to {folder}, class names from {source}")
     if args.check_images:
         shape = (args.check_images, *exporting.ServingModel(model).image_shape)
         images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-        differences = exporting.compare(model, folder, images, names)
+        differences = compare(model, folder, images, names)
         print("max |artifact - keras| on", args.check_images, "random images:")
         print(json.dumps(differences, indent=2))
     return 0

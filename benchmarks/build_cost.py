@@ -79,10 +79,9 @@ def main(argv=None):
             continue
         results.append(json.loads(lines[-1][len("RESULT "):]))
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    temporary = args.output + ".tmp"
-    with open(temporary, "w") as f:
-        json.dump({"cores": os.cpu_count(), "results": results}, f, indent=2)
-    os.replace(temporary, args.output)
+    from keras_pyramid.utils.files import atomic_write_json
+
+    atomic_write_json(args.output, {"cores": os.cpu_count(), "results": results})
     print("| backend | how | parameters | build (s) | first inference (s) | inference (s) |")
     print("|---|---|---|---|---|---|")
     for r in results:

@@ -138,14 +138,10 @@ def yardstick(settings, repeats):
 
 
 def environment():
-    from importlib import metadata
+    from keras_pyramid.utils.versions import versions
 
-    found = {"python": platform.python_version(), "machine": platform.machine()}
-    for package in ("torch", "jax", "jaxlib", "keras", "numpy"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
+    found = {**versions(("torch", "jax", "jaxlib", "keras", "numpy")),
+             "machine": platform.machine()}
     try:
         import torch
 

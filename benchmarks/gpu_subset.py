@@ -34,10 +34,12 @@ def main(argv=None):
     names = json.load(open(os.path.join(args.shared, "cifar_meta.json")))["cifar10"][
         "class_names"]
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    temporary = args.output + ".tmp.npz"
-    np.savez(temporary, x_train=x_train, y_train=y_train, x_test=test["x_test"][:args.test],
-             y_test=test["y_test"][:args.test].reshape(-1), class_names=np.array(names))
-    os.replace(temporary, args.output)
+    from keras_pyramid.utils.files import atomic_path
+
+    # A file object, not a name: np.savez would add ".npz" to a name without it.
+    with atomic_path(args.output) as temporary, open(temporary, "wb") as f:
+        np.savez(f, x_train=x_train, y_train=y_train, x_test=test["x_test"][:args.test],
+                 y_test=test["y_test"][:args.test].reshape(-1), class_names=np.array(names))
     print(f"{args.output}: {len(x_train)} training, {args.test} test images, "
           f"{os.path.getsize(args.output) / 2**20:.1f} MiB")
     return 0

@@ -164,14 +164,10 @@ def measure(args, folder):
 
 
 def versions():
-    import keras
-    import numpy
-    import PIL
-    import tensorflow
+    """The package's version report, with Pillow (it decodes the JPEGs here)."""
+    from keras_pyramid.utils import versions
 
-    return {"python": platform.python_version(), "keras": keras.__version__,
-            "tensorflow": tensorflow.__version__, "numpy": numpy.__version__,
-            "pillow": PIL.__version__}
+    return versions.versions((*versions.PACKAGES, "pillow"))
 
 
 def table(report):

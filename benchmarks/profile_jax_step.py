@@ -92,6 +92,7 @@ def profile(args):
     import numpy as np
 
     import keras_pyramid
+    from keras_pyramid.utils import versions
 
     rng = np.random.default_rng(0)
     batch = (rng.uniform(0, 255, (args.batch, 32, 32, 3)).astype("float32"),
@@ -100,7 +101,7 @@ def profile(args):
     report = {"model": f"PyramidNet-{args.depth} alpha {args.alpha} ({units} units)",
               "batch": args.batch,
               "drop_rate": DROP_RATE, "devices": [str(d) for d in jax.devices()],
-              "versions": {"jax": jax.__version__, "keras": keras.__version__}, "steps": {}}
+              "versions": versions.versions(), "steps": {}}
     runs = {}
     for regularization in REGULARIZATIONS:
         name = regularization or "none"

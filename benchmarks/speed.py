@@ -316,7 +316,7 @@ def worker(cases, settings):
 
 
 def machine():
-    import importlib.metadata
+    from keras_pyramid.utils import versions
 
     model_name = platform.processor()
     try:
@@ -325,14 +325,8 @@ def machine():
                               if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    versions = {}
-    for package in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "numpy"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return {"cpu": model_name, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "versions": versions}
+            "platform": platform.platform(), "versions": versions.versions()}
 
 
 def process_key(case):
@@ -457,7 +451,8 @@ def main(argv=None):
         worker(job["cases"], job["settings"])
         return 0
     # Imported here: only the measuring processes choose a backend.
-    from keras_pyramid.utils.files import atomic_write_json
+    from keras_pyramid.utils.files import atomic_write_json, read_json_or
+
     settings = {"threads": args.threads, "data_dir": args.data_dir, "pipeline_batch": 64,
                 "timing": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats}}
     planned = list(cases(args.models, args.backends, args.full.split(","),
@@ -466,12 +461,10 @@ def main(argv=None):
         planned.insert(0, {"model": "cifar10 input pipeline", "backend": "pipeline"})
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     report = {"settings": settings, "machine": machine(), "results": []}
-    if os.path.exists(args.output):
-        with open(args.output) as f:
-            previous = json.load(f)
-        if previous.get("settings") == settings:  # same measurement: resume it
-            report["results"] = [r for r in previous["results"] if "error" not in r]
-            print(f"Resuming {args.output}: {len(report['results'])} cases kept")
+    previous = read_json_or(args.output, {})
+    if previous.get("settings") == settings:  # same measurement: resume it
+        report["results"] = [r for r in previous["results"] if "error" not in r]
+        print(f"Resuming {args.output}: {len(report['results'])} cases kept")
     done = {case_key(r["case"]) for r in report["results"]}
     for group in process_groups(planned):
         group = [case for case in group if case_key(case) not in done]

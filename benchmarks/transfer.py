@@ -192,12 +192,9 @@ def spread(values):
 
 
 def versions():
-    import keras
-    import numpy
-    import tensorflow
+    from keras_pyramid.utils import versions
 
-    return {"python": platform.python_version(), "keras": keras.__version__,
-            "tensorflow": tensorflow.__version__, "numpy": numpy.__version__}
+    return versions.versions()
 
 
 def table(report):

@@ -39,6 +39,7 @@ def main(argv=None):
     import keras_pyramid
     from keras_pyramid import applications
     from keras_pyramid.models import presets
+    from keras_pyramid.utils import versions
     from keras_pyramid.weights import cache as weights
 
     entry = applications.trained_weights(args.model, args.dataset)
@@ -73,7 +74,7 @@ def main(argv=None):
     report = {"backend": keras.backend.backend(), "model": args.model,
               "dataset": args.dataset, "parameters": entry.parameters,
               "first_load": summary(first), "cached_load": summary(cached),
-              "python": sys.version.split()[0], "keras": keras.__version__}
+              "versions": versions.versions()}
     print(json.dumps(report, indent=2))
     if args.output:
         from keras_pyramid.utils.files import atomic_write_json

@@ -21,9 +21,9 @@ import keras
 
 from keras_pyramid.models import presets, pyramidnet
 from keras_pyramid.models.init import built_shapes_first
-from keras_pyramid.models.layers import REGULARIZED
 from keras_pyramid.models.presets import ARCHITECTURES, VARIANTS, default_name
 from keras_pyramid.models.pyramidnet import check_input_shape, input_channels
+from keras_pyramid.models.regularizers import REGULARIZED
 from keras_pyramid.utils.checks import fail
 from keras_pyramid.weights import cache, convert
 from keras_pyramid.weights.assign import (

@@ -25,7 +25,7 @@ TTA = ("none", "flip")  # flip: the mean of the image's and its mirror's probabi
 SPLITS = ("final", "test", "validation", "train")  # final: test, or the hold-out without one
 # args.json fields that fix which examples a run's splits hold.
 SPLIT_DEFINING = ("validation", "seed", "split_seed", "train_examples", "skip_bad_images",
-                  "data_dir")
+                  "data_dir", "use_test_split")
 
 
 def data_config(run=None, dataset=None, data_dir=None, download=False):

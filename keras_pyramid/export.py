@@ -35,7 +35,8 @@ Backends: TensorFlow and JAX export natively through `model.export`. Keras
 cannot write a SavedModel from the PyTorch backend, so a torch model is saved
 as `.keras` and exported by a TensorFlow subprocess; ONNX (Keras' tf2onnx
 path) is always produced under TensorFlow the same way. The caller sees one
-function either way.
+function either way. `export_parity.compare` measures how far the written
+artifacts are from the Keras model.
 
 Writes are all-or-nothing: the artifact is built in a hidden sibling folder
 (`.tmp-VERSION-PID`, which TF Serving ignores because it is not a number) and
@@ -58,6 +59,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_pyramid.training.run_layout import MODEL_FILE
 from keras_pyramid.utils import checks
 from keras_pyramid.utils.files import is_full_disk
 from keras_pyramid.utils.processes import process_alive
@@ -184,21 +186,20 @@ def first_argmax(logits):
 
 def load_classifier(path):
     """The Keras model in a `.keras` file (or a run directory's `model.keras`),
-    with a clear error when there is none."""
-    import keras_pyramid  # noqa: F401  registers the layers the file names
-
+    loaded by the one loader (`weights.files.load_keras_file`); `ExportError`
+    when there is none."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
+        path = os.path.join(path, MODEL_FILE)
     if not os.path.isfile(path):
         raise ExportError(f"no model file at {path!r}: pass a .keras file or a run directory "
-                          f"that holds model.keras")
+                          f"that holds {MODEL_FILE}")
     if not path.endswith(".keras"):
         raise ExportError(f"the model must be a Keras `.keras` file. Received: {path!r}")
     try:
-        # The one safe loader (weights.files), not compiled: the file keeps its
-        # jit_compile, which this backend may not support, and serving needs no
-        # optimizer. A hostile or broken file is one line, its config not dumped.
+        # Not compiled: the file keeps its jit_compile, which this backend may
+        # not support, and serving needs no optimizer. A hostile or broken
+        # file is one line, its config not dumped.
         return load_keras_file(path)
     except UnloadableFile as error:
         raise ExportError(str(error)) from None
@@ -244,7 +245,7 @@ def export(model, directory, version=1, *, formats=("saved_model",), overwrite=F
     remove_stale_staging(directory)  # may put back a version a killed export took aside
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target!r} already exists: choose another version or "
-                              f"pass overwrite=True (--overwrite)")
+                              f"pass overwrite=True")
     if isinstance(model, (str, os.PathLike)):
         model = load_classifier(model)
     serving = ServingModel(model)  # checks the classifier before any write
@@ -393,7 +394,7 @@ def _write_in_tensorflow(classifier, folder, formats, verbose, class_names):
     """Exports through a subprocess on the TensorFlow backend: the `.keras`
     file is backend-neutral, and TF is the backend Keras exports from."""
     with tempfile.TemporaryDirectory() as scratch:
-        saved = os.path.join(scratch, "model.keras")
+        saved = os.path.join(scratch, MODEL_FILE)
         classifier.save(saved)
         request = json.dumps({"model": saved, "folder": folder, "formats": list(formats),
                               "verbose": bool(verbose), "class_names": list(class_names)})
@@ -418,56 +419,6 @@ def _replace_directory(staging, target):
     os.rename(target, retired)
     os.rename(staging, target)
     shutil.rmtree(retired, ignore_errors=True)
-
-
-def reference_outputs(model, images):
-    """The Keras model's own inference outputs for uint8 `images` (NHWC), as
-    numpy: what an export must reproduce."""
-    serving = ServingModel(model)
-    return {name: keras.ops.convert_to_numpy(value)
-            for name, value in serving(np.asarray(images, "uint8")).items()}
-
-
-def compare(model, version_folder, images, class_names=None):
-    """Max absolute differences between the Keras model and its artifacts.
-
-    Returns `{format: {output: max |served - keras|}}` for the SavedModel and,
-    if present, the ONNX file (run by onnxruntime). Class ids compare as the
-    fraction of disagreeing images, and the SavedModel's `class_name` as the
-    fraction of images whose name is not `class_names[keras class_id]`
-    (`class_names` as given to `export`); `logits_relative` is the logits'
-    difference over their largest magnitude (an untrained deep PyramidNet's
-    logits reach 1e8, where float32 itself is coarser than 1).
-    """
-    import tensorflow as tf
-
-    expected = reference_outputs(model, images)
-    names = check_class_names(class_names, expected["logits"].shape[-1])
-    served = tf.saved_model.load(version_folder).signatures[SIGNATURE]
-    results = {"saved_model": served(image=tf.constant(images, tf.uint8))}
-    onnx_path = os.path.join(version_folder, ONNX_FILE)
-    if os.path.exists(onnx_path):
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-        values = session.run(OUTPUT_NAMES, {INPUT_NAME: np.asarray(images, "uint8")})
-        results["onnx"] = dict(zip(OUTPUT_NAMES, values))
-    differences = {}
-    for fmt, outputs in results.items():
-        differences[fmt] = {name: _difference(name, np.asarray(outputs[name]), expected[name])
-                            for name in OUTPUT_NAMES}
-        differences[fmt]["logits_relative"] = differences[fmt]["logits"] / max(
-            float(np.max(np.abs(expected["logits"]))), 1e-30)
-    served_names = [name.decode("utf-8") for name in results["saved_model"][NAME_OUTPUT].numpy()]
-    differences["saved_model"][NAME_OUTPUT] = float(np.mean(
-        [served != names[index] for served, index in zip(served_names, expected["class_id"])]))
-    return differences
-
-
-def _difference(name, served, expected):
-    if name == "class_id":
-        return float(np.mean(served != expected))
-    return float(np.max(np.abs(served.astype("float64") - expected)))
 
 
 def _main_in_tensorflow(request):

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test (helpers: tests/helpers.py). The suite runs once per backend."""
+"""Fixtures shared by every test (helpers: tests/helpers/, one module per concern).
+The suite runs once per backend."""
 
 import os
 import sys
@@ -6,20 +7,21 @@ import zipfile
 
 import keras
 import pytest
-from helpers import (
-    CIFAR_STATISTICS,
+from helpers.data import (
     SAMPLE_TEST_EXAMPLES,
     SAMPLE_TRAIN_EXAMPLES,
-    SHARED_DATA,
-    calibrate_head,
-    file_sha1,
     load_cifar10_npz,
-    pytorchcv_probabilities,
-    randomize_batchnorm,
-    run_command,
-    with_entry,
     write_image_folder,
 )
+from helpers.paths import SHARED_DATA
+from helpers.processes import run_command
+from helpers.reference_nets import (
+    CIFAR_STATISTICS,
+    calibrate_head,
+    pytorchcv_probabilities,
+    randomize_batchnorm,
+)
+from helpers.served_weights import file_sha1, with_entry
 
 
 def pytest_report_header(config):

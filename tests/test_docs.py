@@ -10,7 +10,7 @@ import shlex
 
 import keras
 import pytest
-from helpers import REPO
+from helpers.paths import REPO
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",

@@ -12,7 +12,8 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from helpers import REPO, load_program
+from helpers.paths import REPO
+from helpers.programs import load_program
 
 import keras_pyramid  # noqa: F401  registers the classes the files name
 

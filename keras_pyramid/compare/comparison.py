@@ -28,6 +28,7 @@ from keras_pyramid.training import device, recipe, run_data
 from keras_pyramid.training.config import RunConfig
 from keras_pyramid.training.run_dir import ConfigError, read_record
 from keras_pyramid.training.run_layout import DATA_FILE, RESULTS_FILE
+from keras_pyramid.tuning import distributed
 from keras_pyramid.utils.files import atomic_write_json, read_json
 from keras_pyramid.utils.versions import installed, versions
 
@@ -53,7 +54,7 @@ def compare(settings, output, print_function=print, verbose=1, serving_requests=
     candidates, settings = _recorded_comparison(output, settings)
     cells = cells_module.cells_of(candidates, settings)
     grid.run_grid(cells, settings, output, print_function, verbose)
-    if grid.tuner_id() not in (None, "chief"):
+    if not distributed.leads():
         return None
     for candidate in candidates:
         if not candidate.trained:

@@ -21,8 +21,9 @@ import keras
 from keras_pyramid.compare import macs, serving
 from keras_pyramid.compare.cells import COST_FILE, finished
 from keras_pyramid.export import export
-from keras_pyramid.training.run_dir import MODEL_FILE, RESULTS_FILE, read_record
-from keras_pyramid.utils.files import atomic_write_json, read_json
+from keras_pyramid.training.run_dir import read_record
+from keras_pyramid.training.run_layout import HISTORY_JSON, MODEL_FILE, RESULTS_FILE
+from keras_pyramid.utils.files import atomic_write_json, read_json_or
 from keras_pyramid.weights.files import load_keras_file
 
 MODEL_FIGURES_FILE = "model.json"
@@ -46,8 +47,8 @@ def cell_figures(cell, output, full_recipe_images):
     if not finished(cell, output):  # a broken cell is retrained by the next run
         return {**row, "status": "missing"}
     results = _read(run_dir, RESULTS_FILE)
-    history_path = os.path.join(run_dir, "history.json")  # a list, written with results.json
-    history = read_json(history_path) if os.path.exists(history_path) else []
+    # a list, written with results.json
+    history = read_json_or(os.path.join(run_dir, HISTORY_JSON), [])
     cost = _read(run_dir, COST_FILE) or {}
     speed = results["train_images_per_second"]
     return {**row, "status": "finished", "final_error": results["final_error"],

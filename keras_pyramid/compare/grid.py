@@ -14,25 +14,21 @@ import hashlib
 import os
 
 from keras_pyramid.compare import cells as cells_module
+from keras_pyramid.tuning import distributed
 
 GRID_DIR = "grid"
 OBJECTIVE = "final_error"
-
-
-def tuner_id():
-    """`chief`, a worker's id, or None outside KerasTuner's distributed mode."""
-    return os.environ.get("KERASTUNER_TUNER_ID")
 
 
 def run_grid(cells, settings, output, print_function=print, verbose=1):
     """Runs every unfinished cell: here, or spread over KerasTuner's workers
     then the missing ones here (on the chief). A worker returns when the
     grid is done; the caller reports only on the chief (or alone)."""
-    if tuner_id() is None:
+    if distributed.tuner_id() is None:
         cells_module.run_cells(cells, settings, output, print_function, verbose)
         return
     _grid_tuner(cells, settings, output, print_function, verbose).search()
-    if tuner_id() == "chief":
+    if distributed.tuner_id() == distributed.CHIEF:
         left = cells_module.missing(cells, output)
         if left:
             print_function(f"the grid left {len(left)} cells without results (KerasTuner "
@@ -48,17 +44,17 @@ def _grid_tuner(cells, settings, output, print_function, verbose):
 
     by_key = {cell.key: cell for cell in cells}
 
-    class CellGrid(kt.GridSearch):
-        def run_trial(self, trial, *args, **kwargs):
-            cell = by_key[trial.hyperparameters.get("cell")]
-            results = cells_module.run_cell(cell, settings, output, print_function, verbose)
-            return {OBJECTIVE: results["final_error"]}
+    def run_trial(trial):
+        cell = by_key[trial.hyperparameters.get("cell")]
+        results = cells_module.run_cell(cell, settings, output, print_function, verbose)
+        return {OBJECTIVE: results["final_error"]}
 
     space = kt.HyperParameters()
     space.Choice("cell", list(by_key))
     # The project is named by its cells: the same grid reloads (its finished
     # trials stay finished), an extended one starts a new project.
     digest = hashlib.sha256("\n".join(by_key).encode()).hexdigest()[:12]
-    return CellGrid(hypermodel=None, objective=kt.Objective(OBJECTIVE, direction="min"),
-                    hyperparameters=space, tune_new_entries=False, max_trials=len(by_key),
-                    directory=os.path.join(output, GRID_DIR), project_name=f"cells-{digest}")
+    return distributed.trials_through(kt.GridSearch, run_trial)(
+        hypermodel=None, objective=kt.Objective(OBJECTIVE, direction="min"),
+        hyperparameters=space, tune_new_entries=False, max_trials=len(by_key),
+        directory=os.path.join(output, GRID_DIR), project_name=f"cells-{digest}")

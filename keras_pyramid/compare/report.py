@@ -9,71 +9,55 @@ as comparison.json): report.md and a self-contained report.html, same content.
 The record already holds the statistics (compare/statistics.py computed
 them); this module only renders. `blocks(record, plot_paths)` builds the one
 intermediate, a list of blocks (Heading, Paragraph, Bullets, Table, Code,
-Plot); `to_markdown` and `to_html` render it, so the two files cannot say
-different things. Sections, in order: the title line, the verdict and its
+Plot, from compare/render.py); `to_markdown` and `to_html` render it, so
+the two files cannot say different things. Sections, in order: the title line, the verdict and its
 warnings, accuracy, training cost, serving cost, what this did not measure,
 and the budget, versions, hardware and how to rebuild the report.
 
-Errors are percent with 2 decimals, differences signed points with 2
-decimals; a value the record lacks (None) is "—".
+Numbers are shown as compare/formats.py writes them: errors percent with 2
+decimals, differences signed points with 2 decimals; a value the record
+lacks (None) is "—".
 """
 
-import base64
-import dataclasses
-import html
 import os
 
 from keras_pyramid.compare import plots
+from keras_pyramid.compare.formats import (
+    MISSING,
+    count,
+    duration,
+    images_per_second,
+    interval,
+    mebibytes,
+    milliseconds,
+    p_value,
+    percent,
+    points,
+    seconds,
+    shown,
+)
+from keras_pyramid.compare.render import (
+    Bullets,
+    Code,
+    Heading,
+    Paragraph,
+    Plot,
+    Table,
+    to_html,
+    to_markdown,
+)
 from keras_pyramid.compare.statistics import FEW_SEEDS, few_seeds_warning
-from keras_pyramid.training.fit import format_duration
+from keras_pyramid.models.regularizers import REGULARIZED
 from keras_pyramid.utils.files import atomic_write_text
 
 PLOTS_FOLDER = "plots"
-MISSING = "—"
 # Regularized PyramidNets and the suffix that names their plain counterpart
-# (pyramidnet110_a48_sepdrop -> pyramidnet110_a48); longest first.
-REGULARIZED_SUFFIXES = ("_shakedrop", "_sepdrop", "_drop")
+# (pyramidnet110_a48_sepdrop -> pyramidnet110_a48, as presets.default_name
+# writes them); longest first, since "_drop" ends "_sepdrop" too.
+REGULARIZED_SUFFIXES = tuple(sorted((f"_{name}" for name in REGULARIZED), key=len, reverse=True))
 SHORT_BUDGET = ("A short budget can rank stochastic-depth models below plain ones when a long "
                 "one would not: at 4 epochs on a small folder, SepDrop lost 33 points to plain "
                 "PyramidNet-20; this comparison's budget was {budget}")
-
-
-# The intermediate: what both renderers draw from.
-
-@dataclasses.dataclass(frozen=True)
-class Heading:
-    level: int
-    text: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Paragraph:
-    text: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Bullets:
-    items: tuple
-
-
-@dataclasses.dataclass(frozen=True)
-class Table:
-    headers: tuple
-    rows: tuple
-
-
-@dataclasses.dataclass(frozen=True)
-class Code:
-    text: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Plot:
-    """A PNG: `link` relative to the report's folder, `path` to read it from."""
-
-    link: str
-    path: str
-    caption: str
 
 
 def write_report(record, folder):
@@ -96,65 +80,6 @@ def blocks(record, plot_paths):
             *_not_measured(record), *_provenance(record)]
 
 
-# Numbers as the report shows them; None is MISSING everywhere.
-
-def _shown(value, form):
-    """`form(value)`, or MISSING for None."""
-    return MISSING if value is None else form(value)
-
-
-def percent(fraction):
-    """An error: 0.3125 -> "31.25"."""
-    return _shown(fraction, lambda value: f"{100 * value:.2f}")
-
-
-def points(fraction):
-    """A difference of errors in points, signed: -0.0125 -> "-1.25"."""
-    return _shown(fraction, lambda value: f"{100 * value:+.2f}")
-
-
-def interval(low, high, form):
-    """The interval as "low to high" in `form`; MISSING when either end is."""
-    if low is None or high is None:
-        return MISSING
-    return f"{form(low)} to {form(high)}"
-
-
-def p_value(value):
-    """A p-value: 3 decimals, "<0.001" below that."""
-    return _shown(value, lambda p: "<0.001" if p < 0.001 else f"{p:.3f}")
-
-
-def count(value):
-    """A count with thousands separators: 75000 -> "75,000"."""
-    return _shown(value, lambda number: f"{number:,.0f}")
-
-
-def mebibytes(value):
-    """Bytes in MiB, 1 decimal."""
-    return _shown(value, lambda size: f"{size / 2 ** 20:,.1f}")
-
-
-def milliseconds(value):
-    """A latency in ms, 2 decimals."""
-    return _shown(value, lambda ms: f"{ms:.2f}")
-
-
-def duration(seconds):
-    """Seconds, human-readable: 300000 -> "3d11h"."""
-    return _shown(seconds, format_duration)
-
-
-def images_per_second(value):
-    """A speed: whole images from 100/s, 1 decimal below (a slow CPU's 12.5)."""
-    return _shown(value, lambda speed: f"{speed:,.0f}" if speed >= 100 else f"{speed:.1f}")
-
-
-def _seconds(value):
-    """Seconds, 1 decimal."""
-    return _shown(value, lambda seconds: f"{seconds:.1f}")
-
-
 def _joined(values, form=str):
     """The values in `form`, comma-separated; MISSING for none."""
     return ", ".join(form(value) for value in values) if values else MISSING
@@ -162,9 +87,9 @@ def _joined(values, form=str):
 
 def _budget_phrase(budget):
     """The budget in words: "15 epochs of 78 steps at batch 64 (paper recipe)"."""
-    return (f"{_shown(budget.get('epochs'), str)} epochs of "
-            f"{_shown(budget.get('steps_per_epoch'), str)} steps at batch "
-            f"{_shown(budget.get('batch_size'), str)} ({budget.get('recipe') or MISSING} recipe)")
+    return (f"{shown(budget.get('epochs'), str)} epochs of "
+            f"{shown(budget.get('steps_per_epoch'), str)} steps at batch "
+            f"{shown(budget.get('batch_size'), str)} ({budget.get('recipe') or MISSING} recipe)")
 
 
 def _trained(candidate):
@@ -302,8 +227,8 @@ def _accuracy_row(record, entry, candidate):
     """One candidate's row of the accuracy table."""
     name = candidate["name"]
     summary = (entry.get("per_candidate") or {}).get(name) or {}
-    return (name, candidate.get("kind") or MISSING, _shown(summary.get("n"), str),
-            percent(summary.get("mean")), _shown(summary.get("std"), lambda s: f"{100 * s:.2f}"),
+    return (name, candidate.get("kind") or MISSING, shown(summary.get("n"), str),
+            percent(summary.get("mean")), shown(summary.get("std"), lambda s: f"{100 * s:.2f}"),
             interval(summary.get("low"), summary.get("high"), percent),
             *_difference_cells(record, entry, name))
 
@@ -380,13 +305,13 @@ def _training_row(record, candidate):
     """One candidate's row of the training cost table."""
     name = candidate["name"]
     model = (name, count(candidate.get("parameters")), count(candidate.get("trainable_parameters")),
-             _shown(candidate.get("multiply_adds"), lambda value: f"{value / 1e6:,.1f}"))
+             shown(candidate.get("multiply_adds"), lambda value: f"{value / 1e6:,.1f}"))
     if not _trained(candidate):  # evaluated as it is: there is no training to cost
         return (*model, "not trained", *(MISSING,) * 7)
     cost = (record.get("training_cost") or {}).get(name) or {}
     accelerator = cost.get("accelerator_peak_memory_bytes")
     return (*model, images_per_second(cost.get("train_images_per_second")),
-            _seconds(cost.get("compile_seconds")), duration(cost.get("wall_seconds")),
+            seconds(cost.get("compile_seconds")), duration(cost.get("wall_seconds")),
             count(cost.get("images_seen")), mebibytes(cost.get("peak_host_memory_bytes")),
             "none" if accelerator is None else mebibytes(accelerator),
             cost.get("device") or MISSING, duration(cost.get("projected_full_recipe_seconds")))
@@ -480,7 +405,7 @@ def _not_measured(record):
 def _hardware_phrase(hardware):
     """The hardware in words: device, CPU cores, platform."""
     cores = hardware.get("cpu_count")
-    return (f"{hardware.get('device') or MISSING}, {_shown(cores, str)} CPU cores, "
+    return (f"{hardware.get('device') or MISSING}, {shown(cores, str)} CPU cores, "
             f"{hardware.get('platform') or MISSING}")
 
 
@@ -490,13 +415,13 @@ def _provenance(record):
               "split_seed": record["dataset"].get("split_seed")}
     versions = sorted((record.get("versions") or {}).items())
     return [Heading(2, "Budget, versions, hardware and rebuilding"),
-            Table(("budget", "value"), tuple((key, _shown(value, str))
+            Table(("budget", "value"), tuple((key, shown(value, str))
                                              for key, value in budget.items())),
-            Table(("package", "version"), tuple((key, _shown(value, str))
+            Table(("package", "version"), tuple((key, shown(value, str))
                                                 for key, value in versions)),
             Paragraph(f"Hardware: {_hardware_phrase(record.get('hardware') or {})}. Record "
                       f"written {record.get('written') or MISSING} (format "
-                      f"{_shown(record.get('format'), str)}) by:"),
+                      f"{shown(record.get('format'), str)}) by:"),
             Code(record.get("command") or MISSING),
             Paragraph("Rebuild this report and its plots from comparison.json, training nothing:"),
             Code(rebuild_command(record))]
@@ -508,75 +433,3 @@ def rebuild_command(record):
     return command if "--report-only" in command.split() else f"{command} --report-only"
 
 
-# The renderers: one function per block type and format.
-
-def to_markdown(content):
-    """The blocks as Markdown; plots linked by their relative path."""
-    return "\n\n".join(_MARKDOWN[type(block)](block) for block in content) + "\n"
-
-
-def _markdown_table(table):
-    """A pipe table, header row first."""
-    lines = [_markdown_row(table.headers), "|" + "---|" * len(table.headers)]
-    return "\n".join(lines + [_markdown_row(row) for row in table.rows])
-
-
-def _markdown_row(cells):
-    """One row of a pipe table."""
-    # A | inside a cell would end it; a newline would end the row.
-    return "| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ")
-                             for cell in cells) + " |"
-
-
-_MARKDOWN = {
-    Heading: lambda block: f"{'#' * block.level} {block.text}",
-    Paragraph: lambda block: block.text,
-    Bullets: lambda block: "\n".join(f"- {item}" for item in block.items),
-    Table: _markdown_table,
-    Code: lambda block: f"```\n{block.text}\n```",
-    Plot: lambda block: f"![{block.caption}]({block.link})\n\n*{block.caption}*",
-}
-
-CSS = ("body{font-family:system-ui,sans-serif;max-width:80em;margin:2em auto;padding:0 1em;"
-       "line-height:1.4}table{border-collapse:collapse;margin:1em 0;font-size:.9em}"
-       "th,td{border:1px solid #bbb;padding:.2em .5em;text-align:left}th{background:#eee}"
-       "img{max-width:100%}figure{margin:1em 0}figcaption{font-style:italic}"
-       "pre{background:#f4f4f4;padding:.5em;overflow-x:auto}")
-
-
-def to_html(content):
-    """The blocks as one self-contained HTML page: inline CSS, the plots
-    embedded as base64 data URIs, every text escaped."""
-    title = next((block.text for block in content if isinstance(block, Heading)), "Comparison")
-    body = "\n".join(_HTML[type(block)](block) for block in content)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            f"{body}\n</body>\n</html>\n")
-
-
-def _html_table(table):
-    """A <table> with a header row, every cell escaped."""
-    head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in table.headers)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row)
-                   + "</tr>\n" for row in table.rows)
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}</tbody>\n</table>"
-
-
-def _html_plot(plot):
-    """A <figure> with the PNG embedded as a base64 data URI."""
-    with open(plot.path, "rb") as f:
-        data = base64.b64encode(f.read()).decode("ascii")
-    caption = html.escape(plot.caption)
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
-            f"<figcaption>{caption}</figcaption></figure>")
-
-
-_HTML = {
-    Heading: lambda block: f"<h{block.level}>{html.escape(block.text)}</h{block.level}>",
-    Paragraph: lambda block: f"<p>{html.escape(block.text)}</p>",
-    Bullets: lambda block: "<ul>\n" + "".join(f"<li>{html.escape(item)}</li>\n"
-                                              for item in block.items) + "</ul>",
-    Table: _html_table,
-    Code: lambda block: f"<pre><code>{html.escape(block.text)}</code></pre>",
-    Plot: _html_plot,
-}

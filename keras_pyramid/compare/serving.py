@@ -73,9 +73,10 @@ def measure(version_folder, runtime, requests=500, warmup=50, throughput_batch=3
         reportable (requests >= MIN_REPORTED_REQUESTS), latency_ms (p50, p90, p99,
         mean, min, max), percentile_method, throughput_batch,
         throughput_images_per_second, throughput_batches, size_bytes,
-        peak_memory_bytes, peak_memory_from ("VmHWM" or "ru_maxrss"), device,
-        execution_provider (ONNX Runtime's; None for TensorFlow), threads (the
-        intra- and inter-op settings in force, 0 being the runtime's default),
+        peak_memory_bytes, peak_memory_from (utils.processes.PEAK_FROM_PROC or
+        PEAK_FROM_RUSAGE), device, execution_provider (ONNX Runtime's; None for
+        TensorFlow), threads (the intra- and inter-op settings in force, 0 being
+        the runtime's default),
         load_seconds (the runtime's import and the model's load), input_shape,
         platform, python, keras_imported.
     """
@@ -98,24 +99,17 @@ def measure_all(version_folder, requests=500, **kwargs):
 
 def check_arguments(runtime, requests, warmup, throughput_batch, throughput_seconds, threads):
     """ValueError naming the first bad argument and the value received."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"`runtime` must be one of {RUNTIMES}. Received: runtime={runtime!r}")
+    # Here, not at the top: the child runs this file without the package
+    # (importing keras_pyramid imports Keras); this check runs in the parent.
+    from keras_pyramid.utils import checks
+
+    checks.check_choice("runtime", runtime, RUNTIMES)
     for name, value, least in (("requests", requests, 1), ("warmup", warmup, 0),
                                ("throughput_batch", throughput_batch, 1)):
-        check_count(name, value, least)
+        checks.check_int(name, value, minimum=least)
     if threads is not None:
-        check_count("threads", threads, 1)
-    seconds_ok = (isinstance(throughput_seconds, (int, float))
-                  and not isinstance(throughput_seconds, bool) and 0 < throughput_seconds < 1e9)
-    if not seconds_ok:
-        raise ValueError(f"`throughput_seconds` must be a positive number of seconds. "
-                         f"Received: throughput_seconds={throughput_seconds!r}")
-
-
-def check_count(name, value, least):
-    """ValueError unless `value` is an int (not a bool) of at least `least`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"`{name}` must be an int >= {least}. Received: {name}={value!r}")
+        checks.check_int("threads", threads, minimum=1)
+    checks.check_number("throughput_seconds", throughput_seconds, positive=True, below=1e9)
 
 
 def size_on_disk(version_folder, runtime):
@@ -313,21 +307,18 @@ def latency_summary(seconds):
             "min": float(ms.min()), "max": float(ms.max())}
 
 
-def peak_memory():
-    """(bytes, source): this process's peak resident set size since it started:
-    VmHWM from /proc/self/status where Linux has it, else getrusage's ru_maxrss
-    (KiB on Linux, bytes on macOS)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024, "VmHWM"
-    except OSError:
-        pass
-    import resource
+def utils_processes():
+    """keras_pyramid/utils/processes.py (the one peak-memory reader) loaded by
+    its path: the child cannot import the package, whose top imports Keras,
+    and that module imports nothing but the standard library."""
+    import importlib.util
 
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "ru_maxrss"
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "utils", "processes.py")
+    spec = importlib.util.spec_from_file_location("keras_pyramid_utils_processes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def device_description():
@@ -356,6 +347,10 @@ def serve_and_time(arguments):
     batches on random uint8 images (seed 0), and reads the peak memory last."""
     import numpy as np
 
+    processes = utils_processes()
+    # Reset, so that the source's words (VmHWM "since its reset") hold: the
+    # peak then counts from here, the interpreter and NumPy already resident.
+    processes.reset_peak_memory()
     load = onnxruntime_server if arguments.runtime == "onnxruntime" else saved_model_server
     started = time.perf_counter()
     predict, shape, facts = load(arguments.version_folder, arguments.threads)
@@ -365,7 +360,7 @@ def serve_and_time(arguments):
     batch = rng.integers(0, 256, (arguments.throughput_batch, *shape), dtype=np.uint8)
     seconds = latency_seconds(predict, pool, arguments.requests, arguments.warmup)
     images_per_second, batches = throughput(predict, batch, arguments.throughput_seconds)
-    peak, peak_from = peak_memory()
+    peak, peak_from = processes.peak_memory()
     return {**facts, "requests": arguments.requests, "warmup": arguments.warmup,
             "reportable": arguments.requests >= MIN_REPORTED_REQUESTS,
             "latency_ms": latency_summary(seconds), "percentile_method": PERCENTILE_METHOD,

@@ -23,6 +23,8 @@ import warnings
 
 import numpy as np
 
+from keras_pyramid.utils import checks
+
 CONFIDENCE = 0.95
 FEW_SEEDS = 5  # below this, an interval over seeds is wide and itself uncertain
 BOOTSTRAP_RESAMPLES = 9999
@@ -141,6 +143,6 @@ def few_seeds_warning(n):
 def _checked_errors(argument, errors):
     values = np.asarray(errors, dtype=np.float64).reshape(-1)
     if values.size == 0 or not np.all((values >= 0) & (values <= 1)):
-        raise ValueError(f"`{argument}` must hold errors in [0, 1], at least one. "
-                         f"Received: {argument}={np.asarray(errors).reshape(-1).tolist()!r}")
+        checks.fail(argument, "hold errors in [0, 1], at least one",
+                    np.asarray(errors).reshape(-1).tolist())
     return values

@@ -21,6 +21,8 @@ resumed run continues exactly.
 
 import dataclasses
 
+from keras_pyramid.utils import checks
+
 PAD = 4
 REGIMES = ("cifar", "imagenet", "none")
 # Largest side up to which "auto" picks the CIFAR regime: a random resized
@@ -47,14 +49,10 @@ class Preprocessing:
     flip: bool = True
 
     def __post_init__(self):
-        if self.augment not in REGIMES:
-            raise ValueError(f"`augment` must be one of {REGIMES}. "
-                             f"Received: augment={self.augment!r}")
-        size = tuple(self.image_size)
-        if len(size) != 2 or not all(isinstance(s, int) and s >= 1 for s in size):
-            raise ValueError(f"`image_size` must be (height, width), ints >= 1. "
-                             f"Received: image_size={self.image_size!r}")
-        object.__setattr__(self, "image_size", size)
+        checks.check_choice("augment", self.augment, REGIMES)
+        # (height, width): a bool is no size, though Python counts True as 1.
+        object.__setattr__(self, "image_size", checks.check_shape("image_size",
+                                                                  self.image_size, 2))
 
     def training(self, image, seed):
         import tensorflow as tf

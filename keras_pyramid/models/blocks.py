@@ -6,7 +6,8 @@ so `summary()` reads as the paper's table and weights can be ported by name.
 
 import keras
 
-from keras_pyramid.models.layers import PyramidShortcut, make_regularizer
+from keras_pyramid.models.regularizers import make_regularizer
+from keras_pyramid.models.shortcut import PyramidShortcut
 from keras_pyramid.models.skipping import SkippableBranch, can_skip
 
 # BatchNorm as in Torch: momentum 0.1 there is 0.9 here (the weight kept by

@@ -11,23 +11,25 @@ extension) is optional: null, or absent, ties it to `drop_rate` (the paper).
 import json
 import math
 
-from keras_pyramid.models.layers import REGULARIZED
+from keras_pyramid.models.drop_rates import TWO_GATES
 from keras_pyramid.models.presets import default_name
 from keras_pyramid.models.pyramidnet import PyramidNet
+from keras_pyramid.models.regularizers import REGULARIZED
 
 HPARAM_NAMES = ("depth", "alpha", "regularization", "drop_rate", "new_drop_rate",
                 "learning_rate", "batch_size")
 # Names a file or a search may leave out, and what that means: tied rates.
 OPTIONAL_DEFAULTS = {"new_drop_rate": None}
-# `layers.REGULARIZATIONS` as a file or a search writes it: "none" for None.
+# `regularizers.REGULARIZATIONS` as a file or a search writes it: "none" for None.
 REGULARIZATIONS = ("none", *REGULARIZED)
 
 
 def effective(values):
-    """`values` with `new_drop_rate` None unless the model is "sepdrop": the
-    other regularizers have no new-channels gate, so a value drawn for them
-    means nothing (and is not reported or written)."""
-    if values.get("regularization") != "sepdrop" and values.get("new_drop_rate") is not None:
+    """`values` with `new_drop_rate` None unless the model is "sepdrop"
+    (`drop_rates.TWO_GATES`): the other regularizers have no new-channels
+    gate, so a value a search drew for them means nothing (and is not
+    reported or written). A model given one is refused (`check_drop_rates`)."""
+    if values.get("regularization") != TWO_GATES and values.get("new_drop_rate") is not None:
         return {**values, "new_drop_rate": None}
     return values
 
@@ -41,12 +43,14 @@ def model_name(values):
 def build_model(values, classes=10, input_shape=None, weight_decay=0.0, seed=None,
                 skip_dropped=False, **arguments):
     """The PyramidNet that a set of hyperparameter values describes; other
-    `arguments` (mean, std, ...) go to `PyramidNet`."""
+    `arguments` (mean, std, ...) go to `PyramidNet`, whose `check_drop_rates`
+    refuses a `new_drop_rate` for a model without that gate (pass `effective`
+    values to drop it instead)."""
     regularization = None if values["regularization"] == "none" else values["regularization"]
     return PyramidNet(
         values["depth"], values["alpha"], regularization=regularization,
         drop_rate=values["drop_rate"] if regularization else 0.0,
-        new_drop_rate=values.get("new_drop_rate") if regularization == "sepdrop" else None,
+        new_drop_rate=values.get("new_drop_rate"),
         input_shape=input_shape, classes=classes, weight_decay=weight_decay, seed=seed,
         name=model_name(values), skip_dropped=skip_dropped, **arguments,
     )

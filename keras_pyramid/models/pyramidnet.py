@@ -18,8 +18,12 @@ import keras
 import numpy as np
 
 from keras_pyramid.models.blocks import batch_norm, conv, pyramidal_unit
+from keras_pyramid.models.drop_rates import (
+    DEFAULT_DROP_RATE,
+    check_drop_rates,
+    linear_drop_rates,
+)
 from keras_pyramid.models.init import torch_linear_initializers
-from keras_pyramid.models.layers import GRANULARITIES, check_regularization, linear_drop_rates
 from keras_pyramid.models.plan import (
     stage_plan,
     unit_name,
@@ -28,6 +32,7 @@ from keras_pyramid.models.plan import (
     weighted_layer_names,
 )
 from keras_pyramid.models.presets import VARIANTS, Variant, default_name, minimum_input_size
+from keras_pyramid.models.regularizers import GRANULARITIES
 from keras_pyramid.utils.checks import (
     check_bool,
     check_choice,
@@ -41,8 +46,6 @@ from keras_pyramid.utils.checks import (
 # The stage plan's functions are re-exported: the builder's public companions.
 __all__ = ["PyramidNet", "VARIANTS", "Variant", "minimum_input_size", "normalization_statistics",
            "stage_plan", "unit_widths", "weighted_layer_names"]
-# The papers' last-unit drop probability (`drop_rate=None` means it).
-DEFAULT_DROP_RATE = 0.5
 
 
 def check_input_shape(input_shape, data_format, variant):
@@ -103,14 +106,7 @@ def check_statistics(argument, values, channels, positive=False):
 def check_unit_arguments(regularization, drop_rate, new_drop_rate, granularity, seed,
                          skip_dropped):
     """The arguments every unit's regularizer shares."""
-    check_regularization(regularization)
-    check_rate("drop_rate", drop_rate)
-    if new_drop_rate is not None:
-        check_rate("new_drop_rate", new_drop_rate)
-        if regularization != "sepdrop":
-            fail("new_drop_rate", "come with regularization='sepdrop' (the only regularizer "
-                                  f"with two gates; regularization={regularization!r})",
-                 new_drop_rate)
+    check_drop_rates(regularization, drop_rate, new_drop_rate)
     check_choice("granularity", granularity, GRANULARITIES)
     if seed is not None:
         check_int("seed", seed)

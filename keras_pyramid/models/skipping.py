@@ -33,7 +33,7 @@ turns it on only where `benchmarks/speed.py` measured it faster.
 import keras
 from keras import ops
 
-from keras_pyramid.models.layers import PyramidSepDrop, StochasticDepth
+from keras_pyramid.models.regularizers import PyramidSepDrop, StochasticDepth
 
 SKIPPABLE = (StochasticDepth, PyramidSepDrop)
 

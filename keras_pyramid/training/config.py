@@ -56,6 +56,7 @@ class RunConfig:
     seed: int = 0
     steps_per_epoch: int = None  # None: one pass over the training data
     eval_steps: int = None  # limit each evaluation (smoke runs)
+    use_test_split: bool = True  # False (a search's trial): the hold-out is the final evaluation
     mixed_precision: str = "auto"
     jit_compile: str = "auto"
     skip_dropped: str = "auto"

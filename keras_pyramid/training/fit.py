@@ -41,6 +41,7 @@ from keras_pyramid.utils.files import (
     atomic_write_json,
     is_full_disk,
     read_json,
+    read_json_or,
 )
 
 # The keys of checkpoint/latest.json that a resume reads.
@@ -258,7 +259,7 @@ def check_room(directory, expected_bytes):
 def completed_epochs(run_dir):
     """The epochs the last checkpoint of `run_dir` completed (0 without one)."""
     latest = os.path.join(run_dir, CHECKPOINT_DIR, LATEST)
-    return int(read_json(latest)["epoch"]) if os.path.exists(latest) else 0
+    return int(read_json_or(latest, {"epoch": 0})["epoch"])
 
 
 def restore(model, run_dir):
@@ -401,7 +402,7 @@ def reporting_full_disk(run_dir):
 def _last_checkpoint(directory):
     """latest.json's record in `directory` ({"epoch": 0} without one)."""
     latest = os.path.join(directory, LATEST)
-    return read_json(latest) if os.path.exists(latest) else {"epoch": 0}
+    return read_json_or(latest, {"epoch": 0})
 
 
 def _non_finite_loss(where, directory):

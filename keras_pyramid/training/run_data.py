@@ -82,6 +82,8 @@ def open_data(config, record=None):
         raise ConfigError("validation", str(error)) from None
     splits = dataclasses.replace(splits, train=data.stratified_subset(
         splits.train, config.train_examples, config.data_split_seed))
+    if not config.use_test_split:  # a search's trial: never read, the hold-out is final
+        splits = dataclasses.replace(splits, test=None)
     if record is not None and len(splits.train) != record["split"]["train"]:
         raise ConfigError("dataset", f"{config.dataset} now has {len(splits.train)} training "
                                      f"examples, the run had {record['split']['train']}")

@@ -41,13 +41,13 @@ RUN_DEFINING = ("model", "architecture", "skip_dropped", "dataset", "image_size"
                 "flip", "validation", "label_noise", "weights", "freeze_backbone_epochs", "recipe",
                 "epochs", "batch_size", "learning_rate", "drop_rate", "new_drop_rate",
                 "drop_rate_schedule", "weight_decay", "seed", "split_seed", "train_examples",
-                "steps_per_epoch", "mixed_precision")
+                "steps_per_epoch", "mixed_precision", "use_test_split")
 # Run-defining fields newer than some run directories, with the value the
 # runs written before them had (and the old name of a renamed one).
 ADDED_LATER = {"new_drop_rate": None, "drop_rate_schedule": "constant", "architecture": None,
                "image_size": None, "augment": None, "label_noise": 0.0, "weights": None,
                "freeze_backbone_epochs": None, "recipe": "paper", "flip": True,
-               "split_seed": None, "train_examples": None}
+               "split_seed": None, "train_examples": None, "use_test_split": True}
 RENAMED = {"lr": "learning_rate", "validation_examples": "validation"}
 
 

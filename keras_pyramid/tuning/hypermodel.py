@@ -37,7 +37,7 @@ from keras_pyramid.models.hparams import (
     parse_value,
 )
 from keras_pyramid.training import recipe as recipes
-from keras_pyramid.utils.files import atomic_write_json, read_json
+from keras_pyramid.utils.files import atomic_write_json, read_json_or
 
 TUNERS = ("random", "bayesian", "hyperband")  # KerasTuner's: RandomSearch, ...
 DEPTHS = (20, 32, 44, 56, 110)
@@ -197,7 +197,7 @@ class KilledTrialGuard:
 
     def run_trial(self, trial, *fit_args, **fit_kwargs):
         path = os.path.join(self.project_dir, STARTS_PER_TRIAL)
-        starts = read_json(path) if os.path.exists(path) else {}
+        starts = read_json_or(path, {})
         previous = starts.get(trial.trial_id, 0)
         if previous >= self.max_starts:
             raise kt.errors.FailedTrialError(
@@ -208,7 +208,13 @@ class KilledTrialGuard:
                   "running it once more")
         starts[trial.trial_id] = previous + 1
         atomic_write_json(path, starts)
-        return super().run_trial(trial, *fit_args, **fit_kwargs)
+        try:
+            return super().run_trial(trial, *fit_args, **fit_kwargs)
+        except kt.errors.FatalError:
+            # Stopped on purpose (a signal), not killed: this start does not count.
+            starts[trial.trial_id] = previous
+            atomic_write_json(path, starts)
+            raise
 
 
 def guarded(tuner_class):

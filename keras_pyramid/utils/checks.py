@@ -40,23 +40,37 @@ def check_int(argument, value, minimum=None, maximum=None):
     return int(value)
 
 
-def check_number(argument, value, minimum=None, maximum=None, positive=False):
-    """A real number in [minimum, maximum]; `positive`: > 0."""
+def check_number(argument, value, minimum=None, maximum=None, positive=False, below=None):
+    """A real number x with minimum <= x <= maximum and x < below (each bound
+    may be None); `positive`: x > 0."""
     ok = is_number(value) and (minimum is None or value >= minimum) and (
-        maximum is None or value <= maximum) and (not positive or value > 0)
+        maximum is None or value <= maximum) and (below is None or value < below) and (
+        not positive or value > 0)
     if not ok:
-        if positive:
-            requirement = "be a number > 0"
-        elif minimum is not None and maximum is not None:
-            requirement = f"be a number in [{minimum}, {maximum}]"
-        elif minimum is not None:
-            requirement = f"be a number >= {minimum}"
-        elif maximum is not None:
-            requirement = f"be a number <= {maximum}"
-        else:
-            requirement = "be a number"
-        fail(argument, requirement, value)
+        fail(argument, "be a number" + _bounds(minimum, maximum, positive, below), value)
     return value
+
+
+def _bounds(minimum, maximum, positive, below):
+    """" in [0, 1]", " in [0, 1)", " > 0", " >= 2", " > 0 and < 1e9"...: the
+    requirement's words for check_number's bounds."""
+    low = "> 0" if positive else None if minimum is None else f">= {minimum}"
+    high = f"< {below}" if below is not None else None if maximum is None else f"<= {maximum}"
+    if low and high and not positive:
+        return f" in [{minimum}, {maximum if below is None else below}" + (
+            "]" if below is None else ")")
+    return "".join(f" {word}" for word in (low, "and" if low and high else None, high) if word)
+
+
+def check_shape(argument, value, length):
+    """A sequence of `length` ints >= 1 (an image's (height, width)), as a tuple."""
+    try:
+        sizes = tuple(value)
+    except TypeError:
+        sizes = ()
+    if len(sizes) != length or not all(is_int(size) and size >= 1 for size in sizes):
+        fail(argument, f"be {length} ints >= 1", value)
+    return tuple(int(size) for size in sizes)
 
 
 def check_rate(argument, value):

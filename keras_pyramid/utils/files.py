@@ -28,7 +28,11 @@ def temporary_path(path):
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary sibling of `path` to write; on success it replaces
-    `path`, on an exception it is removed and `path` is left as it was."""
+    `path`, on an exception it is removed and `path` is left as it was.
+
+    The one temp-then-rename of the package: every whole-file write goes
+    through it (atomic_write_text, the weights cache's unzip, the converted
+    tensors), so none leaves its temporary behind when it fails."""
     temporary = temporary_path(path)
     try:
         yield temporary
@@ -52,6 +56,16 @@ def atomic_write_json(path, data):
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_json_or(path, default):
+    """The JSON at `path`, or `default` where no file is there (a first run,
+    before the record is written). A file that is there but unreadable still
+    raises: a corrupt record is not a missing one."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return default
 
 
 def remove_stale_temporaries(folder):

@@ -46,7 +46,7 @@ import keras
 # Keras' own cache root, as get_file computes it; it has no public accessor.
 from keras.src.backend.config import keras_home
 
-from keras_pyramid.utils.files import atomic_write_json, temporary_path
+from keras_pyramid.utils.files import atomic_path, atomic_write_json
 from keras_pyramid.weights import convert
 
 CACHE_SUBDIR = os.path.join("models", "keras_pyramid")
@@ -105,12 +105,10 @@ def _holds(paths, digest):
 
 
 def _unzip(zip_path, member, destination):
-    temporary = temporary_path(destination)
-    with zipfile.ZipFile(zip_path) as archive, open(temporary, "wb") as out:
-        with archive.open(member) as source:
+    with atomic_path(destination) as temporary, zipfile.ZipFile(zip_path) as archive:
+        with archive.open(member) as source, open(temporary, "wb") as out:
             for chunk in iter(lambda: source.read(1 << 20), b""):
                 out.write(chunk)
-    os.replace(temporary, destination)
 
 
 def _intact(path, sha1):

@@ -43,7 +43,7 @@ import numpy as np
 from keras_pyramid.models import presets
 from keras_pyramid.models.plan import weighted_layer_names
 from keras_pyramid.utils.checks import check_choice
-from keras_pyramid.utils.files import temporary_path
+from keras_pyramid.utils.files import atomic_path
 from keras_pyramid.weights.assign import HEAD, WeightsMismatch
 
 SOURCES = ("pytorchcv", "official")
@@ -174,10 +174,8 @@ def save_tensors(path, tensors):
     under a temporary name renamed into place."""
     arrays = {f"{name}/{index}": np.ascontiguousarray(value)
               for name, values in tensors.items() for index, value in enumerate(values)}
-    temporary = temporary_path(path)
-    with open(temporary, "wb") as f:
+    with atomic_path(path) as temporary, open(temporary, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(temporary, path)
     return path
 
 

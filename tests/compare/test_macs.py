@@ -1,11 +1,11 @@
 """Multiply-adds (keras_pyramid.compare.macs): counted by hand, by the
 PyramidNet's architecture, and against TensorFlow's own count of the traced graph."""
 
-import math
 
 import keras
 import pytest
-from helpers import tiny_model
+from helpers.hand_counts import pyramidnet_multiply_adds
+from helpers.models import tiny_model
 
 import keras_pyramid
 from keras_pyramid.compare.macs import counted_layers, multiply_adds, multiply_adds_by_layer
@@ -109,30 +109,6 @@ def test_unknown_input_sizes_need_input_shape():
     with pytest.raises(ValueError, match="input_shape"):
         multiply_adds(model)
     assert multiply_adds(model, input_shape=(5, 7, 2)) == 2_520
-
-
-def pyramidnet_multiply_adds(size, widths, bottleneck, classes=10):
-    """A CIFAR PyramidNet counted from its architecture, one unit per stage
-    (the tiny models): a 3x3 stem conv 3 -> 16 on size x size, then per unit
-    of width w (the first of every stage after the first has stride 2,
-    P_in -> P_out = ceil(side / 2)^2):
-        basic:      3x3 C -> w (strided), 3x3 w -> w:   P_out * 9 * (C * w + w * w)
-        bottleneck: 1x1 C -> w at P_in, 3x3 w -> w (strided), 1x1 w -> 4w:
-                    P_in * C * w + P_out * (9 * w * w + w * 4w)
-    and the classifier C * classes. Shortcuts, BN, ReLU, pooling and adds: none."""
-    side, channels = size, 16
-    total = side * side * 9 * 3 * channels
-    for index, width in enumerate(widths):
-        p_in = side * side
-        side = math.ceil(side / 2) if index > 0 else side
-        p_out = side * side
-        if bottleneck:
-            total += p_in * channels * width + p_out * (9 * width * width + width * 4 * width)
-            channels = 4 * width
-        else:
-            total += p_out * 9 * (channels * width + width * width)
-            channels = width
-    return total + channels * classes
 
 
 def test_the_architectures_count_by_hand():

@@ -12,7 +12,7 @@ import re
 import keras
 import pytest
 
-from keras_pyramid.compare import plots, report, statistics
+from keras_pyramid.compare import plots, render, report, statistics
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="pure Python: runs once, under tensorflow")
@@ -257,7 +257,7 @@ def test_missing_values_render_as_a_dash():
     del record["serving"][SEPDROP]
     record["per_class"] = None
     record["cells"][0]["status"] = "missing"  # the as-is baseline's evaluation
-    md = report.to_markdown(report.blocks(record, {}))
+    md = render.to_markdown(report.blocks(record, {}))
     assert (f"2 cells missing (not finished): {BASELINE} (its evaluation); {SEPDROP} at label "
             f"noise 20%, seed 2;") in md
     assert table_row(section(md, "Training cost"), PLAIN)[5] == "—"

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from helpers import CIFAR10_NAMES, write_image_folder
+from helpers.data import CIFAR10_NAMES, write_image_folder
 
 from keras_pyramid import data
 from keras_pyramid.data import pipeline

@@ -7,7 +7,9 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import REPO, blocked_tensorflow_path, random_images, run_command, tiny_model
+from helpers.models import random_images, tiny_model
+from helpers.paths import REPO
+from helpers.processes import blocked_tensorflow_path, run_command
 
 from keras_pyramid.data import resident
 from keras_pyramid.training import fit, recipe
@@ -127,7 +129,7 @@ def test_training_on_resident_data_resumes_exactly(tmp_path):
 def test_train_py_trains_from_an_npz_without_tensorflow(tmp_path):
     """`train.py --dataset npz:PATH` with TensorFlow and tfds unimportable:
     a few steps on real CIFAR-10 images, and the training loss falls."""
-    from helpers import load_cifar10_npz
+    from helpers.data import load_cifar10_npz
 
     x_train, y_train, x_test, y_test = load_cifar10_npz()
     npz = tmp_path / "cifar10-small.npz"

@@ -5,14 +5,15 @@ shortcut pooling), and closest-name hints. Tiny models only (depth 8 or 11)."""
 import keras
 import numpy as np
 import pytest
-from helpers import tiny_model
+from helpers.models import tiny_model
 
 import keras_pyramid
 from keras_pyramid import applications
 from keras_pyramid.models.init import built_shapes_first
-from keras_pyramid.models.layers import PyramidSepDrop, PyramidShortcut
 from keras_pyramid.models.presets import CIFAR_MEAN, CIFAR_STD
 from keras_pyramid.models.pyramidnet import minimum_input_size, normalization_statistics
+from keras_pyramid.models.regularizers import PyramidSepDrop
+from keras_pyramid.models.shortcut import PyramidShortcut
 
 
 def tiny(**arguments):

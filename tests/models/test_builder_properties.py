@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import keras_pyramid
 from keras_pyramid.models import hparams
-from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+from keras_pyramid.models.regularizers import PyramidSepDrop, ShakeDrop, StochasticDepth
 
 # Models stay tiny (at most 3 units per stage, 16x16 images): a valid draw is
 # built for real, on the backend under test.

@@ -5,10 +5,11 @@ import json
 
 import numpy as np
 import pytest
-from helpers import random_images, run_python
+from helpers.models import random_images
+from helpers.processes import run_python
 from keras import ops
 
-from keras_pyramid.models.layers import average_pool_2x2_by_slices
+from keras_pyramid.models.shortcut import average_pool_2x2_by_slices
 
 # The trigger of the jaxlib 0.10.2 YNN "reduce" fusion segfault, written with
 # this package's layers: a widening conv after a channel scale, then a unit
@@ -16,7 +17,7 @@ from keras_pyramid.models.layers import average_pool_2x2_by_slices
 # With `ops.average_pool` in PyramidShortcut it dies under JAX at batch 1.
 SHORTCUT_TRIGGER = """
 import json, keras, numpy as np
-from keras_pyramid.models.layers import PyramidShortcut
+from keras_pyramid.models.shortcut import PyramidShortcut
 inputs = keras.Input((32, 32, 31))
 y = keras.layers.Conv2D(47, 3, padding="same", use_bias=False)(
     keras.layers.BatchNormalization()(inputs))

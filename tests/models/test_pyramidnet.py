@@ -6,12 +6,14 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import REPO, random_images, tiny_model, trainable_parameter_count
+from helpers.models import random_images, tiny_model, trainable_parameter_count
+from helpers.paths import REPO
+from saving_case import run_serialization_test
 
 import keras_pyramid
 from keras_pyramid import applications
-from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models.pyramidnet import unit_widths
+from keras_pyramid.models.regularizers import PyramidSepDrop, ShakeDrop, StochasticDepth
 
 # docs/architecture.md section 1, copied here on purpose: the presets table is the code's
 # source of truth, so the test must not read its expectations from it.
@@ -236,7 +238,7 @@ def test_new_channels_rates_follow_the_linear_rule():
     tied = tiny_model("sepdrop", drop_rate=0.4)
     assert all(layer.new_drop_rate is None for layer in tied.layers
                if isinstance(layer, PyramidSepDrop))
-    reloaded = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    reloaded = run_serialization_test(model)
     assert [layer.new_drop_rate for layer in reloaded.layers
             if isinstance(layer, PyramidSepDrop)] == pytest.approx([0.1, 0.2, 0.3])
 

@@ -5,9 +5,11 @@ import re
 import keras
 import numpy as np
 import pytest
-from helpers import gradient_of_sum, random_images, tiny_model
+from helpers.backends import gradient_of_sum
+from helpers.models import random_images, tiny_model
+from saving_case import run_model_saving_test, run_serialization_test
 
-from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
+from keras_pyramid.models.regularizers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models.skipping import SkippableBranch
 
 
@@ -168,14 +170,9 @@ def test_a_skipping_model_saves_and_reloads(tmp_path):
     model = tiny_model("sepdrop", classes=10, skip_dropped=True)
     model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
     model.train_on_batch(random_images(4), np.arange(4))
-    path = str(tmp_path / "skipping.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path, compile=False)
+    run_serialization_test(model)
+    loaded = run_model_saving_test(model, random_images(3), tmp_path, atol=1e-6, rtol=1e-5)
     assert sum(isinstance(layer, SkippableBranch) for layer in loaded.layers) == 3
-    x = random_images(3)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)),
-                               keras.ops.convert_to_numpy(model(x, training=False)),
-                               rtol=1e-5, atol=1e-6)
 
 
 def test_only_per_batch_drop_and_sepdrop_branches_are_wrapped():

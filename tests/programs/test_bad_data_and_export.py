@@ -16,7 +16,10 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from helpers import REPO, load_program, refusal, tiny_model, write_image_folder
+from helpers.data import write_image_folder
+from helpers.models import tiny_model
+from helpers.paths import REPO
+from helpers.programs import load_program, refusal
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",

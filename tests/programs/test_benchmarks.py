@@ -6,7 +6,8 @@ import sys
 
 import keras
 import pytest
-from helpers import REPO, blocked_tensorflow_path, run_command
+from helpers.paths import REPO
+from helpers.processes import blocked_tensorflow_path, run_command
 
 SPEED = os.path.join(REPO, "benchmarks", "speed.py")
 

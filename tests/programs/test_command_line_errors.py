@@ -15,7 +15,10 @@ import shutil
 
 import keras
 import pytest
-from helpers import REPO, refusal, tiny_model, write_image_folder
+from helpers.data import write_image_folder
+from helpers.models import tiny_model
+from helpers.paths import REPO
+from helpers.programs import refusal
 
 from keras_pyramid.training.run_dir import RunLock
 

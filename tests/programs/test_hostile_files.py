@@ -17,7 +17,10 @@ import zipfile
 
 import keras
 import pytest
-from helpers import REPO, refusal, tiny_model, write_image_folder
+from helpers.data import write_image_folder
+from helpers.models import tiny_model
+from helpers.paths import REPO
+from helpers.programs import refusal
 
 from keras_pyramid.models.init import built_shapes_first
 from keras_pyramid.training import finetune

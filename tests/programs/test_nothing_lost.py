@@ -14,7 +14,8 @@ import os
 
 import keras
 import pytest
-from helpers import REPO, TINY_HPARAMS, load_program, refusal
+from helpers.paths import REPO, TINY_HPARAMS
+from helpers.programs import load_program, refusal
 
 from keras_pyramid.training import run_dir as run_dir_module
 

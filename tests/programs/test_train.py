@@ -8,14 +8,11 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import (
-    REPO,
-    TINY_HPARAMS,
-    assert_run_directory_reloads,
-    load_cifar10_npz,
-    load_program,
-    run_command,
-)
+from helpers.data import load_cifar10_npz
+from helpers.paths import REPO, TINY_HPARAMS
+from helpers.processes import run_command
+from helpers.programs import load_program
+from helpers.run_directory import assert_run_directory_reloads
 
 import keras_pyramid
 from keras_pyramid.training import recipe
@@ -258,7 +255,7 @@ def test_sigterm_to_a_training_process_checkpoints_and_exits_143(tmp_path, image
     if keras.backend.backend() != "tensorflow":
         pytest.skip("one real signal to one process: the checkpoint path is tested on every "
                     "backend in tests/training/test_bad_day.py")
-    from helpers import start_command
+    from helpers.processes import start_command
 
     command = train_command(tmp_path / "run", image_folder, "--epochs", "50",
                             "--image-size", "16", "--verbose", "2")
@@ -283,7 +280,7 @@ def test_a_failed_weights_fetch_leaves_no_run_directory(tmp_path, image_folder, 
                                                         capsys):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the fetch fails before any tensor: runs once, under tensorflow")
-    from helpers import with_entry
+    from helpers.served_weights import with_entry
 
     from keras_pyramid.models import presets
     from keras_pyramid.weights import cache

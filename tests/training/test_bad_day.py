@@ -219,7 +219,7 @@ import os, sys
 sys.path.insert(0, {tests!r})
 import keras
 import numpy as np
-from helpers import random_images, tiny_model
+from helpers.models import random_images, tiny_model
 from keras_pyramid.training import fit
 
 class FillTheDisk(keras.callbacks.Callback):

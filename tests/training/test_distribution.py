@@ -9,9 +9,10 @@ import sys
 
 import keras
 import pytest
-from helpers import REPO, TINY_HPARAMS, free_port, run_command, run_python, start_command
+from helpers.paths import REPO, TINY_HPARAMS
+from helpers.processes import free_port, run_command, run_python, start_command
 
-from keras_pyramid.models.layers import StochasticDepth
+from keras_pyramid.models.regularizers import StochasticDepth
 from keras_pyramid.training import distribution
 
 TRAIN = os.path.join(REPO, "applications", "train.py")
@@ -24,9 +25,9 @@ import numpy as np
 sys.path.insert(0, os.path.join({repo!r}, "tests"))
 {setup}
 import keras
-from helpers import tiny_model
+from helpers.models import tiny_model
 from keras_pyramid.training import distribution
-from keras_pyramid.models.layers import StochasticDepth
+from keras_pyramid.models.regularizers import StochasticDepth
 
 rng = np.random.default_rng(0)
 x = rng.integers(0, 256, (8, 16, 16, 3)).astype("float32")

@@ -6,8 +6,8 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from helpers import SERVED_NAME as SERVED
-from helpers import random_images, tiny_model
+from helpers.models import random_images, tiny_model
+from helpers.served_weights import SERVED_NAME as SERVED
 
 import keras_pyramid
 from keras_pyramid.models import presets

@@ -148,7 +148,7 @@ import os, signal, sys
 import numpy as np
 import keras
 sys.path.insert(0, {tests!r})
-from helpers import random_images, tiny_model
+from helpers.models import random_images, tiny_model
 from keras_pyramid.training import fit
 
 calls = []

@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from helpers import REPO
+from helpers.paths import REPO
 
 from keras_pyramid.training.run_dir import ConfigError, load_run, prepare_run_dir
 

@@ -13,19 +13,17 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import (
-    REPO,
-    SAMPLE_TEST_EXAMPLES,
-    assert_run_directory_reloads,
-    load_program,
-    run_command,
-    run_kerastuner_cluster,
-)
+from helpers.data import SAMPLE_TEST_EXAMPLES
+from helpers.paths import REPO
+from helpers.processes import run_command, run_kerastuner_cluster
+from helpers.programs import load_program
+from helpers.run_directory import assert_run_directory_reloads
 
 from keras_pyramid.models import hparams
-from keras_pyramid.models.layers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.models.pyramidnet import unit_widths
+from keras_pyramid.models.regularizers import PyramidSepDrop, ShakeDrop, StochasticDepth
 from keras_pyramid.tuning import hypermodel as tuning
+from keras_pyramid.tuning import search as search_flow
 
 SEARCH = os.path.join(REPO, "tuning", "search.py")
 TRAIN = os.path.join(REPO, "applications", "train.py")
@@ -174,9 +172,11 @@ def test_every_tuner_kind_is_available(tmp_path, kind, tuner_class):
     program = load_search_program()
     _, args = program.parse_args(["--tuner", kind, "--directory", str(tmp_path),
                                   "--hp", "depth=8", "--hp", "alpha=6:24"])
-    space = tuning.search_space(dict(args.hp))
-    tuner = program.make_tuner(args, hypermodel(), space)
+    settings = program.settings_of(args)
+    space = tuning.search_space(settings.space)
+    tuner = search_flow.make_tuner(settings, space, run_trial=lambda trial: {})
     assert isinstance(tuner, tuner_class)
+    assert isinstance(tuner, tuning.KilledTrialGuard)
     assert tuner.oracle.objective.name == "val_accuracy"
     assert tuner.oracle.objective.direction == "max"
 
@@ -238,6 +238,13 @@ def test_a_search_reports_resumes_and_refuses_a_changed_space(tmp_path, cifar10_
     assert retrained["hparams"] == best and retrained["epochs"] == 1
     assert retrained["test_examples"] == SAMPLE_TEST_EXAMPLES and 0 <= retrained["test_error"] <= 1
     assert_run_directory_reloads(project / "retrain", steps=2)
+    # Each trial is a run of its own: history, checkpoint, scored on the hold-out only.
+    for trial in finished_once:
+        trial_run = project / trial / "run"
+        assert (trial_run / "history.csv").read_text().count("\n") == 2  # header + 1 epoch
+        assert (trial_run / "checkpoint" / "latest.json").is_file()
+        trial_results = json.loads((trial_run / "results.json").read_text())
+        assert trial_results["evaluation_split"].startswith("hold-out of train (500 of")
 
     # The hparams file the search wrote is what train.py --hparams reads.
     # In this process from here on (no start-ups to pay: CI time).
@@ -319,5 +326,5 @@ def test_a_trial_that_kills_its_process_is_retried_once_then_failed(tmp_path):
 def test_the_default_hold_out_is_a_tenth_at_most_5000():
     if keras.backend.backend() != "tensorflow":
         pytest.skip("pure Python: runs once, under tensorflow")
-    search = load_program(os.path.join(REPO, "tuning", "search.py"))
-    assert [search.default_holdout(n) for n in (200, 45_000, 50_000, 9)] == [20, 4500, 5000, 1]
+    assert [search_flow.default_holdout(n) for n in (200, 45_000, 50_000, 9)] == [
+        20, 4500, 5000, 1]

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import tiny_model
+from helpers.models import tiny_model
 
 from keras_pyramid.weights import convert
 from keras_pyramid.weights.assign import WeightsMismatch, assign_by_name, weighted_layers

@@ -19,18 +19,14 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from helpers import (
-    CIFAR_STATISTICS,
-    CONVERSION_TOLERANCE,
-    REPO,
-    SAMPLE_TEST_EXAMPLES,
-    load_program,
-    pytorchcv_probabilities,
-    run_python,
-    with_entry,
-)
-from helpers import SERVED_NAME as NAME
-from helpers import file_sha1 as sha1
+from helpers.data import SAMPLE_TEST_EXAMPLES
+from helpers.paths import REPO
+from helpers.processes import run_python
+from helpers.programs import load_program
+from helpers.reference_nets import CIFAR_STATISTICS, CONVERSION_TOLERANCE, pytorchcv_probabilities
+from helpers.served_weights import SERVED_NAME as NAME
+from helpers.served_weights import file_sha1 as sha1
+from helpers.served_weights import with_entry
 
 import keras_pyramid
 from keras_pyramid.models import presets

@@ -24,16 +24,16 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from helpers import (
+from helpers.data import load_cifar10_npz
+from helpers.paths import REPO
+from helpers.processes import run_python
+from helpers.programs import load_program
+from helpers.reference_nets import (
     CIFAR_STATISTICS,
     CONVERSION_TOLERANCE,
-    REPO,
     calibrate_head,
-    load_cifar10_npz,
-    load_program,
     pytorchcv_probabilities,
     randomize_batchnorm,
-    run_python,
 )
 
 torch = pytest.importorskip("torch")

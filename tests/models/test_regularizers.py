@@ -1,20 +1,134 @@
-"""The regularizers and the shortcut: gates, scaling, gradients, configs."""
+"""The branch regularizers: their pure functions (the maths, on its own) and
+their layers (gates, scaling, gradients, configs, saving)."""
 
 import keras
 import numpy as np
 import pytest
-from helpers import gradient_of_sum
+from helpers.backends import gradient_of_sum
+from helpers.models import random_images, tiny_model
 from keras import ops
+from saving_case import run_model_saving_test, run_serialization_test
 
-from keras_pyramid.models.layers import (
+from keras_pyramid.models.regularizers import (
     PyramidSepDrop,
-    PyramidShortcut,
     ShakeDrop,
     StochasticDepth,
-    linear_drop_rates,
+    separated_stochastic_depth,
+    shake_drop,
+    stochastic_depth,
 )
 
 REGULARIZER_IDS = ["drop", "sepdrop", "shakedrop"]
+
+
+# The pure functions.
+
+def standard_errors(probability, draws, count=4.5):
+    """`count` standard errors of a binomial proportion: a fixed seed makes the
+    draw repeatable, the margin keeps the test true under another seed."""
+    return count * np.sqrt(probability * (1 - probability) / draws)
+
+
+def test_training_false_returns_the_inference_form_exactly():
+    x = np.random.default_rng(3).normal(size=(2, 3, 3, 5)).astype("float32")
+    keep, keep_new = np.float32(1 - 0.3), np.float32(1 - 0.6)
+    np.testing.assert_array_equal(ops.convert_to_numpy(stochastic_depth(x, 0.3)), x * keep)
+    np.testing.assert_array_equal(ops.convert_to_numpy(shake_drop(x, 0.3, training=False)),
+                                  x * keep)
+    separated = ops.convert_to_numpy(separated_stochastic_depth(x, 0.3, 2, new_rate=0.6))
+    np.testing.assert_array_equal(separated[..., :2], x[..., :2] * keep)
+    np.testing.assert_array_equal(separated[..., 2:], x[..., 2:] * keep_new)
+    channels_first = x.transpose(0, 3, 1, 2)
+    separated = ops.convert_to_numpy(separated_stochastic_depth(
+        channels_first, 0.3, 2, new_rate=0.6, data_format="channels_first"))
+    np.testing.assert_array_equal(separated[:, :2], channels_first[:, :2] * keep)
+    np.testing.assert_array_equal(separated[:, 2:], channels_first[:, 2:] * keep_new)
+
+
+GATED = {
+    "drop": lambda x, training: stochastic_depth(x, 0.3, training, seed=21,
+                                                 granularity="sample"),
+    "sepdrop": lambda x, training: separated_stochastic_depth(x, 0.3, 2, training, seed=21,
+                                                              granularity="sample"),
+    "sepdrop-two-rates": lambda x, training: separated_stochastic_depth(
+        x, 0.2, 2, training, seed=21, new_rate=0.7, granularity="sample"),
+}
+
+
+@pytest.mark.parametrize("name", GATED)
+def test_the_mean_gated_branch_is_the_inference_form(name):
+    """Over 8,000 examples with a gate each, the mean of each channel's
+    training output is its inference output, within 4.5 standard errors."""
+    draws = 8000
+    x = np.ones((draws, 1, 1, 4), "float32")
+    trained = ops.convert_to_numpy(GATED[name](x, True)).reshape(draws, 4)
+    inference = ops.convert_to_numpy(GATED[name](x, False)).reshape(draws, 4)[0]
+    for channel, keep in enumerate(inference):
+        mean = trained[:, channel].mean()
+        assert abs(mean - keep) < standard_errors(keep, draws), (channel, mean, keep)
+
+
+def test_the_mean_shaken_branch_is_the_inference_form_for_any_alpha_range():
+    """E[b + alpha - b * alpha] = p + (1 - p) * E[alpha]: an asymmetric
+    alpha range moves the inference scale away from p."""
+    draws, rate, alpha_range = 20000, 0.4, (0.0, 1.0)
+    x = np.ones((draws, 1, 1, 1), "float32")
+    trained = ops.convert_to_numpy(shake_drop(x, rate, True, seed=5, alpha_range=alpha_range,
+                                              granularity="sample"))
+    inference = ops.convert_to_numpy(shake_drop(x, rate, False, alpha_range=alpha_range))
+    np.testing.assert_allclose(inference, 0.6 + 0.4 * 0.5, rtol=1e-6)
+    # The coefficient's variance: Var = E[c^2] - E[c]^2 with c = 1 (p) or U[0, 1] (1 - p).
+    std = np.sqrt(0.6 + 0.4 / 3 - 0.8 ** 2)
+    assert abs(trained.mean() - inference.ravel()[0]) < 4.5 * std / np.sqrt(draws)
+
+
+def test_a_dropped_sepdrop_unit_keeps_the_new_channels_gate_independent():
+    """When `b1` closes (the input-aligned channels dropped), the new channels
+    stay open with their own probability `p2`: one gate for both would
+    close them too."""
+    draws = 8000
+    masks = ops.convert_to_numpy(separated_stochastic_depth(
+        np.ones((draws, 1, 1, 4), "float32"), 0.5, 2, True, seed=13, new_rate=0.25,
+        granularity="sample")).reshape(draws, 4)
+    dropped = masks[:, 0] == 0
+    assert dropped.sum() > draws / 4, dropped.sum()
+    assert (masks[dropped, :2] == 0).all()
+    open_new = masks[dropped, 2].mean()
+    assert abs(open_new - 0.75) < standard_errors(0.75, dropped.sum()), open_new
+
+
+def test_shake_drop_with_an_open_gate_passes_the_branch_both_ways():
+    """rate 0: b = 1 always, so `b + alpha - b * alpha = 1` forward and backward."""
+    x = np.random.default_rng(4).normal(size=(3, 2, 2, 2)).astype("float32")
+    forward = ops.convert_to_numpy(shake_drop(x, 0.0, True, seed=2,
+                                              coefficient_granularity="element"))
+    np.testing.assert_array_equal(forward, x)
+    backward = gradient_of_sum(lambda v: shake_drop(v, 0.0, True, seed=2), x)
+    np.testing.assert_array_equal(backward, np.ones_like(x))
+
+
+@pytest.mark.parametrize("granularity", ["batch", "sample"])
+def test_each_layer_calls_its_function(granularity):
+    """A layer in training draws what its function draws from the same seed:
+    the layer adds state, not maths."""
+    x = np.random.default_rng(6).normal(size=(16, 2, 2, 5)).astype("float32")
+    cases = [
+        (StochasticDepth(0.4, granularity=granularity, seed=17),
+         lambda seed: stochastic_depth(x, 0.4, True, seed, granularity)),
+        (PyramidSepDrop(0.4, 3, new_drop_rate=0.7, granularity=granularity, seed=17),
+         lambda seed: separated_stochastic_depth(x, 0.4, 3, True, seed, new_rate=0.7,
+                                                 granularity=granularity)),
+        (ShakeDrop(0.4, granularity=granularity, seed=17),
+         lambda seed: shake_drop(x, 0.4, True, seed, granularity=granularity)),
+    ]
+    for layer, function in cases:
+        expected = ops.convert_to_numpy(function(keras.random.SeedGenerator(17)))
+        np.testing.assert_allclose(ops.convert_to_numpy(layer(x, training=True)), expected,
+                                   rtol=1e-6, err_msg=type(layer).__name__)
+
+
+# The layers.
+
 
 
 def three_regularizers(drop_rate):
@@ -172,30 +286,6 @@ def test_shakedrop_forward_and_backward_coefficients():
     assert 5 < shaken < 35, shaken
 
 
-def test_linear_drop_rate_rule():
-    rates = linear_drop_rates(4, 0.5)
-    np.testing.assert_allclose(rates, [0.125, 0.25, 0.375, 0.5])
-    assert linear_drop_rates(54, 0.5)[-1] == 0.5
-
-
-@pytest.mark.parametrize("strides", [1, 2])
-def test_shortcut_pools_and_appends_zero_channels(strides):
-    x = np.random.default_rng(2).normal(size=(2, 4, 4, 3)).astype("float32")
-    y = ops.convert_to_numpy(PyramidShortcut(5, strides)(x))
-    expected = x
-    if strides == 2:
-        expected = x.reshape(2, 2, 2, 2, 2, 3).mean(axis=(2, 4))
-    np.testing.assert_allclose(y[..., :3], expected, rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(y[..., 3:], 0.0)
-
-
-def test_shortcut_channels_first():
-    x = np.random.default_rng(2).normal(size=(2, 3, 4, 4)).astype("float32")
-    y = ops.convert_to_numpy(PyramidShortcut(5, 2, data_format="channels_first")(x))
-    assert y.shape == (2, 5, 2, 2)
-    np.testing.assert_array_equal(y[:, 3:], 0.0)
-
-
 @pytest.mark.parametrize(
     "layer",
     [
@@ -203,18 +293,23 @@ def test_shortcut_channels_first():
         PyramidSepDrop(0.3, identity_channels=7, seed=4),
         PyramidSepDrop(0.3, identity_channels=7, new_drop_rate=0.6, seed=4),
         ShakeDrop(0.1, alpha_range=(-0.5, 0.5), coefficient_granularity="element", seed=4),
-        PyramidShortcut(12, 2),
     ],
-    ids=["drop", "sepdrop", "sepdrop-two-rates", "shakedrop", "shortcut"],
+    ids=["drop", "sepdrop", "sepdrop-two-rates", "shakedrop"],
 )
 def test_config_round_trip(layer):
-    config = layer.get_config()
-    if hasattr(layer, "seed"):
-        assert isinstance(config["seed"], int)
-    clone = layer.__class__.from_config(config)
-    assert clone.get_config() == config
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert type(restored) is type(layer)
+    assert isinstance(layer.get_config()["seed"], int)
+    run_serialization_test(layer)
+
+
+@pytest.mark.parametrize("regularization", ["drop", "sepdrop", "shakedrop"])
+def test_a_regularized_model_round_trips(regularization, tmp_path):
+    """Its config and its .keras file, by the names registered at import."""
+    rates = {"new_drop_rate": 0.2} if regularization == "sepdrop" else {}
+    model = tiny_model(regularization, **rates)
+    run_serialization_test(model)
+    restored = run_model_saving_test(model, random_images(2), tmp_path)
+    [layer] = [layer for layer in restored.layers if layer.name == f"stage3_unit1_{regularization}"]
+    assert layer.get_config() == model.get_layer(layer.name).get_config()
 
 
 def test_unseeded_layer_still_has_an_int_seed():
@@ -231,7 +326,6 @@ def test_unseeded_layer_still_has_an_int_seed():
         (lambda: PyramidSepDrop(0.5, 2, new_drop_rate=1.0), "new_drop_rate", "1.0"),
         (lambda: PyramidSepDrop(0.5, 2, new_drop_rate=-0.5), "new_drop_rate", "-0.5"),
         (lambda: ShakeDrop(0.5, alpha_range=(1, -1)), "alpha_range", r"\(1, -1\)"),
-        (lambda: PyramidShortcut(8, strides=3), "strides", "3"),
     ],
 )
 def test_bad_layer_arguments_name_the_argument_and_value(make, argument, value):

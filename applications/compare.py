@@ -51,13 +51,7 @@ def parse_args(argv=None):
     what.add_argument("--label-noise", type=cli.noise_rates, default=(0.0,), metavar="RATES",
                       help="comma-separated rates of training labels replaced, e.g. 0,0.2,0.4")
     budget = parser.add_argument_group("the budget, the same for every candidate")
-    budget.add_argument("--recipe", choices=cli.CHOICES["recipe"], default="paper")
-    budget.add_argument("--epochs", type=cli.positive_int, default=None)
-    budget.add_argument("--batch-size", type=cli.positive_int, default=None)
-    budget.add_argument("--lr", type=cli.positive_float, default=None)
-    budget.add_argument("--weight-decay", type=cli.non_negative_float, default=None)
-    budget.add_argument("--steps-per-epoch", type=cli.positive_int, default=None)
-    budget.add_argument("--eval-steps", type=cli.positive_int, default=None)
+    cli.add_budget_arguments(budget, recipe_help="default: paper")
     budget.add_argument("--train-examples", type=cli.positive_int, default=None,
                         help="a stratified subset of the training split (drawn by "
                              "--split-seed)")
@@ -89,7 +83,8 @@ def settings_of(args):
     run = RunConfig(
         dataset=args.dataset, data_dir=args.data_dir, download=args.download,
         validation=args.validation, split_seed=args.split_seed,
-        train_examples=args.train_examples, image_size=args.image_size, recipe=args.recipe,
+        train_examples=args.train_examples, image_size=args.image_size,
+        recipe=args.recipe or "paper",
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch,
         eval_steps=args.eval_steps)

@@ -14,20 +14,17 @@ lr 0.1 / 0.5 for CIFAR-100, x0.1 at 50% and 75%, coupled weight decay 1e-4);
 `--recipe finetune` is the fine-tuning recipe. Run the same command again to
 resume from the last checkpoint with the very next batch; `--restart` starts
 over. This program parses, runs `keras_pyramid.training.experiment.run` and
-prints; the run directory's files are listed in
-`keras_pyramid/training/run_dir.py`.
+prints; the run directory's files: `keras_pyramid/training/run_layout.py`.
 """
 
 import argparse
 import json
 import os
-import shlex
 import sys
 
 import arguments as cli
 
 # Keras and the library are imported after parsing: --help answers at once.
-CHOICES = cli.CHOICES
 # Library arguments named otherwise here -> this program's flags (the rest by name).
 RENAMED = {"validation": "--validation-split", "learning_rate": "--lr",
            "run_dir": "--output-dir", "flip": "--no-flip", "download=False": "--no-download"}
@@ -35,10 +32,8 @@ DEFAULT_MODEL = "pyramidnet110_a48_sepdrop"  # RunConfig.model
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=cli.HelpFormatter,
-    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=cli.HelpFormatter)
     add_model_and_data_arguments(parser)
     add_recipe_arguments(parser)
     add_run_arguments(parser)
@@ -48,12 +43,6 @@ def parse_args(argv=None):
         apply_hparams(parser, args)
     if args.model is None:
         args.model = DEFAULT_MODEL
-    if args.validation_split is not None and args.validation_examples is not None:
-        parser.error("--validation-split and --validation-examples both set the hold-out: "
-                     "give one of them")
-    if args.freeze_backbone_epochs and args.weights is None:
-        parser.error(f"--freeze-backbone-epochs {args.freeze_backbone_epochs} freezes a "
-                     "trained backbone: give --weights to fine-tune from")
     return parser, args
 
 
@@ -72,9 +61,8 @@ def apply_hparams(parser, args):
     args.model = hparams.model_name(values)
     args.lr = values["learning_rate"] if args.lr is None else args.lr
     args.batch_size = args.batch_size or values["batch_size"]
-    args.drop_rate = values["drop_rate"] if args.drop_rate is None else args.drop_rate
-    if args.new_drop_rate is None:
-        args.new_drop_rate = values["new_drop_rate"]
+    for rate in ("drop_rate", "new_drop_rate"):
+        setattr(args, rate, values[rate] if getattr(args, rate) is None else getattr(args, rate))
 
 
 def add_model_and_data_arguments(parser):
@@ -85,26 +73,23 @@ def add_model_and_data_arguments(parser):
                         help="a search's best_hparams.json: the model (depth, alpha, "
                              "regularization, drop rate), --lr and --batch-size; "
                              "explicit flags win")
-    parser.add_argument("--dataset", type=cli.dataset, default="cifar10",
-                        help="cifar10, cifar100, svhn, tfds:NAME[:VERSION] (any tfds image "
-                             "classification set), a folder (PATH or folder:PATH: one "
-                             "subfolder per class, or train/ + test/ trees of that shape), "
-                             "or npz:PATH (arrays kept on the device: no TensorFlow needed)")
+    cli.add_data_arguments(parser, npz=True)
     parser.add_argument("--image-size", type=cli.image_size, default=None, metavar="N|H,W",
                         help="default: the dataset's own fixed size, else the variant's "
                              "(32 CIFAR, 224 ImageNet)")
-    parser.add_argument("--augment", choices=CHOICES["augment"], default=None,
+    parser.add_argument("--augment", choices=cli.CHOICES["augment"], default=None,
                         help="default: cifar (pad, crop, flip) up to 64 px, else imagenet "
                              "(random resized crop, flip; centre crop at evaluation)")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                         help="the augmentation's random horizontal flip; --no-flip for data "
                              "whose mirror image means something else (digits, text)")
-    parser.add_argument("--validation-split", type=cli.holdout_fraction, default=None,
-                        metavar="F", help="a seeded, stratified hold-out of the training "
-                        "split for per-epoch evaluation (default: 0.1 when the data has no "
-                        "test split, else none: the test split is evaluated once, at the end)")
-    parser.add_argument("--validation-examples", type=cli.positive_int, default=None,
-                        metavar="N", help="the hold-out as a count instead of a fraction")
+    holdout = parser.add_mutually_exclusive_group()
+    holdout.add_argument("--validation-split", type=cli.holdout_fraction, default=None,
+                         metavar="F", help="a seeded, stratified hold-out of the training "
+                         "split for per-epoch evaluation (default: 0.1 when the data has no "
+                         "test split, else none: the test split is evaluated once, at the end)")
+    holdout.add_argument("--validation-examples", type=cli.positive_int, default=None,
+                         metavar="N", help="the hold-out as a count instead of a fraction")
     parser.add_argument("--label-noise", type=cli.drop_probability, default=0.0, metavar="RATE",
                         help="replace each training label by a uniformly drawn OTHER class "
                              "with this probability (seeded, fixed for the run)")
@@ -122,18 +107,7 @@ def add_model_and_data_arguments(parser):
 
 
 def add_recipe_arguments(parser):
-    parser.add_argument("--recipe", choices=CHOICES["recipe"], default=None,
-                        help="default: finetune with --weights, else paper")
-    parser.add_argument("--epochs", type=cli.positive_int, default=None,
-                        help="default: the recipe's (300 paper, 30 finetune; docs/training.md)")
-    parser.add_argument("--batch-size", type=cli.positive_int, default=None,
-                        help="default: the recipe's (128 paper, 64 finetune), halved on a "
-                             "small training split until an epoch has 10 steps (the learning "
-                             "rate scaled with it)")
-    parser.add_argument("--lr", type=cli.positive_float, default=None,
-                        help="initial learning rate (default: the recipe's)")
-    parser.add_argument("--weight-decay", type=cli.non_negative_float, default=None,
-                        help="coupled L2 on every parameter (default: the recipe's, 1e-4)")
+    cli.add_budget_arguments(parser, recipe_help="default: finetune with --weights, else paper")
     parser.add_argument("--drop-rate", type=cli.drop_probability, default=None,
                         help="the last unit's drop probability (default: the model's, 0.5)")
     parser.add_argument("--new-drop-rate", type=cli.drop_probability, default=None,
@@ -149,25 +123,17 @@ def add_recipe_arguments(parser):
 
 
 def add_run_arguments(parser):
-    parser.add_argument("--data-dir", default=None,
-                        help="tfds data dir (default: tfds' own, or TFDS_DATA_DIR)")
-    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
-                        help="let tfds download the dataset when it is missing")
     parser.add_argument("--output-dir", type=cli.non_empty, default=None,
                         help="run directory (default: runs/MODEL-DATASET)")
-    parser.add_argument("--steps-per-epoch", type=cli.positive_int, default=None,
-                        help="limit each epoch (short runs); default: one pass")
-    parser.add_argument("--eval-steps", type=cli.positive_int, default=None,
-                        help="limit each evaluation to this many batches (smoke runs)")
     parser.add_argument("--mixed-precision", nargs="?", const="bfloat16", default="auto",
-                        choices=CHOICES["mixed_precision"],
+                        choices=cli.CHOICES["mixed_precision"],
                         help="auto: bfloat16 on GPUs that have it, else off "
                              "(keras_pyramid/training/device.py); bare flag: bfloat16")
-    parser.add_argument("--jit-compile", choices=CHOICES["jit_compile"], default="auto")
-    parser.add_argument("--skip-dropped", choices=CHOICES["skip_dropped"], default="auto",
+    parser.add_argument("--jit-compile", choices=cli.CHOICES["jit_compile"], default="auto")
+    parser.add_argument("--skip-dropped", choices=cli.CHOICES["skip_dropped"], default="auto",
                         help="do not compute a dropped unit's branch (same training, less "
                              "work); auto: on where measured faster (without XLA, one device)")
-    parser.add_argument("--distribute", choices=CHOICES["distribute"], default="auto",
+    parser.add_argument("--distribute", choices=cli.CHOICES["distribute"], default="auto",
                         help="data-parallel over all visible devices (jax, tensorflow; "
                              "TF_CONFIG for several machines; it needs more than one); "
                              "auto: when there are several")
@@ -193,13 +159,12 @@ def run_config(args):
 
     from keras_pyramid.training.config import RunConfig
 
-    named = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)
-             if hasattr(args, field.name)}
-    return RunConfig(**{
-        **named, "learning_rate": args.lr,
-        "validation": (args.validation_examples if args.validation_examples is not None
-                       else args.validation_split),
-        "recipe": args.recipe or ("finetune" if args.weights else "paper")})
+    named = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+             if hasattr(args, f.name)}
+    validation = next((v for v in (args.validation_examples, args.validation_split)
+                       if v is not None), None)
+    return RunConfig(**{**named, "learning_rate": args.lr, "validation": validation,
+                        "recipe": args.recipe or ("finetune" if args.weights else "paper")})
 
 
 def main(argv=None):
@@ -219,7 +184,8 @@ def main(argv=None):
     except ConfigError as error:
         cli.refuse(parser, error, flags)
     except interrupts.Interrupted as stop:
-        print(f"error: {stop}. Resume with: {resume_command(argv)}", file=sys.stderr)
+        print(f"error: {stop}. Resume with: {cli.resume_command(__file__, argv)}",
+              file=sys.stderr)
         return stop.exit_status
     except (run_data.DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
         print(f"error: {cli.with_flags(str(error), flags)}", file=sys.stderr)
@@ -232,12 +198,6 @@ def main(argv=None):
                                               "train_images_per_second")}))
     print(f"run directory: {run_dir} ({run_layout.MODEL_FILE}, {results_path}, ...)")
     return 0
-
-
-def resume_command(argv=None):
-    """The command that resumes this run: the same one, without --restart."""
-    arguments = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--restart"]
-    return shlex.join(["python", sys.argv[0] if argv is None else __file__, *arguments])
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ from keras_pyramid.models.init import built_shapes_first
 from keras_pyramid.models.presets import ARCHITECTURES, VARIANTS, default_name
 from keras_pyramid.models.pyramidnet import check_input_shape, input_channels
 from keras_pyramid.models.regularizers import REGULARIZED
+from keras_pyramid.training.run_layout import MODEL_FILE
 from keras_pyramid.utils.checks import fail
 from keras_pyramid.weights import cache, convert
 from keras_pyramid.weights.assign import (
-    RUN_MODEL,
     WeightsMismatch,
     assign_by_name,
     load_keras_file,
@@ -105,7 +105,7 @@ def resolve_weights(weights, depth, alpha, bottleneck, arguments):
     if kind == "tag":
         loader, *facts = _trained_source(depth, alpha, bottleneck, arguments, weights)
     else:
-        path = os.path.join(weights, RUN_MODEL) if kind == "run" else weights
+        path = os.path.join(weights, MODEL_FILE) if kind == "run" else weights
         loader, *facts = _keras_source(path)
     brought = dict(zip(("classes", "mean", "std"), facts))
     return kind, loader, {key: value if arguments.get(key) is None else arguments[key]

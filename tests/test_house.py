@@ -26,6 +26,7 @@ PACKAGE = os.path.join(REPO, "keras_pyramid")
 # The layer of each room (the longest matching prefix decides); a module may
 # import its own layer or a lower one.
 LAYERS = {"utils": 0, "models": 1, "layers": 1, "weights": 2, "data": 2,
+          "training.run_layout": 0,  # a leaf: the names a run writes, imported everywhere
           "models.pyramidnet": 3, "models.hparams": 3, "applications": 4, "training": 5,
           "evaluation": 6, "export": 6, "tuning": 7, "compare": 7}
 LONGEST_FUNCTION = 80

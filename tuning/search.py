@@ -66,11 +66,7 @@ def parse_args(argv=None):
     parser.add_argument("--project-name", default=None, help="default: pyramidnet-DATASET")
     parser.add_argument("--overwrite", action="store_true",
                         help="discard an existing search of the same project")
-    parser.add_argument("--dataset", type=cli.dataset, default="cifar10",
-                        help="cifar10, cifar100, svhn, tfds:NAME[:VERSION] or a folder "
-                             "(as train.py)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
+    cli.add_data_arguments(parser)
     parser.add_argument("--seed", type=cli.seed, default=0)
     parser.add_argument("--retrain", action="store_true",
                         help="train the best configuration on the whole training set "
@@ -79,10 +75,7 @@ def parse_args(argv=None):
     parser.add_argument("--retrain-epochs", type=cli.positive_int, default=None,
                         help="default: the paper's (300)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
-    args = parser.parse_args(argv)
-    if args.dataset.startswith("npz:"):
-        parser.error(f"--dataset {args.dataset}: a search reads tfds datasets and folders")
-    return parser, args
+    return parser, parser.parse_args(argv)
 
 
 def settings_of(args):

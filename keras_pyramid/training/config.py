@@ -156,8 +156,10 @@ def _check_values(config):
     if config.weight_decay is not None:
         _parsed("weight_decay", checks.check_number, "weight_decay", config.weight_decay, 0)
     if config.freeze_backbone_epochs and config.weights is None:
-        raise ConfigError("freeze_backbone_epochs", "freezes a trained backbone: give weights "
-                                                    "to fine-tune from")
+        raise ConfigError("freeze_backbone_epochs", "freezes a trained backbone: give "
+                                                    "`weights` to fine-tune from. Received: "
+                                                    "freeze_backbone_epochs="
+                                                    f"{config.freeze_backbone_epochs}")
 
 
 def _check_foreign(config):

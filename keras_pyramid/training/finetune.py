@@ -40,11 +40,11 @@ import keras
 from keras_pyramid import applications
 from keras_pyramid.models.init import built_shapes_first
 from keras_pyramid.models.pyramidnet import normalization_statistics
+from keras_pyramid.training.run_layout import MODEL_FILE
 from keras_pyramid.utils.checks import fail
 from keras_pyramid.weights import cache, convert
 from keras_pyramid.weights.assign import (
     HEAD,
-    RUN_MODEL,
     WeightsMismatch,
     assign_by_name,
     refused,
@@ -53,7 +53,7 @@ from keras_pyramid.weights.assign import (
 )
 from keras_pyramid.weights.files import WeightsMisfit, load_keras_file, load_weights_file
 
-__all__ = ["HEAD", "RUN_MODEL", "build_optimizer", "load_backbone", "load_keras_file",
+__all__ = ["HEAD", "build_optimizer", "load_backbone", "load_keras_file",
            "set_backbone_trainable", "weights_kind", "weights_statistics"]
 
 
@@ -80,7 +80,7 @@ def _source(model_name, weights, kind):
     no model built), or the model of a `.keras` file or run directory."""
     if kind == "tag":
         return convert.read_tensors(cache.converted_weights(*_trained(model_name, weights)))
-    return load_keras_file(os.path.join(weights, RUN_MODEL) if kind == "run" else weights)
+    return load_keras_file(os.path.join(weights, MODEL_FILE) if kind == "run" else weights)
 
 
 def weights_statistics(model_name, weights):

@@ -147,6 +147,13 @@ def _space(settings):
         space = hypermodel.search_space(settings.space)
     except ValueError as error:
         raise ConfigError("space", str(error)) from None
+    try:
+        kind = data.parse_dataset(settings.dataset).kind
+    except ValueError as error:
+        raise ConfigError("dataset", str(error)) from None
+    if kind == "npz":  # device-resident arrays hold no hold-out to score trials on
+        raise ConfigError("dataset", f"a search reads tfds datasets and folders. Received: "
+                                     f"dataset={settings.dataset!r}")
     if settings.tuner not in TUNERS:
         raise ConfigError("tuner", f"must be one of {tuple(TUNERS)}. Received: "
                                    f"tuner={settings.tuner!r}")

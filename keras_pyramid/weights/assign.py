@@ -12,13 +12,13 @@ import os
 import keras
 
 from keras_pyramid.models.presets import DATASET_TAGS
+from keras_pyramid.training.run_layout import MODEL_FILE
 from keras_pyramid.utils.checks import fail
 
 # Re-exported: the builder (applications.py) loads `.keras` sources through it.
 from keras_pyramid.weights.files import load_keras_file  # noqa: F401
 
 HEAD = "predictions"  # the classifier's layer name
-RUN_MODEL = "model.keras"  # what a finished training run directory holds
 WEIGHTED = (keras.layers.Conv2D, keras.layers.BatchNormalization, keras.layers.Dense)
 HEAD_MODES = ("fit", "replace")
 
@@ -41,8 +41,8 @@ def weights_kind(weights):
         fail("weights", expected, weights)
     path = os.fspath(weights)
     if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, RUN_MODEL)):
-            fail("weights", f"be a run directory holding {RUN_MODEL} (a finished training "
+        if not os.path.isfile(os.path.join(path, MODEL_FILE)):
+            fail("weights", f"be a run directory holding {MODEL_FILE} (a finished training "
                             "run)", weights)
         return "run"
     for kind in ("keras", "weights.h5"):

@@ -459,3 +459,35 @@ def test_a_class_name_with_a_line_break_is_refused_before_the_first_cell(tmp_pat
     line = refusal(COMPARE, argv, capsys)
     assert "--dataset" in line and "line break" in line, line
     assert not (tmp_path / "out").exists()
+
+
+BEFORE_31 = os.path.join(REPO, "tests", "fixtures", "comparison_before_31")
+
+
+@ONCE
+def test_a_comparison_written_before_issue_31_extends_with_a_seed(tmp_path, monkeypatch):
+    """compare.py of commit 572d6d7 wrote this comparison (its settings then
+    a flat dataclass, no use_test_split in a cell's args.json): the current
+    compare.py adds seed 1, keeps the finished cell of seed 0 untouched and
+    reports on both. tests/fixtures/make_comparison_before_31.py made it."""
+    copy = tmp_path / "before"
+    shutil.copytree(BEFORE_31, copy)
+    monkeypatch.chdir(copy)  # the comparison names its data and candidate relatively
+    old_cell = copy / "comparison" / "cells" / "file-tiny-8cd1fba2" / "noise-0" / "seed-0"
+    kept = {name: (old_cell / name).read_bytes() for name in ("results.json", "model.keras")}
+    recorded = json.loads((copy / "comparison" / "compare.json").read_text())
+    assert "use_test_split" not in json.loads((old_cell / "args.json").read_text())
+
+    assert compare(["--dataset", "folder:photos", "--candidates", "tiny.keras", "as-is:tiny.keras",
+                    "--seeds", "2", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size",
+                    "8", "--eval-steps", "2", "--serving-requests", "0", "--verbose", "0",
+                    "--output", "comparison"]) == 0
+    assert {name: (old_cell / name).read_bytes() for name in kept} == kept
+    new_cell = old_cell.parent / "seed-1"
+    assert json.loads((new_cell / "results.json").read_text())["epochs"] == 1
+    extended = json.loads((copy / "comparison" / "compare.json").read_text())
+    assert extended["fixed"] == recorded["fixed"] and extended["seeds"] == 2
+    record = json.loads((copy / "comparison" / "comparison.json").read_text())
+    trained = [c for c in record["cells"] if c["candidate"] == "tiny.keras"]
+    assert sorted((c["seed"], c["status"]) for c in trained) == [(0, "finished"),
+                                                                 (1, "finished")]

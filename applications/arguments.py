@@ -241,4 +241,7 @@ def refuse(parser, error, flags):
     """Exits with "FLAG: MESSAGE" (argparse's usage error, exit status 2) for a
     library error naming its argument (`error.argument`), both as flags."""
     flag = flags.get(error.argument, "--" + error.argument.replace("_", "-"))
-    parser.error(f"{flag}: {with_flags(str(error), flags)}")
+    message, subject = str(error), f"`{error.argument}`"
+    # "--weights: `weights` is ...": the flag says where, the subject stays the argument.
+    start = subject if message.startswith(subject) else ""
+    parser.error(f"{flag}: {start}{with_flags(message[len(start):], flags)}")

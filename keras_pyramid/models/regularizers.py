@@ -69,6 +69,7 @@ def stochastic_depth(branch, rate, training=False, seed=None, granularity="batch
       DropPath); no rescaling.
     - inference: `p * F = E[b * F]`.
     """
+    branch = ops.convert_to_tensor(branch)  # NumPy too, as keras.ops take it
     if not training:
         return branch * ops.cast(1.0 - rate, branch.dtype)
     gate = bernoulli_gate(gate_shape(branch, granularity), 1.0 - rate, seed_stream(seed),
@@ -79,6 +80,7 @@ def stochastic_depth(branch, rate, training=False, seed=None, granularity="batch
 def channel_gates(branch, identity_gate, new_gate, identity_channels, data_format=None):
     """`F * m`, `m = [g1 repeated D_in times, g2 for the other channels]` on the
     channel axis, `D_in = identity_channels`; `g1`, `g2` broadcast against `F`."""
+    branch = ops.convert_to_tensor(branch)
     axis = channel_axis(standardize_data_format(data_format))
     channels = branch.shape[axis]
     mask_shape = [1] * len(branch.shape)
@@ -98,6 +100,7 @@ def separated_stochastic_depth(branch, rate, identity_channels, training=False, 
       mini-batch or per example; so `y = [S(x)[:D_in] + b1 * F1, b2 * F2]`.
     - inference: `[p1 * F1, p2 * F2] = E[...]`; with one rate, `p * F`.
     """
+    branch = ops.convert_to_tensor(branch)
     rates = (rate, rate if new_rate is None else new_rate)
     if not training:
         keep = [ops.cast(1.0 - r, branch.dtype) for r in rates]
@@ -123,6 +126,7 @@ def shake_drop(branch, rate, training=False, seed=None, alpha_range=(-1.0, 1.0),
     `alpha` and `beta` per batch, example or element (`coefficient_granularity`,
     None: `granularity`), since the released ShakeDrop codes differ there.
     """
+    branch = ops.convert_to_tensor(branch)
     if not training:
         mean_alpha = (alpha_range[0] + alpha_range[1]) / 2
         return branch * ops.cast((1.0 - rate) + rate * mean_alpha, branch.dtype)

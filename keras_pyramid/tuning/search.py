@@ -169,7 +169,7 @@ def _hypermodel(settings, classes):
 
 def _open_data(settings, space):
     """{classes, train, holdout, has_test}: the hold-out by its default rule,
-    checked against the data, and the largest batch against the rest."""
+    checked against the data, and the largest chosen batch against the rest."""
     config = _data_config(settings, validation=None)
     source, _ = run_data.open_data(config)
     available = len(source.parts["train"])
@@ -178,8 +178,10 @@ def _open_data(settings, space):
         splits = data.split_source(source, holdout, settings.seed)
     except ValueError as error:
         raise ConfigError("validation_examples", str(error)) from None
-    largest = max(max(getattr(hp, "values", None) or [hp.value]) for hp in space.space
-                  if hp.name == "batch_size")
+    # The batch sizes the user chose (the defaults' too large on small data
+    # fail their trial alone, as experiment.run refuses them).
+    largest = max((max(getattr(hp, "values", None) or [hp.value]) for hp in space.space
+                   if hp.name == "batch_size" and "batch_size" in settings.space), default=0)
     if largest > len(splits.train):
         raise ConfigError("space", f"`batch_size` {largest} exceeds the {len(splits.train):,} "
                                    f"training examples the hold-out of {holdout:,} leaves")

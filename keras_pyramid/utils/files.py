@@ -64,7 +64,7 @@ def read_json_or(path, default):
     raises: a corrupt record is not a missing one."""
     try:
         return read_json(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file there, nor a folder above it
         return default
 
 

@@ -66,7 +66,9 @@ CASES = [
      "--drop-rate-schedule: must be 'constant' or 'ramp:FRACTION' with FRACTION in (0, 1], "
      "got 'ramp:1.5'"),
     ("train", ["--model", "pyramidnet20_a48_drop", "--new-drop-rate", "0.2"],
-     "--new-drop-rate: needs a sepdrop model; pyramidnet20_a48_drop has regularization drop"),
+     "--new-drop-rate: `new_drop_rate` must come with regularization='sepdrop', the only "
+     "regularizer with a gate on the new channels (regularization='drop'). Received: "
+     "new_drop_rate=0.2"),
     ("train", ["--seed", "-1"], "--seed: must be an int in [0, 2**32 - 1], got -1"),
     ("train", ["--seed", "4294967296"], "--seed: must be an int in [0, 2**32 - 1]"),
     ("train", ["--steps-per-epoch", "0"], "--steps-per-epoch: must be an int >= 1, got 0"),
@@ -75,7 +77,8 @@ CASES = [
     ("train", ["--validation-examples", "60000"],
      "--validation-examples: `validation` as a count must be in [0, 50000)"),
     ("train", ["--validation-split", "1"], "--validation-split: must be in [0, 1), got 1"),
-    ("train", ["--validation-split", "0.1", "--validation-examples", "5"], "give one of them"),
+    ("train", ["--validation-split", "0.1", "--validation-examples", "5"],
+     "argument --validation-examples: not allowed with argument --validation-split"),
     ("train", ["--image-size", "0"], "--image-size: must be N or H,W (ints >= 1), got '0'"),
     ("train", ["--image-size", "32,x"], "--image-size: must be N or H,W (ints >= 1)"),
     ("train", ["--augment", "autoaugment"], "--augment: invalid choice: 'autoaugment'"),
@@ -124,7 +127,8 @@ CASES = [
      "must be a finite number. Received: learning_rate='inf'"),
     ("search", ["--hp", "alpha=0"], "alpha='0'"),
     ("search", ["--hp", "batch_size=100000"],
-     "--hp batch_size 100000 exceeds the 45,000 images of the training split"),
+     "--hp: `batch_size` 100000 exceeds the 45,000 training examples the hold-out of 5,000 "
+     "leaves"),
     ("search", ["--directory", "FILE/x"], "cannot be created"),
     ("search", ["--data-dir", "EMPTY"], "cifar10 is not prepared in EMPTY"),
 ]

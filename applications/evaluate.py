@@ -66,6 +66,7 @@ def parse_args(argv=None):
     args.model = args.saved
     if os.path.isdir(args.model):
         from keras_pyramid.training.run_dir import ConfigError, load_run
+        from keras_pyramid.training.run_layout import MODEL_FILE
 
         try:
             args.run = load_run(args.model)
@@ -74,7 +75,7 @@ def parse_args(argv=None):
         if args.dataset is None and args.run.args is not None:
             args.dataset = args.run.args["dataset"]
         args.output_dir = args.output_dir or args.model
-        args.model = args.run.model_path or os.path.join(args.model, "model.keras")
+        args.model = args.run.model_path or os.path.join(args.model, MODEL_FILE)
     if not os.path.isfile(args.model) or not args.model.endswith(".keras"):
         parser.error(f"model {args.model!r} is not a .keras file or a run directory with one")
     if args.dataset is None:

@@ -38,31 +38,17 @@ def parse_args(argv=None):
     add_recipe_arguments(parser)
     add_run_arguments(parser)
     args = parser.parse_args(argv)
-    args.architecture = None
-    if args.hparams:
-        apply_hparams(parser, args)
-    if args.model is None:
-        args.model = DEFAULT_MODEL
+    if args.hparams:  # a search's best values: the model, and the flags left unset
+        from keras_pyramid.models import hparams
+
+        if args.model is not None:
+            parser.error("--model and --hparams both name a model: give one of them")
+        try:
+            args.hparams = hparams.load_hparams(args.hparams)
+        except ValueError as error:
+            parser.error(f"--hparams: {error}")
+    args.model = args.model or DEFAULT_MODEL
     return parser, args
-
-
-def apply_hparams(parser, args):
-    """A search's best_hparams.json names the model and fills --lr, --batch-size
-    and the drop rates the flags left unset."""
-    from keras_pyramid.models import hparams
-
-    if args.model is not None:
-        parser.error("--model and --hparams both name a model: give one of them")
-    try:
-        values = hparams.load_hparams(args.hparams)
-    except ValueError as error:
-        parser.error(f"--hparams: {error}")
-    args.architecture = {k: values[k] for k in ("depth", "alpha", "regularization")}
-    args.model = hparams.model_name(values)
-    args.lr = values["learning_rate"] if args.lr is None else args.lr
-    args.batch_size = args.batch_size or values["batch_size"]
-    for rate in ("drop_rate", "new_drop_rate"):
-        setattr(args, rate, values[rate] if getattr(args, rate) is None else getattr(args, rate))
 
 
 def add_model_and_data_arguments(parser):
@@ -157,14 +143,15 @@ def run_config(args):
     defaults): each flag fills the field of its name, and these few others."""
     import dataclasses
 
-    from keras_pyramid.training.config import RunConfig
+    from keras_pyramid.training.config import RunConfig, with_hparams
 
     named = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
              if hasattr(args, f.name)}
     validation = next((v for v in (args.validation_examples, args.validation_split)
                        if v is not None), None)
-    return RunConfig(**{**named, "learning_rate": args.lr, "validation": validation,
-                        "recipe": args.recipe or ("finetune" if args.weights else "paper")})
+    config = RunConfig(**{**named, "learning_rate": args.lr, "validation": validation,
+                          "recipe": args.recipe or ("finetune" if args.weights else "paper")})
+    return with_hparams(config, args.hparams) if args.hparams else config
 
 
 def main(argv=None):

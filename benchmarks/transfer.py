@@ -162,6 +162,7 @@ def pretrain(config, cifar, path):
 
 def transfer(config, cifar, pretrained, seed):
     """Fine-tuned and scratch held-out accuracies for one seed."""
+    from keras_pyramid.models.plan import CLASSIFIER
     from keras_pyramid.training import finetune
 
     (_, x_second), (_, y_second), x_test, y_test = cifar
@@ -171,11 +172,11 @@ def transfer(config, cifar, pretrained, seed):
     for arm in ("finetuned", "scratch"):
         model = network(config, seed)
         if arm == "finetuned":
-            fresh_head = model.get_layer(finetune.HEAD).get_weights()
+            fresh_head = model.get_layer(CLASSIFIER).get_weights()
             loaded = finetune.load_backbone(model, None, pretrained)
             # 5 classes then and now: load_backbone copied the old classifier
             # too. The new task gets a new one, the scratch arm's initialization.
-            model.get_layer(finetune.HEAD).set_weights(fresh_head)
+            model.get_layer(CLASSIFIER).set_weights(fresh_head)
             record["layers_copied"] = loaded["layers"] - (loaded["head"] == "copied")
         seconds = train(model, x, y, config.epochs, config.batch_size, config.learning_rate,
                         seed)

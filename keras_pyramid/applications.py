@@ -21,6 +21,7 @@ import keras
 
 from keras_pyramid.models import presets, pyramidnet
 from keras_pyramid.models.init import built_shapes_first
+from keras_pyramid.models.plan import CLASSIFIER
 from keras_pyramid.models.presets import ARCHITECTURES, VARIANTS, default_name
 from keras_pyramid.models.pyramidnet import check_input_shape, input_channels
 from keras_pyramid.models.regularizers import REGULARIZED
@@ -30,11 +31,10 @@ from keras_pyramid.weights import cache, convert
 from keras_pyramid.weights.assign import (
     WeightsMismatch,
     assign_by_name,
-    load_keras_file,
     refused,
     weights_kind,
 )
-from keras_pyramid.weights.files import load_weights_file
+from keras_pyramid.weights.files import load_keras_file, load_weights_file
 
 
 def find_trained_weights(depth, alpha, bottleneck, variant, widening, tag):
@@ -91,7 +91,7 @@ def _keras_source(path):
     source = load_keras_file(path)
     mean, std = pyramidnet.normalization_statistics(source)
     names = [layer.name for layer in source.layers]
-    classes = source.get_layer("predictions").units if "predictions" in names else None
+    classes = source.get_layer(CLASSIFIER).units if CLASSIFIER in names else None
     return (lambda: source), classes, mean, std
 
 

@@ -59,6 +59,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_pyramid.models.plan import CLASSIFIER
 from keras_pyramid.training.run_layout import MODEL_FILE
 from keras_pyramid.utils import checks
 from keras_pyramid.utils.files import is_full_disk
@@ -73,7 +74,6 @@ CLASS_NAMES_FILE = "class_names.txt"  # in the SavedModel's assets/
 CLASS_NAMES_ATTRIBUTE = "class_names_file"  # the loaded SavedModel's Asset
 FORMATS = ("saved_model", "onnx")
 ONNX_FILE = "model.onnx"
-CLASSIFIER = "predictions"
 # A staging folder `.tmp-VERSION-PID`, or `.tmp-VERSION-PID-old`: the version
 # it replaced, renamed aside for the instant between two renames.
 STAGING = re.compile(r"^\.tmp-(?P<version>\d+)-(?P<pid>\d+)(?P<old>-old)?$")

@@ -12,6 +12,10 @@ from keras_pyramid.models.blocks import UNIT_LAYERS
 from keras_pyramid.models.presets import IMAGENET_STAGE_UNITS, VARIANTS, WIDENINGS
 from keras_pyramid.utils.checks import check_bool, check_choice, check_number, fail, is_int
 
+# The classifier's layer name: our models', and every model a run trains or
+# serves (training.foreign names the head of others so; export serves it).
+CLASSIFIER = "predictions"
+
 
 def units_per_stage(depth, bottleneck):
     """`n` of docs/architecture.md section 1 (CIFAR): `(depth - 2) / 6` basic,
@@ -84,4 +88,4 @@ def weighted_layer_names(depth, bottleneck=False, variant="cifar"):
     branch = [f"{unit_name(*position)}_{suffix}"
               for position in unit_positions(stage_plan(depth, bottleneck, variant))
               for suffix in UNIT_LAYERS[bottleneck]]
-    return ["stem_conv", "stem_bn", *branch, "head_bn", "predictions"]
+    return ["stem_conv", "stem_bn", *branch, "head_bn", CLASSIFIER]

@@ -25,6 +25,7 @@ from keras_pyramid.models.drop_rates import (
 )
 from keras_pyramid.models.init import torch_linear_initializers
 from keras_pyramid.models.plan import (
+    CLASSIFIER,
     stage_plan,
     unit_name,
     unit_positions,
@@ -204,7 +205,7 @@ def head(x, *, include_top, pooling, classes, classifier_activation, head_dropou
         bias_initializer=bias_initializer, kernel_regularizer=weight_regularizer,
         bias_regularizer=weight_regularizer,
         dtype="float32",  # mixed precision: keep the logits and softmax in float32
-        name="predictions",
+        name=CLASSIFIER,
     )(x)
 
 

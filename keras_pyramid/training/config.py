@@ -13,7 +13,7 @@ import dataclasses
 import os
 
 from keras_pyramid import data
-from keras_pyramid.models import drop_rates
+from keras_pyramid.models import drop_rates, hparams
 from keras_pyramid.training import device, recipe, specs
 from keras_pyramid.training.fit import CHECKPOINT_SECONDS
 from keras_pyramid.training.run_dir import ConfigError
@@ -78,6 +78,18 @@ class RunConfig:
     def data_split_seed(self):
         """The seed that draws the hold-out and the training subset."""
         return self.seed if self.split_seed is None else self.split_seed
+
+
+def with_hparams(config, values):
+    """`config` with a search's best `values` (`hparams.load_hparams`): its
+    architecture for the model, and its learning rate, batch size and drop
+    rates where the config left them None (explicit values win)."""
+    filled = {key: values[key] for key in ("learning_rate", "batch_size", "drop_rate",
+                                           "new_drop_rate") if getattr(config, key) is None}
+    return dataclasses.replace(
+        config, model=hparams.model_name(values),
+        architecture={key: values[key] for key in ("depth", "alpha", "regularization")},
+        **filled)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,8 +53,7 @@ from keras_pyramid.weights.assign import (
 )
 from keras_pyramid.weights.files import WeightsMisfit, load_keras_file, load_weights_file
 
-__all__ = ["HEAD", "build_optimizer", "load_backbone", "load_keras_file",
-           "set_backbone_trainable", "weights_kind", "weights_statistics"]
+__all__ = ["build_optimizer", "load_backbone", "set_backbone_trainable", "weights_statistics"]
 
 
 def _source_kind(weights):

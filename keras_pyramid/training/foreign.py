@@ -32,12 +32,12 @@ import os
 
 import keras
 
+from keras_pyramid.models.plan import CLASSIFIER
 from keras_pyramid.weights.files import UnloadableFile, load_keras_file
 
 KERAS_PREFIX = "keras:"
 KERAS_FILE_SUFFIX = ".keras"
 TRAINED_TAGS = ("imagenet",)
-CLASSIFIER = "predictions"  # the head's name, as export.py serves it
 
 
 def kind_of(model):
@@ -92,22 +92,20 @@ def build(model, input_shape, classes, mean=None, std=None, weight_decay=0.0):
 
 def input_size_problem(model, image_size):
     """Why `keras:NAME[@TAG]` cannot take `image_size` (height, width) in
-    Keras' image data format, or None. Keras names the size a builder needs
-    only when it builds one, so it is built here once (without weights) per
-    model, size and data format: a comparison asks once per candidate and
-    per cell."""
+    Keras' image data format, or cannot be built at all (its TAG's weights
+    cannot be fetched), or None. Keras names the size a builder needs only
+    when it builds one, so it is built here once per model, size and data
+    format: a comparison asks once per candidate and per cell."""
     return _input_size_problem(model, image_size, keras.config.image_data_format())
 
 
 @functools.lru_cache(maxsize=64)
 def _input_size_problem(model, image_size, data_format):
-    name, _ = parse_keras_name(model)
     shape = (*image_size, 3) if data_format == "channels_last" else (3, *image_size)
     try:
-        getattr(keras.applications, name)(include_top=False, weights=None, input_shape=shape,
-                                          pooling="avg")
-    except ValueError as error:
-        return f"{shape} cannot enter {model}: {error}"
+        _keras_application(model, shape, classes=2, mean=(0,) * 3, std=(1,) * 3)
+    except ValueError as error:  # it names the size, or the weights that cannot be fetched
+        return str(error)
     return None
 
 

@@ -82,7 +82,10 @@ def parse_model(model, architecture=None):
     if kind == "keras":
         return ModelSpec(kind, model, keras_tag=foreign.parse_keras_name(model)[1])
     if kind == "file":
-        classifier, _ = foreign.load_classifier_file(model)
+        try:
+            classifier, _ = foreign.load_classifier_file(model)
+        except ValueError as error:
+            raise ValueError(f"`model`: {error}") from None
         return ModelSpec(kind, model, file_input_size=foreign.input_size(classifier))
     preset = applications.PRESETS[applications.check_model_name(model)]
     return ModelSpec(kind, model, regularization=preset["regularization"] or "none",

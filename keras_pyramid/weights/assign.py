@@ -11,14 +11,12 @@ import os
 
 import keras
 
+from keras_pyramid.models.plan import CLASSIFIER
 from keras_pyramid.models.presets import DATASET_TAGS
 from keras_pyramid.training.run_layout import MODEL_FILE
 from keras_pyramid.utils.checks import fail
 
-# Re-exported: the builder (applications.py) loads `.keras` sources through it.
-from keras_pyramid.weights.files import load_keras_file  # noqa: F401
-
-HEAD = "predictions"  # the classifier's layer name
+HEAD = CLASSIFIER  # the layer whose weights a head mode decides
 WEIGHTED = (keras.layers.Conv2D, keras.layers.BatchNormalization, keras.layers.Dense)
 HEAD_MODES = ("fit", "replace")
 

@@ -41,7 +41,7 @@ import zipfile
 import numpy as np
 
 from keras_pyramid.models import presets
-from keras_pyramid.models.plan import weighted_layer_names
+from keras_pyramid.models.plan import CLASSIFIER, weighted_layer_names
 from keras_pyramid.utils.checks import check_choice
 from keras_pyramid.utils.files import atomic_path
 from keras_pyramid.weights.assign import HEAD, WeightsMismatch
@@ -52,9 +52,9 @@ _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 # The layers outside the units, by source (the module doc's table).
 _OUTSIDE_UNITS = {
     "pytorchcv": {"stem_conv": "features.init_block.conv", "stem_bn": "features.init_block.bn",
-                  "head_bn": "features.post_activ.bn", "predictions": "output"},
+                  "head_bn": "features.post_activ.bn", CLASSIFIER: "output"},
     "official": {"stem_conv": "conv1", "stem_bn": "bn1", "head_bn": "bn_final",
-                 "predictions": "fc"},
+                 CLASSIFIER: "fc"},
 }
 
 

@@ -8,7 +8,8 @@ import json
 import pytest
 from helpers.backends import ONCE
 
-from keras_pyramid.compare import candidates, cells, costs, grid
+from keras_pyramid.compare import candidates, cells, costs
+from keras_pyramid.tuning import distributed
 
 pytestmark = ONCE
 
@@ -56,9 +57,9 @@ def test_the_cells_are_seed_major_and_leave_out_the_as_is():
 
 def test_the_tuner_id_is_keras_tuners_variable(monkeypatch):
     monkeypatch.delenv("KERASTUNER_TUNER_ID", raising=False)
-    assert grid.tuner_id() is None
+    assert distributed.tuner_id() is None
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
-    assert grid.tuner_id() == "tuner0"
+    assert distributed.tuner_id() == "tuner0"
 
 
 def test_serving_figures_are_kept_only_for_as_many_requests(tmp_path):

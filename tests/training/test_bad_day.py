@@ -169,7 +169,7 @@ def test_a_corrupt_record_is_named_with_the_way_out(tmp_path, name):
     path = tmp_path / name
     path.parent.mkdir(exist_ok=True)
     path.write_text('{"epoch": 3, "hist')  # torn by hand or by another tool
-    with pytest.raises(ConfigError, match=f"{path} is corrupt .*--restart"):
+    with pytest.raises(ConfigError, match=f"{path} is corrupt .*`restart`"):
         load_run(str(tmp_path))
     with RunLock(str(tmp_path)):  # and --restart is the way out
         prepare_run_dir({"model": "m"}, str(tmp_path), restart=True)

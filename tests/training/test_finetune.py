@@ -13,7 +13,7 @@ import keras_pyramid
 from keras_pyramid.models import presets
 from keras_pyramid.models.init import built_shapes_first
 from keras_pyramid.training import finetune, recipe
-from keras_pyramid.weights.assign import weighted_layers
+from keras_pyramid.weights.assign import HEAD, weighted_layers, weights_kind
 
 SOURCE_STATISTICS = ((10.0, 20.0, 30.0), (40.0, 50.0, 60.0))
 
@@ -41,7 +41,7 @@ def values(layer):
 def assert_backbone_equal(model, source):
     """Every conv, BN and dense layer of `model` but the classifier holds `source`'s weights."""
     for layer in weighted_layers(model):
-        if layer.name != finetune.HEAD:
+        if layer.name != HEAD:
             for a, b in zip(values(layer), values(source.get_layer(layer.name))):
                 np.testing.assert_array_equal(a, b)
 
@@ -61,20 +61,20 @@ def sources(tmp_path_factory):
 
 
 def test_weights_kinds_and_one_line_errors(sources):
-    assert finetune.weights_kind("cifar100") == "tag"
+    assert weights_kind("cifar100") == "tag"
     for kind in ("keras", "weights.h5", "run"):
-        assert finetune.weights_kind(sources[kind]) == kind
+        assert weights_kind(sources[kind]) == kind
     empty = sources["folder"] / "empty"
     empty.mkdir(exist_ok=True)
     for weights, reason in [("cifar1000", "must be None, a dataset tag"),
                             (str(empty), "holding model.keras"),
                             ("missing.keras", "be a file that exists")]:
         with pytest.raises(ValueError) as caught:
-            finetune.weights_kind(weights)
+            weights_kind(weights)
         message = str(caught.value)
         assert "\n" not in message and reason in message
         assert message.startswith("`weights`") and f"weights={weights!r}" in message
-    assert finetune.weights_kind(None) is None  # the one weights_kind: None is no weights
+    assert weights_kind(None) is None  # the one weights_kind: None is no weights
     with pytest.raises(ValueError, match="to fine-tune from. Received: weights=None"):
         finetune.load_backbone(tiny(), None, None)
 

@@ -17,7 +17,7 @@ import os
 import re
 
 from keras_pyramid import applications
-from keras_pyramid.training import foreign
+from keras_pyramid.training import foreign, specs
 from keras_pyramid.weights import cache
 
 AS_IS_PREFIX = "as-is:"
@@ -64,18 +64,17 @@ def parse_candidate(text):
             path = text[len(AS_IS_PREFIX):]
             _check_classifier_file(path)
             return Candidate(text, "as-is", path, digest=file_digest(path))
-        kind = foreign.kind_of(text)
-        if kind == "keras":
-            foreign.parse_keras_name(text)
-            return Candidate(text, kind, text)
-        if kind == "file":
-            _check_classifier_file(text)
-            return Candidate(text, kind, text, digest=file_digest(text))
+        # The model's grammar is the runs' (training.specs), with our
+        # models' trained-weights tag after an @ (NAME@cifar10).
         name, _, tag = text.partition("@")
-        applications.check_model_name(name)
+        model = specs.parse_model(text if foreign.kind_of(text) != specs.REGISTERED else name)
+        if model.kind == "file":
+            return Candidate(text, model.kind, text, digest=file_digest(text))
+        if model.kind == "keras":
+            return Candidate(text, model.kind, text)
         if tag:
             applications.trained_weights(name, tag)
-        return Candidate(text, kind, name, tag or None)
+        return Candidate(text, model.kind, name, tag or None)
     except ValueError as error:
         raise ValueError(f"`candidates`: {error}. Received: {text!r}") from None
 

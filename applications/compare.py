@@ -25,12 +25,11 @@ import sys
 
 import arguments as cli
 
-# Library errors name a Settings field; its flag:
-FLAGS = {"candidates": "--candidates", "baseline": "--baseline", "seeds": "--seeds",
-         "label_noise": "--label-noise", "output": "--output", "dataset": "--dataset",
-         "image_size": "--candidates", "learning_rate": "--lr", "validation": "--validation",
-         # a cell's run directory is under --output; a candidate's weights are in its name
-         "run_dir": "--output", "weights": "--candidates", "model": "--candidates"}
+# Library arguments named otherwise here -> this program's flags (the rest by name):
+# a cell's run directory is under --output; a candidate's model, weights and
+# input size are in its name.
+RENAMED = {"learning_rate": "--lr", "run_dir": "--output", "image_size": "--candidates",
+           "weights": "--candidates", "model": "--candidates"}
 
 
 def parse_args(argv=None):
@@ -99,8 +98,10 @@ def main(argv=None):
     from keras_pyramid.training.run_data import DataError
     from keras_pyramid.training.run_dir import ConfigError
 
+    flags = cli.flags_of(parser, RENAMED)
+
     def say(text):
-        print(text, flush=True)
+        print(cli.with_flags(text, flags), flush=True)
 
     command = shlex.join(["python", "applications/compare.py",
                           *(sys.argv[1:] if argv is None else argv)])
@@ -112,13 +113,12 @@ def main(argv=None):
                 record = comparison.compare(settings_of(args), args.output, say, args.verbose,
                                             args.serving_requests, command)
     except ConfigError as error:
-        flag = FLAGS.get(error.argument, "--" + error.argument.replace("_", "-"))
-        parser.error(f"{flag}: {error}")
+        cli.refuse(parser, error, flags)
     except interrupts.Interrupted as stop:
         print(f"error: {stop}. Resume with: {command}", file=sys.stderr)
         return stop.exit_status
     except (DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {cli.with_flags(str(error), flags)}", file=sys.stderr)
         return 2
     if record is None:
         say("worker done: the chief writes the report")

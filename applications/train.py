@@ -166,8 +166,9 @@ def main(argv=None):
     try:
         run_dir = args.output_dir or run_config_module.default_run_dir(config)
         with interrupts.handling_signals():
-            results = experiment.run(config, run_dir, restart=args.restart,
-                                     print_function=lambda text: print(text, flush=True))
+            results = experiment.run(
+                config, run_dir, restart=args.restart,
+                print_function=lambda text: print(cli.with_flags(text, flags), flush=True))
     except ConfigError as error:
         cli.refuse(parser, error, flags)
     except interrupts.Interrupted as stop:

@@ -152,7 +152,7 @@ def fitted_to_data(recipe, train_examples, keep_batch_size=False, keep_learning_
     if not keep_learning_rate:
         note += (f"; learning rate {learning_rate:g} ({recipe.learning_rate:g} x "
                  f"{batch_size}/{recipe.batch_size}, the linear scaling rule)")
-    note += ". --batch-size sets it"
+    note += ". `batch_size` sets it"
     return dataclasses.replace(recipe, batch_size=batch_size, learning_rate=learning_rate), note
 
 

@@ -184,7 +184,8 @@ def main(argv=None):
         return 0
     print(json.dumps({k: results[k] for k in ("epochs", "final_error", "evaluated_examples",
                                               "train_images_per_second")}))
-    print(f"run directory: {run_dir} ({run_layout.MODEL_FILE}, {results_path}, ...)")
+    print(f"run directory: {run_dir} ({run_layout.MODEL_FILE}, {run_layout.RESULTS_FILE}, "
+          f"{run_layout.HISTORY_CSV}, {run_layout.CURVES_FILE})")
     return 0
 
 

@@ -218,13 +218,15 @@ def noise_rates(text):
 
 def flags_of(parser, renames=None):
     """{argument: flag} of `parser`: each option's destination to its first
-    long flag, then `renames` (an argument named otherwise in the library,
-    e.g. {"run_dir": "--output-dir"}) on top."""
+    long flag (and "DEST=False" to its --no- flag), then `renames` (an
+    argument named otherwise in the library, e.g. {"run_dir": "--output-dir"})
+    on top."""
     flags = {}
     for action in parser._actions:  # argparse has no public list of its options
         long_flags = [s for s in action.option_strings if s.startswith("--")]
         if long_flags:
             flags[action.dest] = long_flags[0]
+        flags.update({f"{action.dest}=False": s for s in long_flags if s.startswith("--no-")})
     return {**flags, **(renames or {})}
 
 

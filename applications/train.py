@@ -27,7 +27,7 @@ import arguments as cli
 # Keras and the library are imported after parsing: --help answers at once.
 # Library arguments named otherwise here -> this program's flags (the rest by name).
 RENAMED = {"validation": "--validation-split", "learning_rate": "--lr",
-           "run_dir": "--output-dir", "flip": "--no-flip", "download=False": "--no-download"}
+           "run_dir": "--output-dir", "flip": "--no-flip"}
 DEFAULT_MODEL = "pyramidnet110_a48_sepdrop"  # RunConfig.model
 
 

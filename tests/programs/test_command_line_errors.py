@@ -271,3 +271,27 @@ def test_bad_input_gets_a_one_line_error(places, program, arguments, expected, c
     monkeypatch.chdir(places["ROOT"])
     error = refusal(PROGRAMS[program], [*defaults, *arguments], capsys)
     assert substitute(expected, places) in error, error
+
+
+def test_the_librarys_arguments_become_each_programs_flags():
+    """The library's messages name arguments in backticks; each program
+    turns those it has into its flags (by destination, and its renames), and
+    leaves the others, which are not its flags, as they are."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("pure Python (argparse): runs once, under tensorflow")
+    from helpers.programs import load_program
+
+    train = load_program(os.path.join(REPO, "applications", "train.py"))
+    compare = load_program(os.path.join(REPO, "applications", "compare.py"))
+    import arguments as cli
+
+    message = ("not prepared (`download=False`): pass `data_dir`; run again with `restart`, "
+               "or choose another `run_dir`; `batch_size` sets it; `learning_rate` too")
+    train_parser = train.parse_args([])[0]
+    assert cli.with_flags(message, cli.flags_of(train_parser, train.RENAMED)) == (
+        "not prepared (--no-download): pass --data-dir; run again with --restart, or choose "
+        "another --output-dir; --batch-size sets it; --lr too")
+    compare_parser = compare.parse_args(["--output", "x", "--report-only"])[0]
+    assert cli.with_flags(message, cli.flags_of(compare_parser, compare.RENAMED)) == (
+        "not prepared (--no-download): pass --data-dir; run again with `restart`, or "
+        "choose another --output; --batch-size sets it; --lr too")

@@ -24,6 +24,7 @@ import shlex
 import sys
 
 import arguments as cli
+import shared_flags
 
 # Library arguments named otherwise here -> this program's flags (the rest by name):
 # a cell's run directory is under --output; a candidate's model, weights and
@@ -50,7 +51,7 @@ def parse_args(argv=None):
     what.add_argument("--label-noise", type=cli.noise_rates, default=(0.0,), metavar="RATES",
                       help="comma-separated rates of training labels replaced, e.g. 0,0.2,0.4")
     budget = parser.add_argument_group("the budget, the same for every candidate")
-    cli.add_budget_arguments(budget, recipe_help="default: paper")
+    shared_flags.add_budget_arguments(budget, recipe_help="default: paper")
     budget.add_argument("--train-examples", type=cli.positive_int, default=None,
                         help="a stratified subset of the training split (drawn by "
                              "--split-seed)")
@@ -98,10 +99,10 @@ def main(argv=None):
     from keras_pyramid.training.run_data import DataError
     from keras_pyramid.training.run_dir import ConfigError
 
-    flags = cli.flags_of(parser, RENAMED)
+    flags = shared_flags.flags_of(parser, RENAMED)
 
     def say(text):
-        print(cli.with_flags(text, flags), flush=True)
+        print(shared_flags.with_flags(text, flags), flush=True)
 
     command = shlex.join(["python", "applications/compare.py",
                           *(sys.argv[1:] if argv is None else argv)])
@@ -113,12 +114,12 @@ def main(argv=None):
                 record = comparison.compare(settings_of(args), args.output, say, args.verbose,
                                             args.serving_requests, command)
     except ConfigError as error:
-        cli.refuse(parser, error, flags)
+        shared_flags.refuse(parser, error, flags)
     except interrupts.Interrupted as stop:
         print(f"error: {stop}. Resume with: {command}", file=sys.stderr)
         return stop.exit_status
     except (DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
-        print(f"error: {cli.with_flags(str(error), flags)}", file=sys.stderr)
+        print(f"error: {shared_flags.with_flags(str(error), flags)}", file=sys.stderr)
         return 2
     if record is None:
         say("worker done: the chief writes the report")

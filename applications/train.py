@@ -23,6 +23,7 @@ import os
 import sys
 
 import arguments as cli
+import shared_flags
 
 # Keras and the library are imported after parsing: --help answers at once.
 # Library arguments named otherwise here -> this program's flags (the rest by name).
@@ -59,7 +60,7 @@ def add_model_and_data_arguments(parser):
                         help="a search's best_hparams.json: the model (depth, alpha, "
                              "regularization, drop rate), --lr and --batch-size; "
                              "explicit flags win")
-    cli.add_data_arguments(parser, npz=True)
+    shared_flags.add_data_arguments(parser, npz=True)
     parser.add_argument("--image-size", type=cli.image_size, default=None, metavar="N|H,W",
                         help="default: the dataset's own fixed size, else the variant's "
                              "(32 CIFAR, 224 ImageNet)")
@@ -93,7 +94,8 @@ def add_model_and_data_arguments(parser):
 
 
 def add_recipe_arguments(parser):
-    cli.add_budget_arguments(parser, recipe_help="default: finetune with --weights, else paper")
+    shared_flags.add_budget_arguments(parser,
+                                      recipe_help="default: finetune with --weights, else paper")
     parser.add_argument("--drop-rate", type=cli.drop_probability, default=None,
                         help="the last unit's drop probability (default: the model's, 0.5)")
     parser.add_argument("--new-drop-rate", type=cli.drop_probability, default=None,
@@ -160,7 +162,7 @@ def main(argv=None):
     from keras_pyramid.training import experiment, fit, interrupts, run_data, run_layout
     from keras_pyramid.training.run_dir import ConfigError
 
-    flags = cli.flags_of(parser, {**RENAMED, **({"validation": "--validation-examples"}
+    flags = shared_flags.flags_of(parser, {**RENAMED, **({"validation": "--validation-examples"}
                                                 if args.validation_examples is not None else {})})
     config = run_config(args)
     try:
@@ -168,15 +170,15 @@ def main(argv=None):
         with interrupts.handling_signals():
             results = experiment.run(
                 config, run_dir, restart=args.restart,
-                print_function=lambda text: print(cli.with_flags(text, flags), flush=True))
+                print_function=lambda text: print(shared_flags.with_flags(text, flags), flush=True))
     except ConfigError as error:
-        cli.refuse(parser, error, flags)
+        shared_flags.refuse(parser, error, flags)
     except interrupts.Interrupted as stop:
-        print(f"error: {stop}. Resume with: {cli.resume_command(__file__, argv)}",
+        print(f"error: {stop}. Resume with: {shared_flags.resume_command(__file__, argv)}",
               file=sys.stderr)
         return stop.exit_status
     except (run_data.DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
-        print(f"error: {cli.with_flags(str(error), flags)}", file=sys.stderr)
+        print(f"error: {shared_flags.with_flags(str(error), flags)}", file=sys.stderr)
         return 2
     results_path = os.path.join(run_dir, run_layout.RESULTS_FILE)
     if results.get("already_finished"):

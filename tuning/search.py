@@ -28,6 +28,7 @@ import sys
 # cannot live in the library, whose import would make --help wait for Keras.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "applications"))
 import arguments as cli  # noqa: E402
+import shared_flags  # noqa: E402
 
 # Keras and the library are imported after parsing: --help answers at once.
 # Library arguments named otherwise here -> this program's flags (the rest by name).
@@ -66,7 +67,7 @@ def parse_args(argv=None):
     parser.add_argument("--project-name", default=None, help="default: pyramidnet-DATASET")
     parser.add_argument("--overwrite", action="store_true",
                         help="discard an existing search of the same project")
-    cli.add_data_arguments(parser)
+    shared_flags.add_data_arguments(parser)
     parser.add_argument("--seed", type=cli.seed, default=0)
     parser.add_argument("--retrain", action="store_true",
                         help="train the best configuration on the whole training set "
@@ -96,7 +97,7 @@ def main(argv=None):
     from keras_pyramid.tuning import hypermodel, search
     from keras_pyramid.tuning import report as tuning_report
 
-    flags = cli.flags_of(parser, RENAMED)
+    flags = shared_flags.flags_of(parser, RENAMED)
     settings = settings_of(args)
     try:
         with interrupts.handling_signals():
@@ -110,7 +111,7 @@ def main(argv=None):
             if args.retrain:
                 result = search.retrain(settings, outcome)
     except ConfigError as error:
-        cli.refuse(parser, error, flags)
+        shared_flags.refuse(parser, error, flags)
     except hypermodel.NoCompletedTrial as error:  # a failed trial is never the best
         print(f"error: {error}. No best_hparams.json was written", file=sys.stderr)
         return 1
@@ -118,7 +119,7 @@ def main(argv=None):
         print(f"error: {stop}. Resume with the same command", file=sys.stderr)
         return stop.exit_status
     except (run_data.DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
-        print(f"error: {cli.with_flags(str(error), flags)}", file=sys.stderr)
+        print(f"error: {shared_flags.with_flags(str(error), flags)}", file=sys.stderr)
         return 2
     if args.retrain:
         evaluated = result["evaluated"]

@@ -202,6 +202,12 @@ def _check_or_record(settings, project_dir):
     if kind in (run_layout.RUN, run_layout.COMPARISON):  # its records would be overwritten
         raise ConfigError("project_name", f"{project_dir} holds {kind}, not a search: choose "
                                           "another `directory` or `project_name`")
+    others = os.listdir(project_dir) if os.path.isdir(project_dir) and kind is None else []
+    if settings.overwrite and others:  # KerasTuner's overwrite deletes the whole folder
+        raise ConfigError("overwrite", f"{project_dir} holds no search but other files "
+                                       f"({run_layout.describe_entries(project_dir, others)}): "
+                                       "`overwrite` would delete them; choose another "
+                                       "`project_name`")
     path = os.path.join(project_dir, run_layout.SEARCH_FILE)
     if not settings.overwrite:
         check_readable(project_dir)

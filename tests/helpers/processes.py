@@ -107,3 +107,31 @@ def blocked_tensorflow_path(folder):
         with open(os.path.join(folder, name, "__init__.py"), "w") as f:
             f.write("raise ImportError('blocked: this run must not need TensorFlow')\n")
     return str(folder)
+
+
+# `python -c` code: runs a program's main(argv) and SIGKILLs its own process
+# right after the checkpoint commit (checkpoint/latest.json) of a global step,
+# as a crash or the OOM killer would.
+_KILL_AFTER_CHECKPOINT = """
+import os, runpy, signal, sys
+from keras_pyramid.training import fit
+
+original = fit.atomic_write_json
+
+
+def write_then_die(path, record):
+    original(path, record)
+    if path.endswith("latest.json") and record["global_step"] == {global_step}:
+        os.kill(os.getpid(), signal.SIGKILL)  # right after the commit
+
+
+fit.atomic_write_json = write_then_die
+sys.exit(runpy.run_path({program!r})["main"](sys.argv[1:]))
+"""
+
+
+def killed_after_checkpoint(program, global_step, arguments, timeout=600):
+    """Runs `program` (a path) with `arguments` in a child process killed right
+    after it commits the checkpoint of `global_step`; its CompletedProcess."""
+    code = _KILL_AFTER_CHECKPOINT.format(global_step=global_step, program=program)
+    return run_command([sys.executable, "-c", code, *arguments], timeout=timeout)

@@ -283,15 +283,16 @@ def test_the_librarys_arguments_become_each_programs_flags():
 
     train = load_program(os.path.join(REPO, "applications", "train.py"))
     compare = load_program(os.path.join(REPO, "applications", "compare.py"))
-    import arguments as cli
+    import shared_flags
 
     message = ("not prepared (`download=False`): pass `data_dir`; run again with `restart`, "
                "or choose another `run_dir`; `batch_size` sets it; `learning_rate` too")
     train_parser = train.parse_args([])[0]
-    assert cli.with_flags(message, cli.flags_of(train_parser, train.RENAMED)) == (
+    assert shared_flags.with_flags(message, shared_flags.flags_of(train_parser, train.RENAMED)) == (
         "not prepared (--no-download): pass --data-dir; run again with --restart, or choose "
         "another --output-dir; --batch-size sets it; --lr too")
     compare_parser = compare.parse_args(["--output", "x", "--report-only"])[0]
-    assert cli.with_flags(message, cli.flags_of(compare_parser, compare.RENAMED)) == (
+    compare_flags = shared_flags.flags_of(compare_parser, compare.RENAMED)
+    assert shared_flags.with_flags(message, compare_flags) == (
         "not prepared (--no-download): pass --data-dir; run again with `restart`, or "
         "choose another --output; --batch-size sets it; --lr too")

@@ -160,3 +160,15 @@ def test_a_search_refuses_a_training_runs_folder(tmp_path, image_folder, capsys)
                             "--project-name", "run", "--validation-examples", "20"], capsys)
     assert "holds a training run, not a search" in line, line
     assert contents(run) == before
+
+
+def test_a_search_overwrite_never_deletes_a_folder_of_the_users_files(tmp_path, image_folder,
+                                                                      capsys):
+    # KerasTuner's overwrite deletes the whole project folder: only a search's may go.
+    folder = users_folder(tmp_path / "mine")
+    before = contents(folder)
+    line = refusal(SEARCH, ["--dataset", f"folder:{image_folder}", "--directory", str(tmp_path),
+                            "--project-name", "mine", "--overwrite"], capsys)
+    assert "--overwrite: " in line and "holds no search but other files" in line, line
+    assert "photos/, thesis.txt" in line and "--overwrite would delete them" in line, line
+    assert contents(folder) == before

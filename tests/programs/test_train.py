@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers.data import load_cifar10_npz
 from helpers.paths import REPO, TINY_HPARAMS
-from helpers.processes import run_command
+from helpers.processes import killed_after_checkpoint, run_command
 from helpers.programs import load_program
 from helpers.run_directory import assert_run_directory_reloads
 
@@ -84,24 +84,6 @@ def test_evaluate_writes_error_per_class_and_confusion_matrix(tmp_path, cifar10_
     assert f"{name:>12s} {100 * (1 - accuracy):6.2f}% ({100 * accuracy:.2f}%)" in printed
 
 
-KILL_AFTER_CHECKPOINT = """
-import os, runpy, signal, sys
-from keras_pyramid.training import fit
-
-original = fit.atomic_write_json
-
-
-def write_then_die(path, record):
-    original(path, record)
-    if path.endswith("latest.json") and record["global_step"] == {global_step}:
-        os.kill(os.getpid(), signal.SIGKILL)  # right after the commit
-
-
-fit.atomic_write_json = write_then_die
-sys.exit(runpy.run_path({train!r})["main"](sys.argv[1:]))
-"""
-
-
 def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, image_folder,
                                                                     capsys):
     """On a folder of real images (5 classes, mixed formats and sizes, a
@@ -122,8 +104,7 @@ def test_a_killed_run_resumes_at_the_next_batch_as_if_never_stopped(tmp_path, im
     command = train_command(run_dir, image_folder, *options)
 
     def killed_after(global_step):
-        killer = KILL_AFTER_CHECKPOINT.format(global_step=global_step, train=TRAIN)
-        killed = run([sys.executable, "-c", killer, *command[2:]])
+        killed = killed_after_checkpoint(TRAIN, global_step, command[2:], timeout=900)
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
         return killed
 

@@ -10,33 +10,13 @@ import csv
 import json
 import os
 import signal
-import sys
 
 from helpers.backends import ONCE
 from helpers.paths import REPO
-from helpers.processes import run_command
+from helpers.processes import killed_after_checkpoint
 from helpers.programs import load_program
 
 SEARCH = os.path.join(REPO, "tuning", "search.py")
-
-# The search, killed right after trial 0 commits its checkpoint at `global_step`.
-KILL_AFTER_CHECKPOINT = """
-import os, runpy, signal, sys
-from keras_pyramid.training import fit
-
-original = fit.atomic_write_json
-
-
-def write_then_die(path, record):
-    original(path, record)
-    if path.endswith("latest.json") and record["global_step"] == {global_step}:
-        os.kill(os.getpid(), signal.SIGKILL)  # right after the commit
-
-
-fit.atomic_write_json = write_then_die
-sys.exit(runpy.run_path({search!r})["main"](sys.argv[1:]))
-"""
-
 
 def folder_search(directory, folder):
     """A one-trial search of `folder` with the defaults (no hold-out given)."""
@@ -50,8 +30,7 @@ def test_a_folder_search_runs_with_its_defaults_and_a_killed_trial_resumes(tmp_p
                                                                           image_folder, capsys):
     # image_folder: 5 classes x 24 images, no test split; the default hold-out is a tenth.
     arguments = folder_search(tmp_path / "search", image_folder)
-    killer = KILL_AFTER_CHECKPOINT.format(global_step=2, search=SEARCH)  # epoch 1's end
-    killed = run_command([sys.executable, "-c", killer, *arguments], timeout=600)
+    killed = killed_after_checkpoint(SEARCH, 2, arguments)  # epoch 1's end
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     project = tmp_path / "search" / f"pyramidnet-{os.path.basename(image_folder)}"
     trial_run = project / "trial_0" / "run"

@@ -32,13 +32,19 @@ CHOICES = {
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows "(default: X)" only where the help does not already say what the
-    default is, and never "(default: None)"."""
+    default is, never "(default: None)" nor a switch's own True or False; an
+    epilog (the examples) keeps its lines."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default is None or "default" in text:
+        if action.default is None or "default" in text or isinstance(action.default, bool):
             return text
         return super()._get_help_string(action)
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("example"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def non_empty(text):

@@ -34,7 +34,9 @@ RENAMED = {"learning_rate": "--lr", "run_dir": "--output", "image_size": "--cand
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    description, example = __doc__.split("\n\n")[:2]
+    parser = argparse.ArgumentParser(description=" ".join(description.split()),
+                                     epilog=f"example:\n{example}",
                                      formatter_class=cli.HelpFormatter)
     what = parser.add_argument_group("what is compared")
     what.add_argument("--dataset", type=cli.dataset, help="cifar10, tfds:NAME, folder:PATH "
@@ -50,16 +52,23 @@ def parse_args(argv=None):
                       "each gives every candidate the same data order and augmentation")
     what.add_argument("--label-noise", type=cli.noise_rates, default=(0.0,), metavar="RATES",
                       help="comma-separated rates of training labels replaced, e.g. 0,0.2,0.4")
+    what.add_argument("--margin", type=cli.non_negative_float, default=0.0, metavar="POINTS",
+                      help="a difference within +-POINTS of error is no difference: each "
+                           "candidate's decision is better, worse, equivalent or inconclusive")
     budget = parser.add_argument_group("the budget, the same for every candidate")
     shared_flags.add_budget_arguments(budget, recipe_help="default: paper")
     budget.add_argument("--train-examples", type=cli.positive_int, default=None,
                         help="a stratified subset of the training split (drawn by "
                              "--split-seed)")
     budget.add_argument("--validation", type=cli.holdout_fraction, default=None,
-                        help="hold-out fraction (default: 0.1 when the data has no test split)")
+                        help="hold-out fraction or count, evaluated every epoch for the "
+                             "learning curves (default: 0.1 when the data has no test split; "
+                             "else none, and the curves are the training batches' error)")
     budget.add_argument("--split-seed", type=cli.seed, default=0, help="draws the hold-out "
                         "and --train-examples, never the training seeds")
-    budget.add_argument("--image-size", type=cli.image_size, default=None)
+    budget.add_argument("--image-size", type=cli.image_size, default=None,
+                        help="every candidate's input size (default: the data's own, else "
+                             "the baseline's)")
     run = parser.add_argument_group("the run")
     run.add_argument("--output", required=True, type=cli.non_empty, help="the comparison's "
                      "folder")
@@ -67,6 +76,13 @@ def parse_args(argv=None):
                      "run directories; train and measure nothing")
     run.add_argument("--serving-requests", type=cli.non_negative_int, default=500,
                      help="batch-1 requests timed per runtime (0: serving not measured)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan (cells, size, "
+                     "estimated time) and stop; nothing is written")
+    run.add_argument("--no-estimate", dest="estimate", action="store_false",
+                     help="skip timing a few steps per candidate before the first cell")
+    run.add_argument("--cells-in-process", dest="fresh_process", action="store_false",
+                     help="train every cell in this process, not each in a fresh one (faster "
+                          "to start; the memory figures then carry earlier cells')")
     run.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
     args = parser.parse_args(argv)
     if not args.report_only:
@@ -89,12 +105,13 @@ def settings_of(args):
         weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch,
         eval_steps=args.eval_steps)
     return Settings(run, candidates=list(args.candidates), baseline=args.baseline,
-                    seeds=args.seeds, noise_rates=tuple(args.label_noise))
+                    seeds=args.seeds, noise_rates=tuple(args.label_noise),
+                    margin=args.margin / 100, fresh_process=args.fresh_process)
 
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    from keras_pyramid.compare import comparison
+    from keras_pyramid.compare import comparison, runner
     from keras_pyramid.training import fit, interrupts
     from keras_pyramid.training.run_data import DataError
     from keras_pyramid.training.run_dir import ConfigError
@@ -112,17 +129,21 @@ def main(argv=None):
                 record = comparison.rebuild(args.output, 0, say, command)
             else:
                 record = comparison.compare(settings_of(args), args.output, say, args.verbose,
-                                            args.serving_requests, command)
+                                            args.serving_requests, command, args.estimate,
+                                            args.dry_run)
     except ConfigError as error:
         shared_flags.refuse(parser, error, flags)
     except interrupts.Interrupted as stop:
         print(f"error: {stop}. Resume with: {command}", file=sys.stderr)
         return stop.exit_status
-    except (DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace) as error:
+    except (DataError, fit.CheckpointError, fit.NonFiniteLoss, fit.NoSpace,
+            runner.CellFailed) as error:
         print(f"error: {shared_flags.with_flags(str(error), flags)}", file=sys.stderr)
         return 2
     if record is None:
         say("worker done: the chief writes the report")
+        return 0
+    if args.dry_run:
         return 0
     for accuracy in record["accuracy"]:
         for figures in accuracy["against_baseline"].values():

@@ -59,7 +59,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_pyramid.models.plan import CLASSIFIER
+from keras_pyramid.models.plan import CLASSIFIER, find_classifier
 from keras_pyramid.training.run_layout import MODEL_FILE
 from keras_pyramid.utils import checks
 from keras_pyramid.utils.files import is_full_disk
@@ -92,10 +92,12 @@ class ServingModel(keras.Model):
 
     Args:
         classifier: a PyramidNet (or any `keras.Model`) with a top `Dense`
-            layer named `predictions`.
+            layer of the classes (`classifier_head`).
+        image_size: (height, width) served when the model takes any size
+            (an `Input((None, None, 3))`); a fixed model's own size wins.
     """
 
-    def __init__(self, classifier, **kwargs):
+    def __init__(self, classifier, image_size=None, **kwargs):
         super().__init__(name=kwargs.pop("name", f"{classifier.name}_serving"), **kwargs)
         head = classifier_head(classifier)
         self.classifier = classifier
@@ -103,6 +105,9 @@ class ServingModel(keras.Model):
         shape = tuple(classifier.inputs[0].shape[1:])
         self.channels_first = shape[0] == 3 and shape[-1] != 3
         self.image_shape = (shape[1], shape[2], 3) if self.channels_first else shape
+        if None in self.image_shape[:2] and image_size is not None:
+            given = iter(tuple(image_size))
+            self.image_shape = (*(side or next(given) for side in self.image_shape[:2]), 3)
         if None in self.image_shape:
             raise ExportError(f"the model's input size must be fixed to be served (build it "
                               f"with input_shape=(height, width, 3)). Received: input shape "
@@ -145,14 +150,15 @@ class ServingModel(keras.Model):
 
 
 def classifier_head(model):
-    """The model's top `Dense` layer, whose `units` is the class count."""
-    try:
-        return model.get_layer(CLASSIFIER)
-    except ValueError:
+    """The model's classifier `Dense` layer, whose `units` is the class count,
+    found by its role (`plan.find_classifier`), not only by its name."""
+    head = find_classifier(model)
+    if head is None:
         raise ExportError(
-            f"the model needs its classifier (a Dense layer named {CLASSIFIER!r}, "
-            f"i.e. include_top=True) to be served. Received: model={model.name!r}"
-        ) from None
+            f"the model needs its classifier (a Dense layer of the classes on top, or named "
+            f"{CLASSIFIER!r}, i.e. include_top=True) to be served. Received: model="
+            f"{model.name!r}, top layer {model.layers[-1].__class__.__name__}")
+    return head
 
 
 def check_class_names(class_names, classes):
@@ -219,7 +225,7 @@ def check_formats(formats):
 
 
 def export(model, directory, version=1, *, formats=("saved_model",), overwrite=False,
-           verbose=False, class_names=None):
+           verbose=False, class_names=None, image_size=None):
     """Writes `directory/version/` (a SavedModel; `model.onnx` inside with "onnx").
 
     Args:
@@ -234,6 +240,8 @@ def export(model, directory, version=1, *, formats=("saved_model",), overwrite=F
         class_names: one str per class, in class order: the SavedModel's
             `class_name` output and its `assets/class_names.txt` (and the
             ONNX metadata). None: "0", "1", ...
+        image_size: (height, width) to serve a model that takes any size
+            (its input `(None, None, 3)`); ignored for a fixed-size model.
 
     Returns:
         The path of the version folder.
@@ -248,7 +256,7 @@ def export(model, directory, version=1, *, formats=("saved_model",), overwrite=F
                               f"pass overwrite=True")
     if isinstance(model, (str, os.PathLike)):
         model = load_classifier(model)
-    serving = ServingModel(model)  # checks the classifier before any write
+    serving = ServingModel(model, image_size)  # checks the classifier before any write
     class_names = check_class_names(class_names, serving.head.units)
     # One call builds the wrapper (export refuses unbuilt models); all its
     # weights are the classifier's own.
@@ -315,7 +323,7 @@ def _write(serving, folder, formats, verbose, class_names):
                      if keras.backend.backend() != "tensorflow"
                      and not (f == "saved_model" and native)]
     if in_tensorflow:
-        _write_in_tensorflow(serving.classifier, folder, in_tensorflow, verbose, class_names)
+        _write_in_tensorflow(serving, folder, in_tensorflow, verbose, class_names)
 
 
 def _add_onnx_metadata(path, properties):
@@ -390,14 +398,15 @@ def _store_each_variable_once(archive):
             setattr(trackable, collection, inner)
 
 
-def _write_in_tensorflow(classifier, folder, formats, verbose, class_names):
+def _write_in_tensorflow(serving, folder, formats, verbose, class_names):
     """Exports through a subprocess on the TensorFlow backend: the `.keras`
     file is backend-neutral, and TF is the backend Keras exports from."""
     with tempfile.TemporaryDirectory() as scratch:
         saved = os.path.join(scratch, MODEL_FILE)
-        classifier.save(saved)
+        serving.classifier.save(saved)
         request = json.dumps({"model": saved, "folder": folder, "formats": list(formats),
-                              "verbose": bool(verbose), "class_names": list(class_names)})
+                              "verbose": bool(verbose), "class_names": list(class_names),
+                              "image_size": list(serving.image_shape[:2])})
         environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
         finished = subprocess.run(
             [sys.executable, "-m", "keras_pyramid.export", request],
@@ -423,7 +432,7 @@ def _replace_directory(staging, target):
 
 def _main_in_tensorflow(request):
     request = json.loads(request)
-    serving = ServingModel(load_classifier(request["model"]))
+    serving = ServingModel(load_classifier(request["model"]), request["image_size"])
     serving(np.zeros((1, *serving.image_shape), "uint8"))
     _write(serving, request["folder"], request["formats"], request["verbose"],
            request["class_names"])

@@ -17,14 +17,14 @@ are refused, with the differences listed.
 
 import dataclasses
 import os
-import time
 
 import keras
 
 from keras_pyramid.compare.candidates import Candidate, recorded_candidate
-from keras_pyramid.training import device, experiment, progress
+from keras_pyramid.training import device, experiment
 from keras_pyramid.training.config import RunConfig
 from keras_pyramid.training.run_dir import (
+    ADDED_LATER,
     MODEL_FILE,
     RESULTS_FILE,
     ConfigError,
@@ -34,7 +34,7 @@ from keras_pyramid.training.run_dir import (
     read_record,
     unreadable,
 )
-from keras_pyramid.utils import processes
+from keras_pyramid.utils import machine_load, processes
 from keras_pyramid.utils.files import atomic_write_json
 from keras_pyramid.weights.files import is_whole_archive
 
@@ -42,6 +42,7 @@ SETTINGS_FILE = "compare.json"
 COST_FILE = "cost.json"
 EVALUATION_FILE = "evaluation.json"
 CELLS_DIR = "cells"
+CELL_ADDED_LATER = ("image_size", "precise_batch_norm")
 SETTINGS_KEYS = ("fixed", "candidates", "noise_rates", "seeds", "baseline")
 SETTINGS_WAY_OUT = ("it holds the comparison's settings: restore it, or start the comparison "
                     "over in another folder")
@@ -62,6 +63,11 @@ class Settings:
     baseline: str
     seeds: int = 5
     noise_rates: tuple = (0.0,)
+    # The comparison's one input size, resolved by `checks.check` from
+    # run.image_size, the data's own or the baseline's; every cell takes it.
+    image_size: tuple = None
+    margin: float = 0.0  # points (a fraction) within which a difference is no difference
+    fresh_process: bool = True  # each cell in its own process: memory without carry-over
 
     def fixed(self):
         """The FIXED values as compare.json holds them (JSON types)."""
@@ -94,10 +100,31 @@ def cells_of(candidates, settings):
 
 def cell_config(cell, settings, verbose=1):
     """The `RunConfig` of `cell`: the comparison's, with the cell's model,
-    weights, label noise and seed."""
+    weights, label noise and seed, the comparison's one input size, and
+    BatchNorm's statistics re-estimated after training (every candidate
+    alike: a short budget leaves a high momentum's running averages
+    unconverged, which would rank the momentum, not the design)."""
     return dataclasses.replace(settings.run, model=cell.candidate.model,
                                weights=cell.candidate.weights, label_noise=cell.noise,
-                               seed=cell.seed, verbose=verbose)
+                               seed=cell.seed, verbose=verbose,
+                               image_size=settings.image_size or settings.run.image_size,
+                               precise_batch_norm=True)
+
+
+def as_made(config, run_dir):
+    """`config` with the cell settings that are newer than the cell's run
+    (CELL_ADDED_LATER) as the run recorded them: a cell trained before a
+    comparison fixed its size or re-estimated BatchNorm is kept as it was
+    made (its results.json says what it took), not refused as another run."""
+    try:
+        found = load_run(run_dir)
+    except ConfigError:
+        return config  # a corrupt record: the cell starts over (`_why_start_over`)
+    if found.args is None:
+        return config
+    kept = {field: ADDED_LATER[field] for field in CELL_ADDED_LATER
+            if found.args.get(field) == ADDED_LATER[field]}
+    return dataclasses.replace(config, **kept)
 
 
 # ---------------------------------------------------------------- the settings file
@@ -128,7 +155,7 @@ def record_settings(settings, output, candidates):
         "candidates": list(dict.fromkeys(previous["candidates"] + list(settings.candidates))),
         "files": files,
         "noise_rates": sorted(set(previous["noise_rates"]) | set(settings.noise_rates)),
-        "seeds": settings.seeds, "baseline": settings.baseline,
+        "seeds": settings.seeds, "baseline": settings.baseline, "margin": settings.margin,
     })
 
 
@@ -152,6 +179,23 @@ def read_settings(output):
         raise corrupt(os.path.join(output, SETTINGS_FILE), "not a comparison's settings",
                       SETTINGS_WAY_OUT, "output")
     return recorded
+
+
+def recorded_settings(output, image_size=None):
+    """The `Settings` compare.json holds, from the record alone (ConfigError
+    naming `output` when there is none); `image_size`: the comparison's one
+    size, which data.json holds beside it."""
+    recorded = read_settings(output)
+    if recorded is None:
+        raise ConfigError("output", f"{output} holds no comparison (no {SETTINGS_FILE})")
+    fixed = dict(recorded["fixed"])
+    if fixed["image_size"] is not None:
+        fixed["image_size"] = tuple(fixed["image_size"])
+    return Settings(RunConfig(download=False, **fixed), candidates=recorded["candidates"],
+                    baseline=recorded["baseline"], seeds=recorded["seeds"],
+                    noise_rates=tuple(recorded["noise_rates"]),
+                    image_size=image_size and tuple(image_size),
+                    margin=recorded.get("margin", 0.0))
 
 
 def recorded_candidates(recorded):
@@ -199,42 +243,33 @@ def finished(cell, output):
 
 
 def run_cell(cell, settings, output, print_function=print, verbose=1, label=None):
-    """Trains (or resumes, or keeps) `cell`; returns its results.json dict.
-    The process's peak memory is counted from the cell's start, and written
-    with the device to the cell's cost.json by the process that finishes it."""
+    """Trains (or resumes, or keeps) `cell` in this process; returns its
+    results.json dict. The process's peak memory is counted from the cell's
+    start (in a fresh process, `runner.py`, that is all of it), and written
+    with the device and the machine's load to the cell's cost.json by the
+    process that finishes it."""
     run_dir = cell.run_dir(output)
     keras.backend.clear_session()  # the previous cell's graphs and names go
     peak_from = processes.reset_peak_memory()
     device.reset_accelerator_peak_memory()
-    started = time.perf_counter()
+    watch = machine_load.LoadWatch()
     print_function(f"cell {label or cell.key}")
     restart = _why_start_over(cell, output)
     if restart:
         print_function(f"cell {cell.key}: {restart}: training it again")
-    results = experiment.run(cell_config(cell, settings, verbose), run_dir,
+    config = cell_config(cell, settings, verbose)
+    results = experiment.run(config if restart else as_made(config, run_dir), run_dir,
                              restart=bool(restart), print_function=print_function)
     if not results.get("already_finished"):
         peak, peak_from = processes.peak_memory()
+        load = watch.stop()
         atomic_write_json(os.path.join(run_dir, COST_FILE), {
             "peak_host_memory_bytes": peak, "peak_host_memory_from": peak_from,
+            "process": "fresh" if settings.fresh_process else "shared with earlier cells",
             "accelerator_peak_memory_bytes": device.accelerator_peak_memory(),
             "device": device.describe_device(), "backend": keras.backend.backend(),
-            "last_process_seconds": time.perf_counter() - started})
+            "last_process_seconds": load["wall_seconds"], "machine_load": load})
     return results
-
-
-def run_cells(cells, settings, output, print_function=print, verbose=1):
-    """Runs every unfinished cell in order, in this process, saying which of
-    how many, and the time left at this process's pace so far."""
-    todo = missing(cells, output)
-    started = time.perf_counter()
-    for done, cell in enumerate(todo):
-        left = ""
-        if done:
-            pace = (time.perf_counter() - started) / done
-            left = f", about {progress.format_duration(pace * (len(todo) - done))} left"
-        run_cell(cell, settings, output, print_function, verbose,
-                 label=f"{done + 1} of {len(todo)} to train: {cell.key}{left}")
 
 
 def missing(cells, output):

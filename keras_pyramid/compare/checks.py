@@ -14,6 +14,8 @@ from keras_pyramid.training import config as run_config
 from keras_pyramid.training import foreign, run_data, run_layout
 from keras_pyramid.training.run_dir import ConfigError
 
+DEFAULT_SIDE = 224  # the comparison's size when neither the data nor a candidate fixes one
+
 
 def check(settings):
     """The candidates, and (class names, image size, training examples
@@ -29,18 +31,23 @@ def check(settings):
     for rate in settings.noise_rates:
         if not 0 <= rate < 1:
             raise ConfigError("label_noise", f"each rate must be in [0, 1). Received: {rate}")
-    first = candidates[0]
-    config = cells_module.cell_config(cells_module.Cell(first, 0.0, 0), settings)
+    config = cells_module.cell_config(cells_module.Cell(candidates[0], 0.0, 0), settings)
     source, splits = run_data.open_data(config)
+    models = {}
     for candidate in candidates:
-        candidate_config = cells_module.cell_config(cells_module.Cell(candidate, 0.0, 0),
-                                                    settings)
         try:
-            model = run_config.check(candidate_config).model
-            size = run_data.image_size_of(candidate_config, source, model)
-            run_data.check_image_size(model, size)
+            models[candidate.name] = run_config.check(cells_module.cell_config(
+                cells_module.Cell(candidate, 0.0, 0), settings)).model
         except ConfigError as error:
             raise ConfigError("candidates", f"{candidate.name}: {error}") from None
+    size, size_from = comparison_image_size(settings, source, models)
+    for candidate in candidates:  # every one at the one size, before any cell
+        try:
+            run_data.check_image_size(models[candidate.name], size)
+        except ConfigError as error:
+            raise ConfigError("candidates", f"{candidate.name} at the comparison's "
+                                            f"{size[0]}x{size[1]} ({size_from}): "
+                                            f"{error}") from None
         if not candidate.trained:
             _check_as_is_classes(candidate, source.num_classes)
     _check_class_names(source)
@@ -51,9 +58,32 @@ def check(settings):
                                             f"{settings.run.dataset}. Received: "
                                             f"train_examples={settings.run.train_examples}")
     return candidates, {"class_names": list(source.class_names), "image_size": list(size),
+                        "image_size_from": size_from,
                         "given_sides": source.given_sides and list(source.given_sides),
                         "train_available": available, "final_examples": len(splits.final),
                         "final_evaluation": splits.final.description}
+
+
+def comparison_image_size(settings, source, models):
+    """((height, width), where from): the comparison's one input size. The
+    size asked for; else the data's own (every image one size); else the
+    baseline's own, or, for a baseline that takes any size, the first
+    candidate's that has one (a registered network's design size, 224 for
+    keras:NAME, a .keras file's fixed input); else ImageNet's 224."""
+    if settings.run.image_size is not None:
+        return tuple(settings.run.image_size), "as asked (`image_size`)"
+    if source.image_size is not None:
+        return tuple(source.image_size), "the data's own"
+    order = [settings.baseline] + [name for name in models if name != settings.baseline]
+    for name in order:
+        model = models[name]
+        fixed_file = model.kind == "file" and None not in model.file_input_size
+        if model.ours or model.kind == "keras" or fixed_file:
+            size = run_data.image_size_of(settings.run, source, model)
+            role = "the baseline's" if name == settings.baseline else f"{name}'s"
+            return tuple(size), f"{role} own (the data's images differ in size)"
+    return (DEFAULT_SIDE, DEFAULT_SIDE), ("ImageNet's, by default (the data's images differ in "
+                                          "size and no candidate fixes one)")
 
 
 def _check_as_is_classes(candidate, classes):

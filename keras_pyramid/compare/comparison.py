@@ -21,11 +21,19 @@ import keras
 import numpy as np
 
 from keras_pyramid import evaluation
+from keras_pyramid.compare import accuracy as accuracy_module
 from keras_pyramid.compare import candidates as candidates_module
 from keras_pyramid.compare import cells as cells_module
-from keras_pyramid.compare import checks, costs, grid, report, statistics
+from keras_pyramid.compare import (
+    checks,
+    convergence,
+    cost_summary,
+    costs,
+    estimate,
+    grid,
+    report,
+)
 from keras_pyramid.training import device, recipe, run_data
-from keras_pyramid.training.config import RunConfig
 from keras_pyramid.training.run_dir import ConfigError, read_record
 from keras_pyramid.training.run_layout import DATA_FILE, RESULTS_FILE
 from keras_pyramid.tuning import distributed
@@ -35,24 +43,30 @@ from keras_pyramid.utils.versions import installed, versions
 RECORD_FILE = "comparison.json"
 PER_CLASS_FILE = "per_class.json"
 MODELS_DIR = "models"
-NOT_MEASURED = (
-    "on an accelerator: every figure here is this machine's",
-    "at a longer budget: the ranking at this budget may not hold at the full recipe's",
-    "the variance of the split: one split (split seed) for every cell",
-)
+SPLIT_NOT_VARIED = "the variance of the split: one split (split seed) for every cell"
 
 
 def compare(settings, output, print_function=print, verbose=1, serving_requests=500,
-            command=None):
+            command=None, estimate_first=True, dry_run=False):
     """Runs (or resumes, or extends) the comparison in `output`; returns its
-    record, or None on a distributed worker (the chief reports)."""
+    record, or None on a distributed worker (the chief reports). Before the
+    first cell it prints an estimate of the time the cells will take
+    (`estimate_first`); `dry_run` stops there, writes nothing and returns
+    the plan: {"cells", "size", "estimate"}."""
     started = time.perf_counter()
     checks.check_output(output)
     given, facts = checks.check(settings)
+    if dry_run:
+        return _plan(settings, given, facts, output, print_function)
     checks.make_output(output)
     cells_module.record_settings(settings, output, given)
+    _facts(output, facts)  # before the cells: a cell's process reads the comparison's size
     candidates, settings = _recorded_comparison(output, settings)
+    settings = dataclasses.replace(settings, image_size=tuple(facts["image_size"]))
     cells = cells_module.cells_of(candidates, settings)
+    todo = cells_module.missing(cells, output)
+    if estimate_first and todo and distributed.leads():
+        print_function(estimate.describe(estimate.estimate(todo, settings, facts)))
     grid.run_grid(cells, settings, output, print_function, verbose)
     if not distributed.leads():
         return None
@@ -61,6 +75,25 @@ def compare(settings, output, print_function=print, verbose=1, serving_requests=
             _evaluate_as_is(candidate, settings, output, print_function)
     return rebuild(output, serving_requests, print_function, command,
                    time.perf_counter() - started, facts)
+
+
+def _plan(settings, candidates, facts, output, print_function):
+    """--dry-run: the cells (those a comparison in `output` has finished
+    apart), the one input size and the estimate; nothing is written."""
+    settings = dataclasses.replace(settings, image_size=tuple(facts["image_size"]))
+    cells = cells_module.cells_of(candidates, settings)
+    todo = cells_module.missing(cells, output)
+    size = f"{facts['image_size'][0]}x{facts['image_size'][1]} ({facts['image_size_from']})"
+    print_function(f"plan: {len(cells)} cells ({len(todo)} to train), "
+                   f"{len([c for c in candidates if not c.trained])} as-is evaluations; "
+                   f"every candidate at {size}")
+    for cell in todo:
+        print_function(f"  {cell.key}")
+    plan = estimate.estimate(todo, settings, facts) if todo else None
+    if plan:
+        print_function(estimate.describe(plan))
+    return {"cells": [cell.key for cell in cells], "to_train": [cell.key for cell in todo],
+            "image_size": facts["image_size"], "estimate": plan}
 
 
 def _recorded_comparison(output, settings):
@@ -84,7 +117,7 @@ def _evaluate_as_is(candidate, settings, output, print_function):
     print_function(f"evaluating {candidate.name} as it is (not trained)")
     config = cells_module.cell_config(cells_module.Cell(candidate, 0.0, 0), settings)
     figures = evaluation.evaluate_saved(candidate.model, config,
-                                        limit=_evaluated_examples(settings))
+                                        limit=_evaluated_examples(settings, output))
     os.makedirs(folder, exist_ok=True)
     atomic_write_json(path, figures)
     return figures
@@ -103,13 +136,15 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
     `serving_requests` is 0); returns the record."""
     rebuilding = time.perf_counter()  # serving is measured here: it counts in the wall time
     facts = _facts(output, facts)
-    candidates, settings = _recorded_comparison(output, _settings_of(output))
+    candidates, settings = _recorded_comparison(
+        output, cells_module.recorded_settings(output, facts["image_size"]))
     cells = cells_module.cells_of(candidates, settings)
     plan = recipe.recipe_named(settings.run.recipe, "other")
     rows = [costs.cell_figures(cell, output, plan.epochs * facts["train_available"])
             for cell in cells]
     rows += [_as_is_row(candidate, output) for candidate in candidates if not candidate.trained]
-    accuracy = [_accuracy(candidates, settings, rows, noise) for noise in settings.noise_rates]
+    accuracy = [accuracy_module.accuracy_at(candidates, settings, rows, noise)
+                for noise in settings.noise_rates]
     record = {
         "format": 1, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": command,
         "wall_seconds": wall_seconds, "dataset": _dataset(settings, facts, rows, output),
@@ -118,15 +153,17 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
         "candidates": [_candidate_entry(c, settings, facts, output, rows) for c in candidates],
         "cells": rows, "accuracy": accuracy,
         "per_class": _per_class(candidates, settings, accuracy[0], output, facts),
-        "training_cost": {c.name: _training_cost(c, rows) for c in candidates},
+        "training_cost": {c.name: cost_summary.training_cost(c.name, rows, settings.baseline)
+                          for c in candidates},
         "serving": _serving(candidates, settings, accuracy[0], output, facts,
                             serving_requests, print_function),
         "warnings": [],  # the report's own, filled in below
-        "not_measured": list(NOT_MEASURED),
+        "not_measured": None,  # below: it depends on the candidates and the hardware
         "versions": {"keras-pyramid": installed("keras-pyramid"), **versions(),
                      "backend": keras.backend.backend()},
         "hardware": _hardware(),
     }
+    record["not_measured"] = _not_measured(record)
     previous = _read_record(output) or {}
     if wall_seconds is None:  # --report-only keeps the comparison's own
         record.update(wall_seconds=previous.get("wall_seconds"),
@@ -161,20 +198,6 @@ def _facts(output, facts):
     return recorded
 
 
-def _settings_of(output):
-    recorded = cells_module.read_settings(output)
-    if recorded is None:
-        raise ConfigError("output", f"{output} holds no comparison (no "
-                                    f"{cells_module.SETTINGS_FILE})")
-    fixed = dict(recorded["fixed"])
-    if fixed["image_size"] is not None:
-        fixed["image_size"] = tuple(fixed["image_size"])
-    return cells_module.Settings(RunConfig(download=False, **fixed),
-                                 candidates=recorded["candidates"],
-                                 baseline=recorded["baseline"], seeds=recorded["seeds"],
-                                 noise_rates=tuple(recorded["noise_rates"]))
-
-
 def _as_is_row(candidate, output):
     path = os.path.join(output, cells_module.CELLS_DIR, candidate.slug,
                         cells_module.EVALUATION_FILE)
@@ -185,47 +208,6 @@ def _as_is_row(candidate, output):
         row.update(status="evaluated", final_error=figures["error"],
                    evaluated_examples=figures["examples"])
     return row
-
-
-def _errors(rows, candidate, noise):
-    """{seed: final error} of a candidate's finished cells at `noise`; an
-    as-is candidate's one error stands for every seed."""
-    if not candidate.trained:
-        row = next(r for r in rows if r["candidate"] == candidate.name)
-        return None if row["status"] != "evaluated" else row["final_error"]
-    return {r["seed"]: r["final_error"] for r in rows
-            if r["candidate"] == candidate.name and r["noise"] == noise
-            and r["status"] == "finished"}
-
-
-def _accuracy(candidates, settings, rows, noise):
-    """Per candidate over the complete seeds (every candidate finished), and
-    the paired differences against the baseline, with its verdict."""
-    by_name = {c.name: _errors(rows, c, noise) for c in candidates}
-    complete = [s for s in range(settings.seeds)
-                if all(e is not None and (not isinstance(e, dict) or s in e)
-                       for e in by_name.values())]
-
-    def errors_of(name):
-        errors = by_name[name]
-        return [errors[s] if isinstance(errors, dict) else errors for s in complete]
-
-    per_candidate = {}
-    for name in by_name:
-        if complete:
-            summary = statistics.over_seeds(errors_of(name))
-            per_candidate[name] = {**dataclasses.asdict(summary), "errors": errors_of(name)}
-    against = {}
-    baseline = settings.baseline
-    if len(complete) >= 2:
-        for name in by_name:
-            if name != baseline:
-                paired = statistics.paired_difference(errors_of(name), errors_of(baseline))
-                against[name] = {**dataclasses.asdict(paired),
-                                 "differences": list(paired.differences),
-                                 "verdict": statistics.verdict(paired, name, baseline)}
-    return {"noise": noise, "complete_seeds": complete, "per_candidate": per_candidate,
-            "against_baseline": against}
 
 
 def _dataset(settings, facts, rows, output):
@@ -285,25 +267,16 @@ def _candidate_entry(candidate, settings, facts, output, rows):
     path = candidate.model if not candidate.trained else (
         costs.model_file(os.path.join(output, finished[0]["run_dir"])) if finished else None)
     if path is not None:
-        entry.update(costs.model_figures(path, os.path.join(output, MODELS_DIR, candidate.slug)))
+        entry.update(costs.model_figures(path, os.path.join(output, MODELS_DIR, candidate.slug),
+                                         facts["image_size"]))
+    # Convergence at each noise rate; the flag is the first rate's (the clean data's).
+    curves = {f"{noise:g}": convergence.learning_curves(
+        [r.get("curve") for r in finished if r["noise"] == noise])
+        for noise in settings.noise_rates}
+    first = curves.get(f"{settings.noise_rates[0]:g}") if candidate.trained else None
+    entry.update(learning_curves=curves if candidate.trained else None,
+                 still_improving=None if first is None else first["still_improving"])
     return entry
-
-
-def _training_cost(candidate, rows):
-    """Medians over the candidate's finished cells (None: not trained)."""
-    finished = [r for r in rows if r["candidate"] == candidate.name and r["status"] == "finished"]
-    if not finished:
-        return None
-
-    def median(key):
-        values = [r[key] for r in finished if r.get(key) is not None]
-        return float(np.median(values)) if values else None
-
-    keys = ("wall_seconds", "train_images_per_second", "compile_seconds", "images_seen",
-            "peak_host_memory_bytes", "accelerator_peak_memory_bytes",
-            "projected_full_recipe_seconds")
-    return {**{key: median(key) for key in keys}, "cells": len(finished),
-            "device": finished[0].get("device")}
 
 
 def _per_class(candidates, settings, accuracy, output, facts):
@@ -336,16 +309,22 @@ def _class_errors(candidate, settings, accuracy, output):
             config = cells_module.cell_config(cell, settings)
             atomic_write_json(path, evaluation.evaluate_saved(
                 costs.model_file(run_dir), config, read_json(os.path.join(run_dir, DATA_FILE)),
-                limit=_evaluated_examples(settings)))
+                limit=_evaluated_examples(settings, output)))
         per_seed.append(_errors_per_class(read_json(path)))
     return [float(np.mean(column)) for column in zip(*per_seed)]
 
 
-def _evaluated_examples(settings):
-    """The examples a trained cell's final evaluation saw: all, or the first
-    eval_steps batches (then an as-is candidate and the per-class errors see
-    the same ones)."""
-    run = settings.run
+def _evaluated_examples(settings, output):
+    """The examples the trained cells' final evaluations saw, as the first
+    finished cell's results.json counts them (all of the split, or the first
+    eval_steps batches of whatever batch its recipe chose): an as-is
+    candidate and the per-class errors then see the same ones. None: all."""
+    candidates = cells_module.recorded_candidates(cells_module.read_settings(output))
+    for cell in cells_module.cells_of(candidates, settings):
+        if cells_module.finished(cell, output):
+            results = read_json(os.path.join(cell.run_dir(output), RESULTS_FILE))
+            return results["evaluated_examples"]
+    run = settings.run  # no trained cell: the recipe's batch as asked
     if run.eval_steps is None:
         return None
     return run.eval_steps * (run.batch_size or recipe.paper_recipe("other").batch_size)
@@ -374,6 +353,18 @@ def _serving(candidates, settings, accuracy, output, facts, requests, print_func
         elif os.path.exists(os.path.join(folder, costs.SERVING_FILE)):
             figures[candidate.name] = read_json(os.path.join(folder, costs.SERVING_FILE))
     return figures
+
+
+def _not_measured(record):
+    """What this comparison did not measure, said only where it applies."""
+    items = []
+    if record["hardware"]["device"].startswith("CPU"):
+        items.append("on an accelerator: every figure here is this machine's CPU's")
+    improving = [c["name"] for c in record["candidates"] if c.get("still_improving")]
+    if improving:
+        items.append(f"at a longer budget: {', '.join(improving)} still improved over the last "
+                     f"epochs, so the ranking holds for this budget only")
+    return [*items, SPLIT_NOT_VARIED]
 
 
 def _hardware():

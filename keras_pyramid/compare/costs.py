@@ -22,7 +22,7 @@ from keras_pyramid.compare import macs, serving
 from keras_pyramid.compare.cells import COST_FILE, finished
 from keras_pyramid.export import export
 from keras_pyramid.training.run_dir import read_record
-from keras_pyramid.training.run_layout import HISTORY_JSON, MODEL_FILE, RESULTS_FILE
+from keras_pyramid.training.run_layout import DATA_FILE, HISTORY_JSON, MODEL_FILE, RESULTS_FILE
 from keras_pyramid.utils.files import atomic_write_json, read_json_or
 from keras_pyramid.weights.files import load_keras_file
 
@@ -51,8 +51,14 @@ def cell_figures(cell, output, full_recipe_images):
     history = read_json_or(os.path.join(run_dir, HISTORY_JSON), [])
     cost = _read(run_dir, COST_FILE) or {}
     speed = results["train_images_per_second"]
+    data = _read(run_dir, DATA_FILE) or {}
     return {**row, "status": "finished", "final_error": results["final_error"],
             "evaluated_examples": results["evaluated_examples"],
+            "image_size": results.get("image_size"),
+            "error_as_trained": results.get("error_as_trained"),
+            "batch_norm_reestimated": results.get("batch_norm_reestimated"),
+            **learning_curve(history, data.get("split", {}).get("validation_from")),
+            "process": cost.get("process"), "machine_load": cost.get("machine_load"),
             "wall_seconds": sum(r["seconds"] for r in history),
             "train_seconds": results.get("train_seconds"),
             "median_step_seconds": results.get("median_step_seconds"),
@@ -66,26 +72,52 @@ def cell_figures(cell, output, full_recipe_images):
             "projected_full_recipe_seconds": full_recipe_images / speed}
 
 
-def model_figures(model_path, cache_dir):
+def learning_curve(history, held_out):
+    """{"curve": [{"epoch", "error"}], "curve_on": ...} of a run's history:
+    the per-epoch error on the hold-out (`held_out` names it) where the run
+    evaluated one each epoch, else the training batches' error (training
+    mode, augmented: a weaker signal, said so)."""
+    if history and "val_accuracy" in history[-1]:
+        return {"curve": [{"epoch": r["epoch"], "error": 1.0 - r["val_accuracy"]}
+                          for r in history if "val_accuracy" in r],
+                "curve_on": held_out or "the per-epoch evaluation"}
+    return {"curve": [{"epoch": r["epoch"], "error": 1.0 - r["accuracy"]}
+                      for r in history if "accuracy" in r],
+            "curve_on": "the training batches (no hold-out was evaluated each epoch)"}
+
+
+def model_figures(model_path, cache_dir, image_size=None):
     """Parameters (all, trainable) and forward multiply-adds per image of the
-    model at `model_path`, cached in `cache_dir`/model.json."""
+    model at `model_path`, cached in `cache_dir`/model.json; `image_size`:
+    the (height, width) counted for a model that takes any size."""
     cached = _read(cache_dir, MODEL_FIGURES_FILE)
     if cached is not None:
         return cached
     model = load_keras_file(model_path)
     figures = {"parameters": _count(model.weights),
                "trainable_parameters": _count(model.trainable_weights),
-               "multiply_adds": macs.multiply_adds(model)}
+               "multiply_adds": macs.multiply_adds(model, _free_input_shape(model, image_size))}
     os.makedirs(cache_dir, exist_ok=True)
     atomic_write_json(os.path.join(cache_dir, MODEL_FIGURES_FILE), figures)
     return figures
+
+
+def _free_input_shape(model, image_size):
+    """One image's shape at `image_size` for a model whose input takes any
+    size, else None (the model's own shape counts)."""
+    shape = tuple(model.inputs[0].shape[1:])
+    if None not in shape or image_size is None:
+        return None
+    height, width = image_size
+    channels_first = keras.config.image_data_format() == "channels_first"
+    return (shape[0], height, width) if channels_first else (height, width, shape[-1])
 
 
 def _count(variables):
     return int(sum(math.prod(v.shape) for v in variables))
 
 
-def serving_figures(model_path, folder, class_names, requests, seed):
+def serving_figures(model_path, folder, class_names, requests, seed, image_size=None):
     """The serving cost of the model at `model_path`: exported as export.py
     exports it (SavedModel and ONNX, into `folder`), then measured by
     `serving.measure_all`; cached in `folder`/serving.json."""
@@ -94,7 +126,7 @@ def serving_figures(model_path, folder, class_names, requests, seed):
         return cached
     keras.backend.clear_session()
     version = export(model_path, folder, formats=("saved_model", "onnx"), overwrite=True,
-                     class_names=class_names)
+                     class_names=class_names, image_size=image_size)
     figures = {"seed": seed, "requests": requests, "model": os.fspath(model_path),
                **serving.measure_all(version, requests=requests)}
     atomic_write_json(os.path.join(folder, SERVING_FILE), figures)

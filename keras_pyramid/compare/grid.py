@@ -14,6 +14,7 @@ import hashlib
 import os
 
 from keras_pyramid.compare import cells as cells_module
+from keras_pyramid.compare import runner
 from keras_pyramid.tuning import distributed
 
 GRID_DIR = "grid"
@@ -25,7 +26,7 @@ def run_grid(cells, settings, output, print_function=print, verbose=1):
     then the missing ones here (on the chief). A worker returns when the
     grid is done; the caller reports only on the chief (or alone)."""
     if distributed.tuner_id() is None:
-        cells_module.run_cells(cells, settings, output, print_function, verbose)
+        runner.run_cells(cells, settings, output, print_function, verbose)
         return
     _grid_tuner(cells, settings, output, print_function, verbose).search()
     if distributed.tuner_id() == distributed.CHIEF:
@@ -34,7 +35,7 @@ def run_grid(cells, settings, output, print_function=print, verbose=1):
             print_function(f"the grid left {len(left)} cells without results (KerasTuner "
                            f"skipped or lost them): running them here: "
                            f"{', '.join(cell.key for cell in left)}")
-        cells_module.run_cells(left, settings, output, print_function, verbose)
+        runner.run_cells(left, settings, output, print_function, verbose)
 
 
 def _grid_tuner(cells, settings, output, print_function, verbose):
@@ -46,7 +47,7 @@ def _grid_tuner(cells, settings, output, print_function, verbose):
 
     def run_trial(trial):
         cell = by_key[trial.hyperparameters.get("cell")]
-        results = cells_module.run_cell(cell, settings, output, print_function, verbose)
+        results = runner.run_one(cell, settings, output, print_function, verbose)
         return {OBJECTIVE: results["final_error"]}
 
     space = kt.HyperParameters()

@@ -5,6 +5,8 @@ TensorFlow's SavedModel loader.
     folder = export(model, "exports/tiny", 1, formats=("saved_model", "onnx"))
     costs = measure_all(folder)              # {"onnxruntime": {...}, "saved_model": {...}}
     costs["onnxruntime"]["latency_ms"]["p50"]
+    costs = measure_interleaved({"plain": plain, "sepdrop": sepdrop})  # to compare them
+    costs["sepdrop"]["saved_model"]["round_p50_ms"]
 
 Each runtime is measured in a fresh child process of its own, so that its
 peak resident memory (VmHWM) holds the runtime, the model and the requests,
@@ -22,6 +24,10 @@ outputs out (TensorFlow's conversions included, as a server pays them).
 Percentiles are `numpy.percentile`'s default "linear" method (Hyndman and
 Fan's type 7). Reports need `MIN_REPORTED_REQUESTS` requests: a p99 of fewer
 rests on a handful of requests (`reportable` says which).
+
+Candidates to compare are measured by `measure_interleaved`, in rounds that
+alternate them, never one after the other: a machine's drift (another job,
+the clock, the page cache) then falls on all of them alike.
 """
 
 import argparse
@@ -52,7 +58,7 @@ BOOTSTRAP = ("import runpy, sys; del sys.path[0]; "
 
 
 def measure(version_folder, runtime, requests=500, warmup=50, throughput_batch=32,
-            throughput_seconds=2.0, threads=None, timeout=3600):
+            throughput_seconds=2.0, threads=None, timeout=3600, raw=False):
     """The serving cost of one runtime on an exported version folder, measured in a
     fresh child process (see the module docstring); returns the child's result dict
     with `size_bytes` added: the SavedModel folder's bytes without model.onnx, or
@@ -67,6 +73,8 @@ def measure(version_folder, runtime, requests=500, warmup=50, throughput_batch=3
         throughput_seconds: how long to time batches (at least 5 are timed).
         threads: intra-op threads; None keeps the runtime's default.
         timeout: seconds the child may take before it is killed.
+        raw: also return `latency_seconds`, each timed request's seconds in
+            order (for pooling several children's requests).
 
     Returns:
         runtime ("onnxruntime 1.32.0", "tensorflow 2.21.0"), requests, warmup,
@@ -78,13 +86,13 @@ def measure(version_folder, runtime, requests=500, warmup=50, throughput_batch=3
         TensorFlow), threads (the intra- and inter-op settings in force, 0 being
         the runtime's default),
         load_seconds (the runtime's import and the model's load), input_shape,
-        platform, python, keras_imported.
+        platform, python, keras_imported; and latency_seconds where `raw`.
     """
     check_arguments(runtime, requests, warmup, throughput_batch, throughput_seconds, threads)
     version_folder = os.fspath(version_folder)
     size = size_on_disk(version_folder, runtime)
     command = child_command(version_folder, runtime, requests, warmup, throughput_batch,
-                            throughput_seconds, threads)
+                            throughput_seconds, threads, raw)
     result = run_child(command, timeout)
     result["size_bytes"] = size
     return result
@@ -95,6 +103,110 @@ def measure_all(version_folder, requests=500, **kwargs):
     not share the cores): `{"onnxruntime": {...}, "saved_model": {...}}`."""
     return {runtime: measure(version_folder, runtime, requests=requests, **kwargs)
             for runtime in RUNTIMES}
+
+
+def measure_interleaved(version_folders, requests=500, rounds=5, runtimes=RUNTIMES, **kwargs):
+    """Each named export's serving cost under each runtime, measured in `rounds`
+    rounds that interleave the candidates (A B C A B C ..., never all of A's
+    requests, then all of B's), so that a drift of the shared machine falls on
+    every candidate alike instead of on whichever ran during it.
+
+    A round runs, for each runtime in turn, one fresh child per name (as
+    `measure`, one at a time), each timing `requests // rounds` requests (at
+    least 1) after its own `warmup`. The order rotates: round r starts at name
+    r mod k (A B C, then B C A, then C A B), so that no candidate always runs
+    first after a pause (the start, or the other runtime's children).
+
+    Args:
+        version_folders: {name: `export`'s version folder}, in the comparison's order.
+        requests: batch-1 requests to time per name and runtime, all rounds together.
+        rounds: children per name and runtime.
+        runtimes: names from RUNTIMES, measured in this order within a round.
+        **kwargs: `measure`'s other arguments (warmup, throughput_batch, threads...).
+
+    Returns:
+        {name: {runtime: figures}}: `measure`'s figures of the first round
+        (size_bytes, peak_memory_bytes, device, runtime, threads...), but
+        requests (timed in all), reportable (requests >= MIN_REPORTED_REQUESTS),
+        latency_ms (over all rounds' requests pooled), throughput_images_per_second
+        and load_seconds (medians over the rounds), throughput_batches (all
+        rounds'), keras_imported (by any child); and, in round order, rounds,
+        round_p50_ms, round_throughput, round_load_seconds and round_load (the
+        1-minute load average before each child, os.getloadavg()[0]; it lags and
+        counts the earlier children too, but one well above their threads says
+        that other work shared the machine; None where the OS has none).
+    """
+    names, runtimes = check_interleaved(version_folders, requests, rounds, runtimes)
+    each = max(1, requests // rounds)
+    results = {(name, runtime): [] for name in names for runtime in runtimes}
+    loads = {key: [] for key in results}
+    for name, runtime in interleaved_order(names, rounds, runtimes):
+        loads[name, runtime].append(load_average())
+        results[name, runtime].append(measure(version_folders[name], runtime, requests=each,
+                                              raw=True, **kwargs))
+    return {name: {runtime: pooled_figures(results[name, runtime], loads[name, runtime])
+                   for runtime in runtimes} for name in names}
+
+
+def check_interleaved(version_folders, requests, rounds, runtimes):
+    """(names, runtimes) once checked, and every runtime's file found in every
+    folder, before the first child runs (a comparison's measurement takes minutes)."""
+    from collections.abc import Mapping
+
+    from keras_pyramid.utils import checks
+
+    if not isinstance(version_folders, Mapping) or not version_folders:
+        checks.fail("version_folders", "be a non-empty dict {name: version folder}",
+                    version_folders)
+    checks.check_int("requests", requests, minimum=1)
+    checks.check_int("rounds", rounds, minimum=1)
+    if isinstance(runtimes, str) or not runtimes or len(set(runtimes)) != len(runtimes) or (
+            not set(runtimes) <= set(RUNTIMES)):
+        checks.fail("runtimes", f"be distinct names from {RUNTIMES}", runtimes)
+    for folder in version_folders.values():
+        for runtime in runtimes:
+            size_on_disk(os.fspath(folder), runtime)
+    return list(version_folders), tuple(runtimes)
+
+
+def interleaved_order(names, rounds, runtimes):
+    """The (name, runtime) of each child `measure_interleaved` runs, in order."""
+    order = []
+    for round_index in range(rounds):
+        start = round_index % len(names)
+        rotated = names[start:] + names[:start]
+        order += [(name, runtime) for runtime in runtimes for name in rotated]
+    return order
+
+
+def load_average():
+    """The 1-minute load average (runnable processes), or None where the OS has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows has no getloadavg; OSError: unobtainable
+        return None
+
+
+def pooled_figures(results, loads):
+    """One name's and runtime's figures from its children's results (round order,
+    each with its latency_seconds) and the load before each; see measure_interleaved."""
+    import numpy as np
+
+    seconds = [result["latency_seconds"] for result in results]
+    pooled = [value for round_seconds in seconds for value in round_seconds]
+    throughputs = [result["throughput_images_per_second"] for result in results]
+    load_seconds = [result["load_seconds"] for result in results]
+    first = {key: value for key, value in results[0].items() if key != "latency_seconds"}
+    return {**first, "rounds": len(results), "requests": len(pooled),
+            "reportable": len(pooled) >= MIN_REPORTED_REQUESTS,
+            "latency_ms": latency_summary(pooled),
+            "round_p50_ms": [latency_summary(values)["p50"] for values in seconds],
+            "throughput_images_per_second": float(np.median(throughputs)),
+            "round_throughput": throughputs,
+            "throughput_batches": sum(result["throughput_batches"] for result in results),
+            "load_seconds": float(np.median(load_seconds)), "round_load_seconds": load_seconds,
+            "round_load": list(loads),
+            "keras_imported": any(result["keras_imported"] for result in results)}
 
 
 def check_arguments(runtime, requests, warmup, throughput_batch, throughput_seconds, threads):
@@ -133,7 +245,7 @@ def size_on_disk(version_folder, runtime):
 
 
 def child_command(version_folder, runtime, requests, warmup, throughput_batch,
-                  throughput_seconds, threads):
+                  throughput_seconds, threads, raw=False):
     """The argument list that runs this file's `main` in a fresh Python."""
     command = [sys.executable, "-c", BOOTSTRAP, os.path.abspath(__file__),
                os.path.abspath(version_folder), "--runtime", runtime,
@@ -142,7 +254,7 @@ def child_command(version_folder, runtime, requests, warmup, throughput_batch,
                "--throughput-seconds", repr(float(throughput_seconds))]
     if threads is not None:
         command += ["--threads", str(threads)]
-    return command
+    return command + (["--raw"] if raw else [])
 
 
 def run_child(command, timeout):
@@ -207,6 +319,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--throughput-batch", type=int, default=32)
     parser.add_argument("--throughput-seconds", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--raw", action="store_true",
+                        help="also print each timed request's seconds (latency_seconds)")
     return parser.parse_args(argv)
 
 
@@ -361,7 +475,8 @@ def serve_and_time(arguments):
     seconds = latency_seconds(predict, pool, arguments.requests, arguments.warmup)
     images_per_second, batches = throughput(predict, batch, arguments.throughput_seconds)
     peak, peak_from = processes.peak_memory()
-    return {**facts, "requests": arguments.requests, "warmup": arguments.warmup,
+    raw = {"latency_seconds": seconds} if arguments.raw else {}
+    return {**facts, **raw, "requests": arguments.requests, "warmup": arguments.warmup,
             "reportable": arguments.requests >= MIN_REPORTED_REQUESTS,
             "latency_ms": latency_summary(seconds), "percentile_method": PERCENTILE_METHOD,
             "throughput_batch": arguments.throughput_batch,

@@ -8,6 +8,8 @@ bottleneck, variant, widening), without building anything: the builder
 
 import math
 
+import keras
+
 from keras_pyramid.models.blocks import UNIT_LAYERS
 from keras_pyramid.models.presets import IMAGENET_STAGE_UNITS, VARIANTS, WIDENINGS
 from keras_pyramid.utils.checks import check_bool, check_choice, check_number, fail, is_int
@@ -15,6 +17,24 @@ from keras_pyramid.utils.checks import check_bool, check_choice, check_number, f
 # The classifier's layer name: our models', and every model a run trains or
 # serves (training.foreign names the head of others so; export serves it).
 CLASSIFIER = "predictions"
+
+
+def find_classifier(model):
+    """The model's classifier, found by its role: the layer named CLASSIFIER
+    where there is one, else the top layer when it is a Dense of >= 2 units,
+    or the Dense just under a final Activation (a softmax on logits); None
+    when the model ends otherwise. A user's model need not name its head as
+    ours do."""
+    names = [layer.name for layer in model.layers]
+    if CLASSIFIER in names:
+        return model.get_layer(CLASSIFIER)
+    layers = model.layers
+    top = layers[-1] if layers else None
+    if isinstance(top, keras.layers.Activation) and len(layers) > 1:
+        top = layers[-2]
+    if isinstance(top, keras.layers.Dense) and top.units >= 2:
+        return top
+    return None
 
 
 def units_per_stage(depth, bottleneck):

@@ -57,6 +57,7 @@ class RunConfig:
     steps_per_epoch: int = None  # None: one pass over the training data
     eval_steps: int = None  # limit each evaluation (smoke runs)
     use_test_split: bool = True  # False (a search's trial): the hold-out is the final evaluation
+    precise_batch_norm: bool = False  # re-estimate BatchNorm after training (batch_norm.py)
     mixed_precision: str = "auto"
     jit_compile: str = "auto"
     skip_dropped: str = "auto"

@@ -32,7 +32,7 @@ import os
 
 import keras
 
-from keras_pyramid.models.plan import CLASSIFIER
+from keras_pyramid.models.plan import CLASSIFIER, find_classifier
 from keras_pyramid.weights.files import UnloadableFile, load_keras_file
 
 KERAS_PREFIX = "keras:"
@@ -152,7 +152,7 @@ def load_classifier_file(path):
         model = load_keras_file(path)  # safe mode; one line for a file that is no model
     except UnloadableFile as error:
         raise ValueError(str(error)) from None
-    head = _top_dense(model)
+    head = find_classifier(model)
     if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4 or head is None:
         raise ValueError(f"{path!r} is not an image classifier: it needs one image input "
                          f"(batch, height, width, channels) and a Dense layer of at least 2 "
@@ -160,18 +160,6 @@ def load_classifier_file(path):
                          f"{[tuple(i.shape) for i in model.inputs]}, top layer "
                          f"{model.layers[-1].__class__.__name__}")
     return model, head
-
-
-def _top_dense(model):
-    """The classifier: the last layer if a Dense of >= 2 units, or the Dense
-    just under a final softmax Activation; else None."""
-    layers = model.layers
-    top = layers[-1]
-    if isinstance(top, keras.layers.Activation) and len(layers) > 1:
-        top = layers[-2]
-    if isinstance(top, keras.layers.Dense) and top.units >= 2:
-        return top
-    return None
 
 
 def input_size(model):

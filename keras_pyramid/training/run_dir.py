@@ -41,13 +41,14 @@ RUN_DEFINING = ("model", "architecture", "skip_dropped", "dataset", "image_size"
                 "flip", "validation", "label_noise", "weights", "freeze_backbone_epochs", "recipe",
                 "epochs", "batch_size", "learning_rate", "drop_rate", "new_drop_rate",
                 "drop_rate_schedule", "weight_decay", "seed", "split_seed", "train_examples",
-                "steps_per_epoch", "mixed_precision", "use_test_split")
+                "steps_per_epoch", "mixed_precision", "use_test_split", "precise_batch_norm")
 # Run-defining fields newer than some run directories, with the value the
 # runs written before them had (and the old name of a renamed one).
 ADDED_LATER = {"new_drop_rate": None, "drop_rate_schedule": "constant", "architecture": None,
                "image_size": None, "augment": None, "label_noise": 0.0, "weights": None,
                "freeze_backbone_epochs": None, "recipe": "paper", "flip": True,
-               "split_seed": None, "train_examples": None, "use_test_split": True}
+               "split_seed": None, "train_examples": None, "use_test_split": True,
+               "precise_batch_norm": False}
 RENAMED = {"lr": "learning_rate", "validation_examples": "validation"}
 
 

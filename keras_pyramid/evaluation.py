@@ -56,11 +56,14 @@ def open_split(config, split="final", record=None):
     return source, subset, split
 
 
-def image_size_of(model):
-    """(height, width) the model takes; ValueError for a model of any size."""
+def image_size_of(model, fallback=None):
+    """(height, width) the model takes; for a model of any size, `fallback`
+    (the size its run trained at), else ValueError."""
     shape = tuple(model.inputs[0].shape[1:])
     size = shape[:2] if keras.config.image_data_format() == "channels_last" else shape[1:]
     if None in size:
+        if fallback is not None:
+            return tuple(fallback)
         raise ValueError(f"the model takes images of any size {shape}: evaluation needs a "
                          f"fixed one")
     return tuple(size)
@@ -133,13 +136,14 @@ def plot_confusion(matrix, class_names, path):
 
 
 
-def split_stream(model, source, subset, record=None, batch_size=256, limit=None):
+def split_stream(model, source, subset, record=None, batch_size=256, limit=None,
+                 image_size=None):
     """(preprocessing, batches) of `subset` for `model`: images resized to the
     model's input size, in the regime of `record` (a run's data.json: as the
     run had it) or the default one for that size; batches of at most
-    `batch_size`, the first `limit` examples only where given. ValueError for
-    a model of any input size."""
-    size = image_size_of(model)
+    `batch_size`, the first `limit` examples only where given. A model of any
+    input size takes `image_size`, else the record's (ValueError without)."""
+    size = image_size_of(model, image_size or (record or {}).get("image_size"))
     preprocessing = data.Preprocessing(size, record["augment"] if record else
                                        data.default_regime(size))
     return preprocessing, data.evaluation_stream(
@@ -153,5 +157,6 @@ def evaluate_saved(path, config, record=None, split="final", batch_size=256, lim
     its first `limit` examples only, where given."""
     model = load_keras_file(path)
     source, subset, _ = open_split(config, split, record)
-    _, stream = split_stream(model, source, subset, record, batch_size, limit)
+    _, stream = split_stream(model, source, subset, record, batch_size, limit,
+                             config.image_size)
     return evaluate(model, stream, list(source.class_names))

@@ -21,6 +21,8 @@ equivalent, inconclusive), the smallest difference these seeds detect
 
 import dataclasses
 
+import numpy as np
+
 from keras_pyramid.compare import statistics
 
 
@@ -81,7 +83,7 @@ def _against(errors, baseline_errors, name, settings):
              "smallest_sign_flip_p": statistics.smallest_sign_flip_p(paired.n),
              "detectable_difference": None, "seeds_to_resolve": None}
     if paired.note is None:
-        spread = statistics.over_seeds(paired.differences).std
+        spread = float(np.std(paired.differences, ddof=1))
         entry["detectable_difference"] = statistics.detectable_difference(spread, paired.n)
     if entry["decision"] == "inconclusive":
         entry["seeds_to_resolve"] = statistics.seeds_to_resolve(paired.differences,

@@ -123,8 +123,10 @@ def built_for(candidate, image_size, recipe_name):
     """The sentence the report gives when `candidate` was designed for another
     setting than this comparison's (image size, recipe), else None."""
     if candidate.kind == "keras":
+        start = ("fine-tuned from its ImageNet weights" if candidate.name.endswith("@imagenet")
+                 else "trained from scratch")
         return (f"{candidate.name} was designed for ImageNet (224x224) and its own training "
-                f"recipe; here it is trained from scratch by the {recipe_name} recipe on "
+                f"recipe; here it is {start} by the {recipe_name} recipe on "
                 f"{image_size[0]}x{image_size[1]} images")
     if candidate.kind in ("file", "as-is"):
         return (f"{candidate.name} was trained by its own recipe, which this comparison does "

@@ -164,6 +164,8 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
         "hardware": _hardware(),
     }
     record["not_measured"] = _not_measured(record)
+    record["serving_ratios"] = cost_summary.serving_ratios(record["serving"], settings.baseline)
+    record["machine"] = cost_summary.machine_sharing(rows, record["serving"])
     previous = _read_record(output) or {}
     if wall_seconds is None:  # --report-only keeps the comparison's own
         record.update(wall_seconds=previous.get("wall_seconds"),
@@ -213,7 +215,7 @@ def _as_is_row(candidate, output):
 def _dataset(settings, facts, rows, output):
     evaluated = [r for r in rows if r["status"] in ("finished", "evaluated")]
     return {"spec": settings.run.dataset, "class_names": facts["class_names"],
-            "image_size": facts["image_size"],
+            "image_size": facts["image_size"], "image_size_from": facts.get("image_size_from"),
             "resized": run_data.resizing_note(facts.get("given_sides"), facts["image_size"]),
             "train_examples": settings.run.train_examples or facts["train_available"],
             "train_available": facts["train_available"],
@@ -311,7 +313,8 @@ def _class_errors(candidate, settings, accuracy, output):
                 costs.model_file(run_dir), config, read_json(os.path.join(run_dir, DATA_FILE)),
                 limit=_evaluated_examples(settings, output)))
         per_seed.append(_errors_per_class(read_json(path)))
-    return [float(np.mean(column)) for column in zip(*per_seed)]
+    # A class absent from the evaluation split has no error (None) in any seed.
+    return [None if None in column else float(np.mean(column)) for column in zip(*per_seed)]
 
 
 def _evaluated_examples(settings, output):
@@ -336,23 +339,15 @@ def _errors_per_class(summary):
 
 
 def _serving(candidates, settings, accuracy, output, facts, requests, print_function):
-    """Each candidate's serving cost, from one seed's final model (cached)."""
-    figures = {}
+    """Every candidate's serving cost, from one seed's final model, measured
+    in interleaved rounds (cached; `costs.serving_measurements`)."""
+    models = {}
     for candidate in candidates:
         path, seed = _model_path(candidate, settings, accuracy, output)
-        folder = os.path.join(output, costs.SERVING_DIR, candidate.slug)
-        if path is None:
-            continue
-        if requests:
-            print_function(f"serving cost of {candidate.name}: " + (
-                f"measured earlier ({requests} requests), kept"
-                if costs.cached_serving(folder, requests) else
-                f"exporting, then {requests} requests"))
-            figures[candidate.name] = costs.serving_figures(path, folder, facts["class_names"],
-                                                            requests, seed)
-        elif os.path.exists(os.path.join(folder, costs.SERVING_FILE)):
-            figures[candidate.name] = read_json(os.path.join(folder, costs.SERVING_FILE))
-    return figures
+        if path is not None:
+            models[candidate.name] = (path, seed, candidate.slug)
+    return costs.serving_measurements(models, output, facts["class_names"], requests,
+                                      facts["image_size"], print_function)
 
 
 def _not_measured(record):

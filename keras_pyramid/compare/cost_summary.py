@@ -17,6 +17,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_pyramid.compare import serving as serving_module
 from keras_pyramid.compare import statistics
 from keras_pyramid.utils import machine_load
 
@@ -62,3 +63,38 @@ def paired_cost(cells, baseline_cells, key):
 
 def _finished(rows, name):
     return [r for r in rows if r["candidate"] == name and r["status"] == "finished"]
+
+
+def serving_ratios(serving, baseline):
+    """{name: {runtime: paired ratio of p50 latency}} against the baseline,
+    paired by round (measured interleaved, `serving.measure_interleaved`);
+    candidates measured once (no rounds) get none."""
+    ours = serving.get(baseline) or {}
+    ratios = {}
+    for name, runtimes in serving.items():
+        if name == baseline:
+            continue
+        ratios[name] = {}
+        for runtime in serving_module.RUNTIMES:
+            figures = runtimes.get(runtime) or {}
+            theirs = (ours.get(runtime) or {}).get("round_p50_ms")
+            mine = figures.get("round_p50_ms")
+            if mine and theirs and len(mine) == len(theirs) and len(mine) >= 2:
+                ratio = statistics.paired_ratio(mine, theirs)
+                ratios[name][runtime] = {**dataclasses.asdict(ratio),
+                                         "ratios": list(ratio.ratios),
+                                         "claimed": ratio.excludes_one}
+    return ratios
+
+
+def machine_sharing(rows, serving):
+    """Whether other processes shared the machine while the cells trained
+    and the serving rounds ran (`utils.machine_load`)."""
+    loads = [r.get("machine_load") for r in rows if r.get("machine_load")]
+    shared = [load for load in loads if load.get("shared")]
+    rounds = [load for runtimes in serving.values() for runtime in serving_module.RUNTIMES
+              for load in (runtimes.get(runtime) or {}).get("round_load") or []
+              if load is not None]
+    return {"cells_measured": len(loads), "cells_shared": len(shared),
+            "shared": machine_load.shared_during(loads),
+            "serving_load_average": max(rounds) if rounds else None}

@@ -18,7 +18,7 @@ import os
 
 import keras
 
-from keras_pyramid.compare import macs, serving
+from keras_pyramid.compare import macs, serving, serving_rounds
 from keras_pyramid.compare.cells import COST_FILE, finished
 from keras_pyramid.export import export
 from keras_pyramid.training.run_dir import read_record
@@ -117,26 +117,64 @@ def _count(variables):
     return int(sum(math.prod(v.shape) for v in variables))
 
 
-def serving_figures(model_path, folder, class_names, requests, seed, image_size=None):
-    """The serving cost of the model at `model_path`: exported as export.py
-    exports it (SavedModel and ONNX, into `folder`), then measured by
-    `serving.measure_all`; cached in `folder`/serving.json."""
-    cached = cached_serving(folder, requests)
-    if cached is not None:
-        return cached
-    keras.backend.clear_session()
-    version = export(model_path, folder, formats=("saved_model", "onnx"), overwrite=True,
-                     class_names=class_names, image_size=image_size)
-    figures = {"seed": seed, "requests": requests, "model": os.fspath(model_path),
-               **serving.measure_all(version, requests=requests)}
-    atomic_write_json(os.path.join(folder, SERVING_FILE), figures)
+SERVING_ROUNDS = 5  # interleaved rounds: a ratio of p50s pairs by round, with an interval
+# Fewer requests than a report needs (serving.MIN_REPORTED_REQUESTS) is a smoke
+# measurement: 2 rounds, the fewest that pair.
+SMOKE_ROUNDS = 2
+
+
+def serving_rounds_for(requests):
+    return SERVING_ROUNDS if requests >= serving.MIN_REPORTED_REQUESTS else SMOKE_ROUNDS
+
+
+def serving_measurements(models, output, class_names, requests, image_size,
+                         print_function=print):
+    """The serving cost of every candidate's model: each exported as export.py
+    exports it (SavedModel and ONNX, into OUTPUT/serving/SLUG), then all
+    measured together in interleaved rounds (`serving_rounds_for`)
+    (`serving_rounds.measure_interleaved`). `models`: {name: (model path,
+    seed, slug)}. Cached in OUTPUT/serving/serving.json for the same models
+    and requests; `requests` 0 reads what was measured, measuring nothing."""
+    path = os.path.join(output, SERVING_DIR, SERVING_FILE)
+    rounds = serving_rounds_for(requests)
+    key = {"requests": requests, "rounds": rounds,
+           "models": {name: os.fspath(model) for name, (model, _, _) in models.items()}}
+    cached = _read(os.path.dirname(path), SERVING_FILE)
+    if cached is not None and (requests == 0 or cached.get("key") == key):
+        if requests:
+            print_function(f"serving cost: measured earlier ({requests} requests in "
+                           f"{rounds} rounds), kept")
+        return cached["figures"]
+    if requests == 0 or not models:
+        return _legacy_serving(models, output)
+    folders = {}
+    for name, (model, _, slug) in models.items():
+        print_function(f"serving cost of {name}: exporting")
+        keras.backend.clear_session()
+        folders[name] = export(model, os.path.join(output, SERVING_DIR, slug),
+                               formats=("saved_model", "onnx"), overwrite=True,
+                               class_names=class_names, image_size=image_size)
+    print_function(f"serving cost: {requests} requests per candidate and runtime, in "
+                   f"{rounds} interleaved rounds")
+    measured = serving_rounds.measure_interleaved(folders, requests=requests,
+                                                  rounds=rounds)
+    figures = {name: {"seed": models[name][1], "requests": requests,
+                      "model": os.fspath(models[name][0]), **measured[name]}
+               for name in models}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_json(path, {"key": key, "figures": figures})
     return figures
 
 
-def cached_serving(folder, requests):
-    """The serving figures measured earlier with as many `requests`, or None."""
-    cached = _read(folder, SERVING_FILE)
-    return cached if cached is not None and cached.get("requests") == requests else None
+def _legacy_serving(models, output):
+    """Serving figures a comparison measured before the rounds: one
+    serving.json per candidate's folder (measured once each, in sequence)."""
+    figures = {}
+    for name, (_, _, slug) in models.items():
+        found = _read(os.path.join(output, SERVING_DIR, slug), SERVING_FILE)
+        if found is not None:
+            figures[name] = found
+    return figures
 
 
 def model_file(run_dir):

@@ -102,7 +102,8 @@ def describe(plan):
              f"{progress.format_duration(plan['seconds'])} on this machine (estimated from "
              f"{TIMED_STEPS} timed steps per candidate)"]
     for timing in plan["per_candidate"]:
-        lines.append(f"  {timing['candidate']}: {timing['steps_per_cell']} steps of batch "
+        steps = timing["steps_per_cell"]
+        lines.append(f"  {timing['candidate']}: {steps} step{'s' if steps != 1 else ''} of batch "
                      f"{timing['batch_size']} per cell at {timing['step_seconds']:.3f} s, about "
                      f"{progress.format_duration(timing['cell_seconds'])} per cell")
     return "\n".join(lines)

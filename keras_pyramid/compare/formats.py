@@ -1,7 +1,9 @@
 """Numbers as the comparison report shows them; None is MISSING everywhere.
 
 Errors are percent with 2 decimals, differences signed points with 2
-decimals, latencies ms with 2, sizes MiB with 1, counts with separators.
+decimals, latencies ms with 2, sizes MiB with 1, counts with separators,
+cost ratios "1.04x". An interval is never shown as "x to x": a missing end
+is MISSING, and ends that print alike print once.
 """
 
 from keras_pyramid.training.progress import format_duration
@@ -25,10 +27,28 @@ def points(fraction):
 
 
 def interval(low, high, form):
-    """The interval as "low to high" in `form`; MISSING when either end is."""
+    """The interval as "low to high" in `form`; MISSING when either end is.
+    Ends that print alike (a width below the precision shown) print once,
+    said so: "x to x" would claim an interval of no width."""
     if low is None or high is None:
         return MISSING
-    return f"{form(low)} to {form(high)}"
+    low, high = form(low), form(high)
+    return f"{low} (narrower than shown)" if low == high else f"{low} to {high}"
+
+
+def joined(values, form=str):
+    """The values in `form`, comma-separated; MISSING for none."""
+    return ", ".join(form(value) for value in values) if values else MISSING
+
+
+def ratio(value):
+    """A cost ratio, candidate over baseline: 1.0412 -> "1.04x"."""
+    return shown(value, lambda number: f"{number:.2f}x")
+
+
+def margin(fraction):
+    """A margin in points, unsigned, as few decimals as it has: 0.005 -> "0.5"."""
+    return shown(fraction, lambda value: f"{100 * value:g}")
 
 
 def p_value(value):

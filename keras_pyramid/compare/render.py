@@ -9,6 +9,9 @@ report.md and report.html cannot say different things.
 import base64
 import dataclasses
 import html
+import os
+
+PLOTS_FOLDER = "plots"  # beside the report: a Plot's link is PLOTS_FOLDER/NAME.png
 
 # The intermediate: what both renderers draw from.
 
@@ -46,6 +49,15 @@ class Plot:
     link: str
     path: str
     caption: str
+
+
+def plot_blocks(plot_paths, name, caption):
+    """[a Plot of the plot `name`], linked inside PLOTS_FOLDER, or [] when
+    `plot_paths` ({name: path}, as plots.write_plots answers) lacks it."""
+    path = plot_paths.get(name)
+    if path is None:
+        return []
+    return [Plot(f"{PLOTS_FOLDER}/{os.path.basename(path)}", path, caption)]
 
 
 # The renderers: one function per block type and format.

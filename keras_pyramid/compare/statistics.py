@@ -185,8 +185,10 @@ def detectable_difference(std, n, confidence=CONFIDENCE, power=0.8):
     critical = stats.t.ppf(1 - alpha / 2, n - 1)
 
     def shortfall(noncentrality):  # alpha - power < 0 at 0, rising with lam
+        # scipy's far tail is NaN at 1 degree of freedom and a large lam: it is ~0 there.
+        wrong_side = stats.nct.cdf(-critical, n - 1, noncentrality)
         return (stats.nct.sf(critical, n - 1, noncentrality)
-                + stats.nct.cdf(-critical, n - 1, noncentrality) - power)
+                + (wrong_side if math.isfinite(wrong_side) else 0.0) - power)
 
     upper = critical + 1
     while shortfall(upper) < 0:

@@ -17,6 +17,48 @@ Pass batches of the training batch size (the statistics estimated are those
 of a batch of that size) from the training data, augmented as in training.
 Call it after `fit`, not from a callback during it: under JAX the trainer
 holds the model's state during `fit`.
+
+The method. The model runs forward in training mode, `model(x, training=True)`,
+eagerly, one batch at a time. Keras' BatchNormalization then computes, per
+channel, the statistics of its input over the batch's n values (n =
+batch size x height x width for an image):
+
+    mu_k = (1/n) sum_i x_i,    var_k = (1/n) sum_i (x_i - mu_k)^2
+
+(the biased variance, divided by n, on every backend: TensorFlow's
+`tf.nn.moments`, JAX's `jnp.var`, torch's `E[x^2] - E[x]^2`; no Bessel
+correction, unlike PyTorch's own BatchNorm, whose `running_var` averages
+unbiased variances), normalizes with them, and assigns
+`moving <- m * moving + (1 - m) * statistic`. Before a layer's k-th
+update (k = 1, 2, ...) its momentum is set to m = (k - 1) / k, so
+
+    moving_k = ((k - 1) / k) * moving_(k-1) + (1 / k) * statistic_k
+
+m = 0 at k = 1 discards the trained average, and by induction after N
+updates
+
+    moving_mean     = (1/N) sum_k mu_k
+    moving_variance = (1/N) sum_k var_k
+
+the paper's estimator: per-batch statistics averaged with equal weights
+(a smaller last batch weighs as much as a full one), as fvcore's
+`update_bn_stats` does by default. The mean of the batch variances is
+the expected variance within one batch, what training normalized by; it
+omits the variance between the batch means: for N batches of equal size
+the variance of all their values together is, with mu = (1/N) sum_k mu_k,
+
+    (1/N) sum_k var_k  +  (1/N) sum_k (mu_k - mu)^2.
+
+Layers other than BatchNormalization run in training mode too (dropout,
+stochastic depth, augmentation layers inside the model), which is how
+the moving averages themselves were collected during training. A layer
+the forward pass does not reach on some batch (a residual branch that
+stochastic depth skips) is not updated on it: k counts the batches that
+updated that layer, found by its statistics changing (so a batch whose
+every statistic repeats the average bit for bit goes uncounted), and its
+average is over those batches. The optimizer and every other weight (gamma, beta,
+kernels) are untouched; each layer's momentum is restored afterwards,
+and on an error the statistics are restored as well.
 """
 
 import itertools
@@ -46,46 +88,7 @@ def reestimate(model, batches, max_batches=None):
     """Re-estimates the statistics of every BatchNormalization layer of
     `model` that trains (see `updating_layers`) from `batches`.
 
-    Method. The model runs forward in training mode, `model(x, training=True)`,
-    eagerly, one batch at a time. Keras' BatchNormalization then computes, per
-    channel, the statistics of its input over the batch's n values (n =
-    batch size x height x width for an image):
-
-        mu_k = (1/n) sum_i x_i,    var_k = (1/n) sum_i (x_i - mu_k)^2
-
-    (the biased variance, divided by n, on every backend: TensorFlow's
-    `tf.nn.moments`, JAX's `jnp.var`, torch's `E[x^2] - E[x]^2`; no Bessel
-    correction, unlike PyTorch's own BatchNorm, whose `running_var` averages
-    unbiased variances), normalizes with them, and assigns
-    `moving <- m * moving + (1 - m) * statistic`. Before a layer's k-th
-    update (k = 1, 2, ...) its momentum is set to m = (k - 1) / k, so
-
-        moving_k = ((k - 1) / k) * moving_(k-1) + (1 / k) * statistic_k
-
-    m = 0 at k = 1 discards the trained average, and by induction after N
-    updates
-
-        moving_mean     = (1/N) sum_k mu_k
-        moving_variance = (1/N) sum_k var_k
-
-    the paper's estimator: per-batch statistics averaged with equal weights
-    (a smaller last batch weighs as much as a full one), as fvcore's
-    `update_bn_stats` does by default. The mean of the batch variances is
-    the expected variance within one batch, what training normalized by; it
-    omits the variance between the batch means: for N batches of equal size
-    the variance of all their values together is
-
-        (1/N) sum_k var_k  +  (1/N) sum_k (mu_k - mean_k mu_k)^2.
-
-    Layers other than BatchNormalization run in training mode too (dropout,
-    stochastic depth, augmentation layers inside the model), which is how
-    the moving averages themselves were collected during training. A layer
-    the forward pass does not reach on some batch (a residual branch that
-    stochastic depth skips) is not updated on it: k counts the batches that
-    updated that layer, found by its statistics changing, so its average is
-    over those batches. The optimizer and every other weight (gamma, beta,
-    kernels) are untouched; each layer's momentum is restored afterwards,
-    and on an error the statistics are restored as well.
+    Method: the module's docstring.
 
     Not handled: `renorm=True` layers (refused: they average standard
     deviations and correct their outputs) and a layer called more than once
@@ -100,7 +103,8 @@ def reestimate(model, batches, max_batches=None):
 
     Returns:
         `{"layers": the number of layers re-estimated, "batches": batches
-        used, "images": images used}`.
+        used, "images": images used}`; all 0, no batch drawn, for a model
+        without a BatchNormalization layer that trains.
     """
     if max_batches is not None:
         checks.check_int("max_batches", max_batches, minimum=1)
@@ -114,7 +118,8 @@ def reestimate(model, batches, max_batches=None):
     momenta = [layer.momentum for layer in layers]
     trained = [_statistics(layer) for layer in layers]
     try:
-        counts, used, images = _run(model, layers, itertools.islice(batches, max_batches))
+        counts, used, images = _run(model, layers, itertools.islice(batches, max_batches),
+                                    trained)
     except BaseException:
         for layer, (mean, variance) in zip(layers, trained):
             layer.moving_mean.assign(mean)
@@ -128,11 +133,11 @@ def reestimate(model, batches, max_batches=None):
     return {"layers": sum(count > 0 for count in counts), "batches": used, "images": images}
 
 
-def _run(model, layers, batches):
+def _run(model, layers, batches, statistics_before):
     """The forward passes; returns each layer's update count, the batches
     and the images used."""
     counts = [0] * len(layers)
-    current = [_statistics(layer) for layer in layers]
+    current = list(statistics_before)
     used = images = 0
     for batch in batches:
         for layer, count in zip(layers, counts):

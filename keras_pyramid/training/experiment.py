@@ -271,9 +271,11 @@ def _reestimate_batch_norm(trainer, streams, plan, steps_per_epoch, as_trained,
     done = batch_norm.reestimate(trainer, streams.train(0), max_batches=batches)
     final = trainer.evaluate(streams.final, steps=streams.evaluation_steps, verbose=0,
                              return_dict=True)
-    print_function(f"BatchNorm statistics re-estimated on {done['images']:,} training images "
-                   f"({done['layers']} layers): final error {1 - as_trained['accuracy']:.2%} "
-                   f"as trained, {1 - final['accuracy']:.2%} after")
+    if done["layers"]:
+        print_function(f"BatchNorm statistics re-estimated on {done['images']:,} training "
+                       f"images ({done['layers']} layers): final error "
+                       f"{1 - as_trained['accuracy']:.2%} as trained, "
+                       f"{1 - final['accuracy']:.2%} after")
     return {**final, "as_trained": as_trained, "batch_norm": done}
 
 

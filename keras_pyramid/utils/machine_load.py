@@ -42,10 +42,11 @@ def _own_seconds():
     return times.user + times.system + times.children_user + times.children_system
 
 
-def _load_average():
+def load_average():
+    """The 1-minute load average (runnable processes), or None where the OS has none."""
     try:
         return round(os.getloadavg()[0], 2)
-    except OSError:
+    except (AttributeError, OSError):  # Windows has no getloadavg
         return None
 
 
@@ -56,14 +57,14 @@ class LoadWatch:
         self.started = time.perf_counter()
         self.busy = _busy_seconds()
         self.own = _own_seconds()
-        self.load_average = _load_average()
+        self.load_average = load_average()
 
     def stop(self):
         """The record: load averages at start and end, the wall seconds, the
         other processes' share of the machine and whether it was `shared`."""
         wall = time.perf_counter() - self.started
         busy = _busy_seconds()
-        record = {"load_average_1m": [self.load_average, _load_average()],
+        record = {"load_average_1m": [self.load_average, load_average()],
                   "wall_seconds": wall, "cores": os.cpu_count(),
                   "other_cpu_fraction": None, "shared": None}
         if busy is not None and self.busy is not None and wall > 0:

@@ -3,7 +3,6 @@ candidate's directory, the cells' order, the tuner id and the serving cache.
 
 Pure Python (nothing is built or trained): runs once, under tensorflow."""
 
-import json
 
 import pytest
 from helpers.backends import ONCE
@@ -62,8 +61,38 @@ def test_the_tuner_id_is_keras_tuners_variable(monkeypatch):
     assert distributed.tuner_id() == "tuner0"
 
 
-def test_serving_figures_are_kept_only_for_as_many_requests(tmp_path):
-    assert costs.cached_serving(str(tmp_path), 20) is None
-    (tmp_path / costs.SERVING_FILE).write_text(json.dumps({"requests": 20, "p50": 1.0}))
-    assert costs.cached_serving(str(tmp_path), 20) == {"requests": 20, "p50": 1.0}
-    assert costs.cached_serving(str(tmp_path), 500) is None
+def test_serving_is_measured_in_rounds_once_for_the_same_models_and_requests(tmp_path,
+                                                                             monkeypatch):
+    """One interleaved measurement of every candidate, cached: the same models
+    and requests are kept ("measured earlier"), other requests measure again,
+    and 0 requests (--report-only) reads the last measurement."""
+    measured, said = [], []
+    monkeypatch.setattr(costs, "export", lambda model, folder, **kwargs: f"{folder}/1")
+    monkeypatch.setattr(costs.serving_rounds, "measure_interleaved",
+                        lambda folders, requests, rounds: measured.append(
+                            (sorted(folders), requests, rounds)) or {
+                            name: {"onnxruntime": {"round_p50_ms": [1.0] * rounds}}
+                            for name in folders})
+    models = {"a": ("a.keras", 0, "a"), "b": ("b.keras", 0, "b")}
+    first = costs.serving_measurements(models, str(tmp_path), ["x", "y"], 20, (8, 8), said.append)
+    assert measured == [(["a", "b"], 20, costs.SMOKE_ROUNDS)]
+    assert first["a"]["seed"] == 0 and first["a"]["requests"] == 20
+    assert costs.serving_measurements(models, str(tmp_path), ["x", "y"], 20, (8, 8),
+                                      said.append) == first
+    assert len(measured) == 1 and "measured earlier" in said[-1]
+    costs.serving_measurements(models, str(tmp_path), ["x", "y"], 500, (8, 8), said.append)
+    assert measured[-1] == (["a", "b"], 500, costs.SERVING_ROUNDS)
+    assert costs.serving_measurements(models, str(tmp_path), ["x", "y"], 0, (8, 8),
+                                      said.append)["a"]["requests"] == 500
+    assert len(measured) == 2
+
+
+def test_the_built_for_sentence_says_how_a_keras_candidate_starts():
+    """From scratch without weights; an @imagenet one is fine-tuned (it once
+    said "trained from scratch" for both)."""
+    scratch = candidates.built_for(candidates.recorded_candidate("keras:MobileNetV3Small"),
+                                   (32, 32), "paper")
+    tuned = candidates.built_for(candidates.recorded_candidate("keras:EfficientNetB0@imagenet"),
+                                 (64, 64), "finetune")
+    assert "trained from scratch by the paper recipe on 32x32" in scratch
+    assert "fine-tuned from its ImageNet weights by the finetune recipe on 64x64" in tuned

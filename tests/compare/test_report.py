@@ -1,6 +1,6 @@
-"""The comparison's report and plots, from a small synthetic record: the
-numbers it shows are the record's, the HTML stands alone, the warnings are
-there, the Pareto front is right.
+"""The comparison's report, from a small synthetic record (report_records.py):
+the numbers it shows are the record's, the decisions and warnings are there
+and only where they apply, no interval reads "x to x".
 
 Pure Python (matplotlib, no Keras tensor): runs once, under tensorflow.
 """
@@ -11,106 +11,23 @@ import re
 
 import keras
 import pytest
+from report_records import (
+    BASELINE,
+    BUILT_FOR,
+    PLAIN,
+    SEPDROP,
+    column,
+    make_record,
+    section,
+    table_row,
+)
 
-from keras_pyramid.compare import plots, render, report, statistics
+from keras_pyramid.compare import formats, plots, render, report, statistics
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="pure Python: runs once, under tensorflow")
 
-BASELINE = "current.keras"
-PLAIN = "pyramidnet20_a24"
-SEPDROP = "pyramidnet20_a24_sepdrop"
-SEEDS = [0, 1, 2]
-# Final errors per noise rate, candidate and seed; None: the cell did not finish.
-ERRORS = {
-    0.0: {BASELINE: [0.30, 0.30, 0.30], PLAIN: [0.25, 0.27, 0.26], SEPDROP: [0.28, 0.29, 0.31]},
-    0.2: {BASELINE: [0.30, 0.30, 0.30], PLAIN: [0.33, 0.35, 0.34], SEPDROP: [0.32, 0.36, None]},
-}
-BUILT_FOR = "built for <ImageNet> 224 x 224 inputs & a 300-epoch recipe"
-# ONNX Runtime (p50 ms, size bytes): the Pareto front at noise 0 is PLAIN alone.
-SERVED = {BASELINE: (2.0, 8_000_000), PLAIN: (1.5, 4_000_000), SEPDROP: (1.8, 4_200_000)}
-
-
-def accuracy_entry(noise):
-    """The record's accuracy entry at `noise`, computed as the comparison does."""
-    errors = ERRORS[noise]
-    complete = [s for s in SEEDS if all(errors[name][s] is not None for name in errors)]
-    kept = {name: [values[s] for s in complete] for name, values in errors.items()}
-    per_candidate = {name: {**vars(statistics.over_seeds(values)), "errors": values}
-                     for name, values in kept.items()}
-    against = {}
-    for name in (PLAIN, SEPDROP):
-        paired = statistics.paired_difference(kept[name], kept[BASELINE])
-        against[name] = {**vars(paired), "differences": list(paired.differences),
-                         "verdict": statistics.verdict(paired, name, BASELINE)}
-    return {"noise": noise, "complete_seeds": complete, "per_candidate": per_candidate,
-            "against_baseline": against}
-
-
-def cell(name, noise, seed):
-    """One trained cell of the grid."""
-    error = ERRORS[noise][name][seed]
-    return {"candidate": name, "noise": noise, "seed": seed, "run_dir": f"cells/{name}",
-            "status": "missing" if error is None else "finished", "final_error": error,
-            "wall_seconds": None if error is None else 100.0 + 10 * seed,
-            "train_images_per_second": None if error is None else 640.0}
-
-
-def serving(name):
-    """ONNX Runtime and SavedModel figures of `name` (the SavedModel twice the size)."""
-    latency, size = SERVED[name]
-    onnx = {"runtime": "onnxruntime 1.32.0", "requests": 500, "warmup": 50,
-            "latency_ms": {"p50": latency, "p90": 1.2 * latency, "p99": 2 * latency},
-            "throughput_batch": 32, "throughput_images_per_second": 900.0,
-            "size_bytes": size, "peak_memory_bytes": 200 * 2 ** 20, "device": "CPU"}
-    return {"seed": 0, "onnxruntime": onnx,
-            "saved_model": {**onnx, "runtime": "tensorflow 2.21.0", "size_bytes": 2 * size}}
-
-
-def training_cost():
-    """One trained candidate's training cost."""
-    return {"wall_seconds": 110.0, "train_images_per_second": 640.0, "compile_seconds": 5.0,
-            "images_seen": 75000, "peak_host_memory_bytes": 512 * 2 ** 20,
-            "accelerator_peak_memory_bytes": None, "device": "CPU (2 cores)",
-            "projected_full_recipe_seconds": 300000.0}
-
-
-def make_record():
-    """The record: 3 candidates (an as-is baseline, a plain and a SepDrop
-    PyramidNet-20), 3 seeds, 2 noise rates, one cell missing."""
-    candidates = [
-        {"name": BASELINE, "kind": "as-is", "trained": False, "built_for": None,
-         "parameters": 1_000_000, "trainable_parameters": 990_000, "multiply_adds": 56_000_000},
-        {"name": PLAIN, "kind": "registered", "trained": True, "built_for": None,
-         "parameters": 200_000, "trainable_parameters": 198_000, "multiply_adds": 40_000_000},
-        {"name": SEPDROP, "kind": "registered", "trained": True, "built_for": BUILT_FOR,
-         "parameters": 210_000, "trainable_parameters": 207_000, "multiply_adds": 41_000_000}]
-    names = [c["name"] for c in candidates]
-    return {
-        "format": 1, "written": "2026-12-03T05:00:00",
-        "command": "python applications/compare.py out --seeds 3", "wall_seconds": 1234.5,
-        "dataset": {"spec": "cifar10", "class_names": ["cat", "dog", "ship"],
-                    "image_size": [32, 32], "train_examples": 5000, "final_evaluation": "test",
-                    "evaluated_examples": 10000, "split_seed": 0},
-        "budget": {"recipe": "paper", "epochs": 15, "batch_size": 64, "learning_rate": 0.1,
-                   "weight_decay": 0.0001, "steps_per_epoch": 78},
-        "baseline": BASELINE, "seeds": SEEDS, "noise_rates": [0.0, 0.2],
-        "candidates": candidates,
-        # The as-is baseline's one evaluation stands for every cell of it.
-        "cells": [{"candidate": BASELINE, "noise": None, "seed": None, "run_dir": "cells/x",
-                   "status": "evaluated", "final_error": 0.30}]
-        + [cell(n, noise, s) for n in names[1:] for noise in ERRORS for s in SEEDS],
-        "accuracy": [accuracy_entry(noise) for noise in ERRORS],
-        "per_class": {"class_names": ["cat", "dog", "ship"],
-                      "baseline": {"candidate": BASELINE, "errors": [0.5, 0.3, 0.1]},
-                      "best": {"candidate": PLAIN, "errors": [0.4, 0.25, 0.125]}},
-        "training_cost": {PLAIN: training_cost(), SEPDROP: training_cost()},
-        "serving": {name: serving(name) for name in names},
-        # The few-seeds warning again (the record's words it too): shown once.
-        "warnings": ["a warning of the record's own", statistics.few_seeds_warning(2)],
-        "not_measured": ["no GPU on this machine: accelerator costs were not measured"],
-        "versions": {"keras": "3.15.1", "tensorflow": "2.21.0"},
-        "hardware": {"device": "CPU", "cpu_count": 2, "platform": "Linux-x86_64"}}
+IMAGE = re.compile(r"!\[([^]]*)\]\(([^)]+)\)")  # a Markdown image: caption, link
 
 
 @pytest.fixture(scope="module")
@@ -123,30 +40,24 @@ def written(tmp_path_factory):
     return record, folder, open(md_path).read(), open(html_path).read()
 
 
-def section(md, heading):
-    """The text of the `## heading` section of report.md."""
-    return md.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-
-
-def table_row(text, name):
-    """The cells of the first table row of `text` that starts with `name`."""
-    line = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
-    return line.strip("| ").split(" | ")
+def markdown(record):
+    return render.to_markdown(report.blocks(record, {}))
 
 
 def test_the_sections_come_in_order_in_both_files(written):
     _, _, md, page = written
     headings = re.findall(r"^#{1,3} (.*)$", md, flags=re.M)
     assert [h for h in headings if not h.startswith("Comparison")] == [
-        "Verdict", "Warnings", "Accuracy", "Per-class error", "Label noise", "Training cost",
-        "Serving cost", "What this did not measure", "Budget, versions, hardware and rebuilding"]
+        "Verdict", "Warnings", "Accuracy", "BatchNorm statistics", "Learning curves",
+        "Per-class error", "Label noise", "Training cost", "Error against cost", "Serving cost",
+        "What this did not measure", "Budget, versions, hardware and rebuilding"]
     html_headings = [h.replace("&#x27;", "'") for h in re.findall(r"<h\d>(.*?)</h\d>", page)]
     assert html_headings == headings
     assert headings[0] == f"Comparison on cifar10: 3 candidates against {BASELINE}"
     assert ("5,000 training examples, final evaluation on test (10,000 examples), seeds 0, 1, 2, "
             "label-noise rates 0%, 20%, budget 15 epochs of 78 steps at batch 64 (paper "
-            "recipe). Wall time (the runs of the command that trained or measured, added up) "
-            "20m34s.") in md
+            "recipe). Input 32x32 for every candidate (the data's own). Wall time (the runs of "
+            "the command that trained or measured, added up) 20m34s.") in md
 
 
 def test_the_accuracy_table_shows_the_records_numbers(written):
@@ -156,45 +67,86 @@ def test_the_accuracy_table_shows_the_records_numbers(written):
     expected = {BASELINE: ("30.00", "baseline"), PLAIN: ("26.00", "-4.00"),
                 SEPDROP: ("29.33", "-0.67")}
     for name, (mean, difference) in expected.items():
-        cells = table_row(accuracy, name)
-        assert (cells[3], cells[6]) == (mean, difference), cells
-    paired = record["accuracy"][0]["against_baseline"][PLAIN]
-    cells = table_row(accuracy, PLAIN)
-    assert cells[7] == f"{100 * paired['low']:+.2f} to {100 * paired['high']:+.2f}"
-    assert cells[8] == f"{100 * paired['bca_low']:+.2f} to {100 * paired['bca_high']:+.2f}"
-    assert cells[9] == f"{paired['p_value']:.3f}"
-    assert table_row(accuracy, BASELINE)[6:] == ["baseline"] * 4
+        assert column(accuracy, name, "mean error (%)") == mean
+        assert column(accuracy, name, "difference vs baseline (points)") == difference
+    entry = record["accuracy"][0]
+    for name in (PLAIN, SEPDROP):
+        paired = entry["against_baseline"][name]
+        assert column(accuracy, name, "paired t 95% CI (points)") == (
+            f"{100 * paired['low']:+.2f} to {100 * paired['high']:+.2f}")
+        assert column(accuracy, name, "p (paired t)") == f"{paired['p_value']:.3f}"
+        assert column(accuracy, name, "sign-flip p") == f"{paired['sign_flip_p']:.3f}"
+    assert table_row(accuracy, BASELINE)[7:] == ["baseline"] * 5
     assert table_row(accuracy, "dog") == ["dog", "30.00", "25.00"]  # per class
     noise = section(md, "Accuracy").split("### Label noise")[1]
     assert table_row(noise, SEPDROP)[2].startswith("34.00 [")  # (32 + 36) / 2, seeds 0 and 1
 
 
-def test_the_verdicts_and_the_serving_ratio(written):
+def test_the_decision_and_test_set_columns_show_the_records_numbers(written):
+    record, _, md, _ = written
+    accuracy = section(md, "Accuracy")
+    entry = record["accuracy"][0]
+    # Less error in every seed (-5, -3, -4 points): better; -2, -1, +1: inconclusive.
+    assert column(accuracy, PLAIN, "decision") == "better"
+    assert column(accuracy, SEPDROP, "decision") == "inconclusive"
+    for name in (BASELINE, PLAIN, SEPDROP):
+        test_set = entry["per_candidate"][name]["test_set"]
+        assert column(accuracy, name, "test-set 95% CI (%)") == (
+            f"{100 * test_set['low']:.2f} to {100 * test_set['high']:.2f}")
+    assert column(accuracy, BASELINE, "95% CI over seeds (%)") == "—"  # one evaluation
+    assert "on the 10,000 examples evaluated" in accuracy
+    assert "with 3 seeds it cannot go below 0.25" in accuracy  # 2 / 2^3
+    assert "Decision against a margin of ±1 points" in accuracy
+
+
+def test_bca_is_a_column_only_when_a_comparison_has_it(written):
+    _, _, md, _ = written
+    assert "BCa 95% CI" not in md
+    assert "BCa bootstrap intervals are given from 10 seeds on" in md
+    record = make_record()
+    record["accuracy"][0]["against_baseline"][PLAIN].update(bca_low=-0.06, bca_high=-0.02)
+    accuracy = section(markdown(record), "Accuracy")
+    assert column(accuracy, PLAIN, "BCa 95% CI (points)") == "-6.00 to -2.00"
+    assert column(accuracy, SEPDROP, "BCa 95% CI (points)") == "—"
+    assert "BCa bootstrap intervals are given" not in accuracy
+
+
+def test_no_interval_reads_x_to_x():
+    record = make_record()
+    entry = record["accuracy"][0]
+    entry["per_candidate"][PLAIN]["test_set"].update(low=0.30001, high=0.30004)
+    entry["per_candidate"][PLAIN].update(std=0.0, low=None, high=None)  # every seed alike
+    entry["against_baseline"][SEPDROP].update(low=None, high=None, p_value=None,
+                                              note=statistics.NO_SPREAD_NOTE)
+    md = markdown(record)
+    assert re.findall(r"(?<![\w.+-])([-+]?\d[\d.,]*) to \1(?![\d])", md) == []
+    accuracy = section(md, "Accuracy")
+    assert column(accuracy, PLAIN, "test-set 95% CI (%)") == "30.00 (narrower than shown)"
+    assert column(accuracy, PLAIN, "95% CI over seeds (%)") == "not estimable (no spread)"
+    assert column(accuracy, SEPDROP, "paired t 95% CI (points)") == "not estimable"
+    assert column(accuracy, SEPDROP, "p (paired t)") == "—"
+    assert f"- {SEPDROP}: {statistics.NO_SPREAD_NOTE}" in accuracy
+    assert formats.interval(0.2, 0.3, formats.percent) == "20.00 to 30.00"
+
+
+def test_the_verdict_gives_each_decision_and_what_would_decide_it(written):
     record, _, md, page = written
     verdict = section(md, "Verdict")
     for entry in record["accuracy"]:
         for paired in entry["against_baseline"].values():
-            assert f"- {paired['verdict']}" in verdict
+            assert paired["verdict"] in verdict
+    assert f"- {PLAIN}: better against {BASELINE} (margin ±1 points): " in verdict
+    paired = record["accuracy"][0]["against_baseline"][SEPDROP]
+    assert (f"- {SEPDROP}: inconclusive against {BASELINE} (margin ±1 points): "
+            f"{paired['verdict']}. These 3 seeds detect a difference of "
+            f"{100 * paired['detectable_difference']:.1f} points (80% power); about "
+            f"{paired['seeds_to_resolve']} seeds would decide it (in all, ") in verdict
     assert "At label noise 20% (2 seeds complete for every candidate):" in verdict
-    # 1.8 ms / 1.5 ms and 4.2 MB / 4.0 MB, by hand.
-    sentence = (f"{SEPDROP} serves at 1.20 times the ONNX Runtime p50 latency of {PLAIN} "
-                f"(and 1.05 times its size).")
-    assert sentence in section(md, "Serving cost") and sentence in page
-    assert f"{PLAIN} serves at" not in md  # a plain network has no plain counterpart
-
-
-def test_the_cost_tables(written):
-    _, _, md, _ = written
-    training = section(md, "Training cost")
-    assert table_row(training, BASELINE)[4:] == ["not trained"] + ["—"] * 7
-    assert table_row(training, PLAIN) == [
-        PLAIN, "200,000", "198,000", "40.0", "640", "5.0", "1m50s", "75,000", "512.0", "none",
-        "CPU (2 cores)", "3d11h"]
-    serving = section(md, "Serving cost")
-    assert table_row(serving, PLAIN) == [
-        PLAIN, "onnxruntime 1.32.0", "1.50", "1.80", "3.00", "500", "900 at batch 32", "3.8",
-        "200.0", "CPU"]
-    assert "| saved_model (tensorflow 2.21.0) |" in serving
+    # Only SepDrop's curve was still falling.
+    assert f"The ranking holds for this budget only: {SEPDROP} still improved" in verdict
+    assert f"only: {PLAIN}," not in verdict and f"{PLAIN} still improved" not in verdict
+    record["candidates"][2]["still_improving"] = False
+    assert "holds for this budget only" not in section(markdown(record), "Verdict")
 
 
 def test_the_warnings(written):
@@ -203,51 +155,112 @@ def test_the_warnings(written):
     assert warnings.count(statistics.few_seeds_warning(2)) == 1
     assert (f"- 1 cell missing (not finished): {SEPDROP} at label noise 20%, seed 2;"
             in warnings)
-    assert (f"- {SEPDROP} was built for another recipe: {BUILT_FOR}" in warnings)
-    assert ("at 4 epochs on a small folder, SepDrop lost 33 points to plain PyramidNet-20; "
-            "this comparison's budget was 15 epochs of 78 steps at batch 64") in warnings
+    assert f"- {SEPDROP} was built for another recipe: {BUILT_FOR}" in warnings
     assert "- a warning of the record's own" in warnings
+    # The short-budget anecdote, retired: not printed, even from a record carrying it.
+    assert "33 points" not in md and "A short budget" not in md
     assert "&lt;ImageNet&gt; 224 x 224 inputs &amp; a 300-epoch" in page
     assert "<ImageNet>" not in page
+
+
+def test_the_shared_machine_warning_only_when_shared(written):
+    _, _, md, _ = written
+    shared = "other processes shared the machine during 2 of 11 cells"
+    assert shared in section(md, "Verdict")
+    record = make_record()
+    record["machine"]["shared"] = False
+    assert "shared the machine" not in markdown(record)
+    record["machine"] = None  # an older record
+    assert "shared the machine" not in markdown(record)
+
+
+def test_the_batch_norm_table(written):
+    _, _, md, _ = written
+    batch_norm = section(md, "BatchNorm statistics", level=3)
+    assert ("re-estimated on 4,096 training images (16 batches; precise BatchNorm, Wu and "
+            "Johnson 2021), for every candidate alike") in batch_norm
+    assert f"differ by more than 1 point for {SEPDROP} (" in batch_norm
+    # Means over seeds 0-2 at noise 0: as trained 3 (SepDrop) and 0.2 (plain) points above.
+    assert table_row(batch_norm, SEPDROP) == [SEPDROP, "3", "32.33", "29.33", "-3.00"]
+    assert table_row(batch_norm, PLAIN) == [PLAIN, "3", "26.20", "26.00", "-0.20"]
+    record = make_record()
+    for cell in record["cells"]:
+        if cell.get("error_as_trained") is not None:
+            cell["error_as_trained"] = cell["final_error"] + 0.005
+    batch_norm = section(markdown(record), "BatchNorm statistics", level=3)
+    assert "agree within 1 point for every candidate" in batch_norm
+    assert "error as trained (%)" not in batch_norm
+
+
+def test_the_learning_curves_image_and_its_caption(written):
+    _, folder, md, page = written
+    captions = {link: caption for caption, link in IMAGE.findall(md)}
+    curves = [link for link, caption in captions.items() if "learning curves" in caption]
+    assert curves == ["plots/learning_curves.png"]
+    assert os.path.isfile(folder / curves[0])
+    assert "hold-out of train (1000 of 50000)" in captions[curves[0]]
+    assert re.search(r"<figcaption>[^<]*learning curves[^<]*</figcaption>", page)
+    learning = section(md, "Learning curves", level=3)
+    assert column(learning, PLAIN, "still improving") == "no"
+    assert column(learning, SEPDROP, "still improving") == "yes"
+    assert column(learning, SEPDROP, "fall over the last third (points)") == "5.00"
+
+
+def test_the_training_cost_tables(written):
+    _, _, md, _ = written
+    training = section(md, "Training cost")
+    assert table_row(training, BASELINE)[4:] == ["not trained"] + ["—"] * 7
+    assert table_row(training, PLAIN) == [
+        PLAIN, "200,000", "198,000", "40.0", "640", "5.0", "1m50s", "75,000", "512.0", "none",
+        "CPU (2 cores)", "3d11h"]
+    assert column(training, PLAIN, "wall time vs baseline") == "1.25x (1.10 to 1.42)"
+    assert column(training, SEPDROP, "wall time vs baseline") == (
+        "1.04x (0.98 to 1.10), no difference shown")
+    assert column(training, SEPDROP, "train images/s vs baseline") == "—"
+    assert "measured in a fresh process per cell" in training
+    assert "only where the paired ratio of wall time below is claimed" in training
+
+
+def test_a_cost_ratio_shows_a_difference_only_when_claimed():
+    record = make_record()
+    record["training_cost"][PLAIN]["against_baseline"]["wall_seconds"]["claimed"] = False
+    record["serving_ratios"][PLAIN]["onnxruntime"]["claimed"] = False
+    md = markdown(record)
+    assert column(section(md, "Training cost"), PLAIN, "wall time vs baseline") == (
+        "1.25x (1.10 to 1.42), no difference shown")
+    serving = section(md, "Serving cost")
+    assert column(serving, PLAIN, "p50 vs baseline").endswith(", no difference shown")
+    assert f"{PLAIN} serves at 0.75x the onnxruntime" not in serving
+
+
+def test_the_serving_table_and_its_claimed_ratios(written):
+    record, _, md, page = written
+    serving = section(md, "Serving cost")
+    assert table_row(serving, PLAIN) == [
+        PLAIN, "onnxruntime 1.32.0", "1.50", "1.40 to 1.60", "1.80", "3.00", "500 in 5 rounds",
+        "0.25", "900 at batch 32", "3.8", "200.0", "0.75x (0.68 to 0.83)", "CPU"]
+    assert column(serving, BASELINE, "p50 vs baseline") == "baseline"
+    assert column(serving, SEPDROP, "p50 vs baseline") == (
+        "0.97x (0.88 to 1.07), no difference shown")
+    assert "| saved_model (tensorflow 2.21.0) |" in serving
+    sentence = (f"{PLAIN} serves at 0.75x the onnxruntime 1.32.0 p50 latency of {BASELINE} "
+                f"(95% CI 0.68 to 0.83, 5 rounds paired).")
+    assert sentence in serving and sentence in page
+    assert f"{PLAIN} serves at 0.75x the saved_model (tensorflow 2.21.0) p50 latency" in serving
+    assert f"{SEPDROP} serves at" not in md  # its interval holds 1: no sentence
+    assert "reached 0.50 (on 2 cores)" in serving  # the load before the serving rounds
 
 
 def test_the_html_stands_alone_and_the_md_links_exist(written):
     _, folder, md, page = written
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 5
+    assert len(images) == len(plots.PLOTS)
     assert all(base64.b64decode(image).startswith(b"\x89PNG\r\n\x1a\n") for image in images)
     assert "plots/" not in page
-    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
+    links = [link for _, link in IMAGE.findall(md)]
     assert sorted(links) == sorted(f"plots/{name}.png" for name in plots.PLOTS)
     assert all(os.path.isfile(folder / link) for link in links)
     assert "python applications/compare.py out --seeds 3 --report-only" in md
-
-
-def test_the_pareto_front():
-    points = {"fast": (1.0, 30.0), "middle": (2.0, 25.0), "beaten": (2.5, 28.0),
-              "slower twin": (1.0, 32.0),  # as fast as `fast`, more error: off
-              "tie": (2.0, 25.0),  # equal to `middle`: both stay
-              "accurate": (3.0, 20.0)}
-    assert plots.pareto_front(points) == ["fast", "middle", "tie", "accurate"]
-    assert plots.pareto_front({"alone": (5.0, 50.0)}) == ["alone"]
-    assert plots.pareto_front({}) == []
-
-
-def test_one_noise_rate_writes_no_noise_plot(tmp_path):
-    record = make_record()
-    record["noise_rates"] = [0.0]
-    record["accuracy"] = record["accuracy"][:1]
-    record["cells"] = [c for c in record["cells"] if c["noise"] in (None, 0.0)]
-    (tmp_path / "plots").mkdir()
-    (tmp_path / "plots" / "noise.png").write_bytes(b"left by a run with two rates")
-    md_path, html_path = report.write_report(record, str(tmp_path))
-    assert not (tmp_path / "plots" / "noise.png").exists()
-    assert sorted(os.listdir(tmp_path / "plots")) == [
-        "differences.png", "error.png", "pareto.png", "training_time.png"]
-    assert open(html_path).read().count("data:image/png;base64,") == 4
-    md = open(md_path).read()
-    assert "### Label noise" not in md and "- 1 cell missing" not in md
-    assert "At label noise" not in md
 
 
 def test_missing_values_render_as_a_dash():
@@ -257,10 +270,45 @@ def test_missing_values_render_as_a_dash():
     del record["serving"][SEPDROP]
     record["per_class"] = None
     record["cells"][0]["status"] = "missing"  # the as-is baseline's evaluation
-    md = render.to_markdown(report.blocks(record, {}))
+    md = markdown(record)
     assert (f"2 cells missing (not finished): {BASELINE} (its evaluation); {SEPDROP} at label "
             f"noise 20%, seed 2;") in md
-    assert table_row(section(md, "Training cost"), PLAIN)[5] == "—"
-    assert table_row(section(md, "Serving cost"), PLAIN)[4] == "—"
+    assert column(section(md, "Training cost"), PLAIN, "compile (s)") == "—"
+    assert column(section(md, "Serving cost"), PLAIN, "p99 (ms)") == "—"
     assert f"Not served (no serving figures): {SEPDROP}." in md
-    assert "serves at" not in md and "### Per-class error" not in md and "![" not in md
+    assert "### Per-class error" not in md and "![" not in md
+
+
+def test_an_older_record_renders_what_it_has():
+    record = make_record()
+    for key in ("serving_ratios", "machine"):
+        del record[key]
+    for candidate in record["candidates"]:
+        del candidate["learning_curves"], candidate["still_improving"]
+    for cell in record["cells"]:
+        for key in ("error_as_trained", "batch_norm_reestimated", "curve", "curve_on",
+                    "process", "machine_load"):
+            cell.pop(key, None)
+    for entry in record["accuracy"]:
+        entry.pop("margin")
+        for summary in entry["per_candidate"].values():
+            del summary["test_set"]
+        for paired in entry["against_baseline"].values():
+            for key in ("decision", "smallest_sign_flip_p", "detectable_difference",
+                        "seeds_to_resolve"):
+                del paired[key]
+    for name in (PLAIN, SEPDROP):
+        del record["training_cost"][name]["against_baseline"]
+    for name in (BASELINE, PLAIN, SEPDROP):
+        for runtime in ("onnxruntime", "saved_model"):
+            for key in ("rounds", "round_p50_ms", "load_seconds", "round_load"):
+                del record["serving"][name][runtime][key]
+    md = markdown(record)
+    paired = record["accuracy"][0]["against_baseline"][PLAIN]
+    assert f"- {paired['verdict']}\n" in section(md, "Verdict")
+    assert "this record holds no re-estimation" in md and "### Learning curves" not in md
+    assert column(section(md, "Accuracy"), PLAIN, "test-set 95% CI (%)") == "—"
+    serving = section(md, "Serving cost")
+    assert "measured once, one after the other (no rounds)" in serving
+    assert column(serving, PLAIN, "round p50 range (ms)") == "—"
+    assert column(serving, PLAIN, "p50 vs baseline") == "—"

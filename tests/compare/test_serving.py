@@ -16,7 +16,7 @@ import pytest
 from helpers.models import tiny_model
 
 from keras_pyramid import export as exporting
-from keras_pyramid.compare import serving
+from keras_pyramid.compare import serving, serving_rounds
 from keras_pyramid.utils import processes
 
 pytestmark = pytest.mark.skipif(
@@ -203,7 +203,8 @@ def stand_ins(monkeypatch, stand_in_folders):
     children = StandInChildren()
     monkeypatch.setattr(serving, "run_child", children)
     monkeypatch.setattr(os, "getloadavg", lambda: (float(len(children.calls)), 0.0, 0.0))
-    figures = serving.measure_interleaved(stand_in_folders, requests=13, rounds=3, warmup=2)
+    figures = serving_rounds.measure_interleaved(stand_in_folders, requests=13, rounds=3,
+                                                 warmup=2)
     return children, figures
 
 
@@ -273,8 +274,9 @@ def test_interleaved_requests_split_over_the_rounds(monkeypatch, stand_in_folder
     what was timed: 500 over 3 rounds times 498, under MIN_REPORTED_REQUESTS."""
     children = StandInChildren()
     monkeypatch.setattr(serving, "run_child", children)
-    figures = serving.measure_interleaved({"a": stand_in_folders["a"]}, requests=requests,
-                                          rounds=rounds, runtimes=("onnxruntime",))
+    figures = serving_rounds.measure_interleaved({"a": stand_in_folders["a"]},
+                                                 requests=requests, rounds=rounds,
+                                                 runtimes=("onnxruntime",))
     assert [call["requests"] for call in children.calls] == [each] * rounds
     result = figures["a"]["onnxruntime"]
     assert (result["requests"], result["reportable"]) == (each * rounds, reportable)
@@ -297,7 +299,7 @@ def test_a_real_interleaved_run(folder, tmp_path, monkeypatch):
 
     real_run_child = serving.run_child
     monkeypatch.setattr(serving, "run_child", recording)
-    figures = serving.measure_interleaved(
+    figures = serving_rounds.measure_interleaved(
         {"plain": folder, "twin": str(twin)}, rounds=3, runtimes=("onnxruntime",),
         **{**QUICK, "requests": 9, "throughput_seconds": 0.05})
     paths = {"plain": os.path.abspath(folder), "twin": os.path.abspath(twin)}
@@ -327,7 +329,7 @@ def test_interleaved_refuses_bad_arguments_before_any_child(monkeypatch, stand_i
     monkeypatch.setattr(serving, "run_child", children)
     arguments = {"version_folders": stand_in_folders, name: value}
     with pytest.raises(ValueError, match=re.escape(f"{name}={value!r}")):
-        serving.measure_interleaved(**arguments)
+        serving_rounds.measure_interleaved(**arguments)
     assert children.calls == []
 
 
@@ -338,5 +340,5 @@ def test_interleaved_looks_for_every_file_before_any_child(monkeypatch, stand_in
     children = StandInChildren()
     monkeypatch.setattr(serving, "run_child", children)
     with pytest.raises(FileNotFoundError, match="no SavedModel"):
-        serving.measure_interleaved(stand_in_folders)
+        serving_rounds.measure_interleaved(stand_in_folders)
     assert children.calls == []

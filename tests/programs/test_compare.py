@@ -27,6 +27,7 @@ from helpers.processes import run_command, run_kerastuner_cluster, start_command
 from helpers.programs import load_program, refusal
 
 import keras_pyramid
+from keras_pyramid.utils import processes
 
 COMPARE = os.path.join(REPO, "applications", "compare.py")
 PYRAMIDNET = "pyramidnet8_a24"
@@ -48,7 +49,11 @@ def arguments(tfds_dir, output, *extra, candidates=(PYRAMIDNET, DROP), seeds=2, 
             "--candidates", *candidates, "--baseline", PYRAMIDNET, "--seeds", str(seeds),
             "--epochs", "1", "--steps-per-epoch", str(steps), "--batch-size", "16",
             "--train-examples", "64", "--eval-steps", "2", "--verbose", "0",
-            "--serving-requests", str(serving), "--output", str(output), *extra]
+            "--serving-requests", str(serving), "--output", str(output),
+            # In this process, unless a test asks for fresh ones: each cell's
+            # process costs a start-up (the `compared` fixture measures them).
+            *(() if "--fresh" in extra else ("--cells-in-process",)), "--no-estimate",
+            *(e for e in extra if e != "--fresh")]
 
 
 def compare(argv):
@@ -58,7 +63,7 @@ def compare(argv):
 @pytest.fixture(scope="module")
 def compared(cifar10_sample_tfds_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("compare") / "tiny"
-    assert compare(arguments(cifar10_sample_tfds_dir, output,
+    assert compare(arguments(cifar10_sample_tfds_dir, output, "--fresh",
                              candidates=(PYRAMIDNET, MOBILENET))) == 0
     return output
 
@@ -97,11 +102,21 @@ def test_the_report_holds_the_run_directories_numbers(compared):
         assert row["train_images_per_second"] == results["train_images_per_second"]
         history = read(compared / row["run_dir"] / "history.json")
         assert row["wall_seconds"] == pytest.approx(sum(r["seconds"] for r in history))
-        # This process's peak in the cell (the cells run here): TensorFlow and
-        # Keras alone hold over 200 MiB, and it is under the machine's memory.
-        # A peak in KiB (or in pages, or in MiB) falls outside.
+        # The cell's own fresh process's peak: TensorFlow and Keras alone hold
+        # over 200 MiB, and it is under the machine's memory. A peak in KiB
+        # (or in pages, or in MiB) falls outside. Measured in a process of its
+        # own, no earlier cell's memory is in it (they once shared one).
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         assert 200 * 2**20 < row["peak_host_memory_bytes"] < total
+        assert row["process"] == "fresh"
+        assert row["machine_load"]["cores"] == os.cpu_count()
+        assert 0 <= row["machine_load"]["other_cpu_fraction"] <= 1
+        # One input size for every cell, and the per-epoch curve of its history.
+        assert row["image_size"] == [32, 32] == results["image_size"]
+        assert [p["epoch"] for p in row["curve"]] == [r["epoch"] for r in history]
+        # BatchNorm re-estimated after training, the error as trained kept beside.
+        assert results["batch_norm_reestimated"]["layers"] > 0
+        assert row["error_as_trained"] == results["error_as_trained"]
     accuracy = record["accuracy"][0]
     assert accuracy["complete_seeds"] == [0, 1]
     errors = {name: [read(cell(compared, name, s) / "results.json")["final_error"]
@@ -115,7 +130,7 @@ def test_the_report_holds_the_run_directories_numbers(compared):
     assert f"{100 * mean:.2f}" in report
     assert "only 2 seeds" in report
     html = (compared / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3  # no serving figures: no Pareto plot
+    assert html.count("data:image/png;base64,") == 6  # no serving figures: no Pareto plot
     assert "Serving was not measured" in report
     # The cells' costs: every one trained, each candidate counted.
     for entry in record["candidates"]:
@@ -211,6 +226,39 @@ def test_sigkill_in_a_cell_then_the_same_command_keeps_the_finished_and_reruns_t
     assert "starting it over from the first step" in resumed.stdout  # the killed one reruns
     record = read(output / "comparison.json")
     assert {r["status"] for r in record["cells"]} == {"finished"}
+
+
+@ONCE
+def test_a_killed_comparison_takes_its_cells_process_with_it(cifar10_sample_tfds_dir, tmp_path):
+    """Each cell in a fresh process: SIGKILL to the comparison ends the cell's
+    process too (it asked for SIGTERM when its parent dies, and stops at a
+    checkpoint), so no orphan keeps training or holds the cell's lock, and
+    the same command then finishes the comparison."""
+    output = tmp_path / "fresh"
+    argv = ["python", COMPARE, *arguments(cifar10_sample_tfds_dir, output, "--fresh", seeds=1,
+                                          steps=40)]
+    first = cell(output, PYRAMIDNET, 0)
+    with open(tmp_path / "log", "w") as log:
+        process = start_command(argv, stdout=log, stderr=STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not (first / "args.json").exists() and time.monotonic() < deadline:
+                assert process.poll() is None, (tmp_path / "log").read_text()[-3000:]
+                time.sleep(0.1)
+            holder = int((first / ".lock").read_text().strip())
+            assert holder != process.pid  # the cell trains in a process of its own
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    deadline = time.monotonic() + 120
+    while processes.process_alive(holder) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not processes.process_alive(holder)
+    resumed = run_command(argv, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert {r["status"] for r in read(output / "comparison.json")["cells"]} == {"finished"}
 
 
 @ONCE
@@ -317,7 +365,8 @@ def test_a_keras_file_trains_from_its_weights_and_an_as_is_one_is_only_evaluated
         capsys.readouterr()
         assert compare(argv) == 0  # nothing to train or measure again
         out = capsys.readouterr().out
-        assert "measured earlier (20 requests), kept" in out and "exporting" not in out
+        assert "measured earlier (20 requests in 2 rounds), kept" in out
+        assert "exporting" not in out
 
 
 @ONCE

@@ -48,6 +48,13 @@ def test_help_imports_no_framework_and_never_says_default_none():
     for path, text in report["texts"].items():
         assert "usage:" in text, path
         assert "(default: None)" not in " ".join(text.split()), path
+        # A switch's own default says nothing ("--no-estimate ... (default: True)").
+        assert "(default: True)" not in text and "(default: False)" not in text, path
+    # compare.py's description is its docstring's whole first paragraph (it was
+    # cut at "...over seeds,"), and its example keeps its lines.
+    text = report["texts"][os.path.join(REPO, "applications", "compare.py")]
+    assert "over seeds, with training and serving cost, in one report." in " ".join(text.split())
+    assert "example:\n    python applications/compare.py --dataset folder:~/photos \\\n" in text
 
 
 def test_the_programs_choices_are_the_librarys():

@@ -81,9 +81,9 @@ def comparison_image_size(settings, source, models):
         if model.ours or model.kind == "keras" or fixed_file:
             size = run_data.image_size_of(settings.run, source, model)
             role = "the baseline's" if name == settings.baseline else f"{name}'s"
-            return tuple(size), f"{role} own (the data's images differ in size)"
-    return (DEFAULT_SIDE, DEFAULT_SIDE), ("ImageNet's, by default (the data's images differ in "
-                                          "size and no candidate fixes one)")
+            return tuple(size), f"{role} own; the data's images differ in size"
+    return (DEFAULT_SIDE, DEFAULT_SIDE), ("ImageNet's, by default; the data's images differ in "
+                                          "size and no candidate fixes one")
 
 
 def _check_as_is_classes(candidate, classes):

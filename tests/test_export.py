@@ -373,6 +373,27 @@ def test_a_model_of_unfixed_input_size_is_refused(tmp_path):
     assert not os.path.exists(tmp_path / "x")
 
 
+def test_a_free_size_model_with_its_own_head_name_is_served_at_the_size_given(tmp_path):
+    """A user's model: any input size, its classifier a Dense named "logits"
+    with a separate softmax on top. Found by its role and served at the size
+    asked (it was refused: "a Dense layer named 'predictions'", then the size)."""
+    import tensorflow as tf
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
+    x = keras.layers.Dense(3, name="logits")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, keras.layers.Activation("softmax")(x))
+    with pytest.raises(exporting.ExportError, match=r"must be fixed.*\(None, None, 3\)"):
+        exporting.export(model, tmp_path / "x", 1)
+    folder = exporting.export(model, tmp_path / "free", 1, image_size=(20, 24))
+    signature = tf.saved_model.load(folder).signatures["serving_default"]
+    assert signature.structured_input_signature[1]["image"].shape.as_list() == [None, 20, 24, 3]
+    images = np.random.default_rng(0).integers(0, 256, (4, 20, 24, 3), dtype=np.uint8)
+    served = signature(image=tf.constant(images))
+    expected = keras.ops.convert_to_numpy(model(images.astype("float32"), training=False))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, rtol=0, atol=1e-5)
+
+
 def run_export_cli(*arguments):
     return run_command(
         [sys.executable, os.path.join(REPO, "applications", "export.py"), *arguments],

@@ -349,6 +349,10 @@ def test_a_keras_file_trains_from_its_weights_and_an_as_is_one_is_only_evaluated
     accuracy = record["accuracy"][0]
     assert accuracy["complete_seeds"] == [0, 1]
     assert accuracy["per_candidate"][f"as-is:{current}"]["errors"] == [as_is["final_error"]] * 2
+    # One evaluation, not a sample of seeds: no SD 0 and no "x to x" interval.
+    as_is_summary = accuracy["per_candidate"][f"as-is:{current}"]
+    assert as_is_summary["n"] == 1 and as_is_summary["std"] is None
+    assert as_is_summary["low"] is None and as_is_summary["test_set"]["examples"] == 32
     paired = accuracy["against_baseline"][str(current)]["differences"]
     assert paired == pytest.approx([trained[s]["final_error"] - as_is["final_error"]
                                     for s in (0, 1)])

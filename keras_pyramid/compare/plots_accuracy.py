@@ -23,18 +23,23 @@ def plot_error(record):
     if not shown:
         return None
     figure, axes = draw.figure(len(shown))
-    for x, name in enumerate(shown):
-        summary = summaries[name]
-        draw.seed_dots(axes, x, [100 * error for error in summary["errors"]],
-                       label="seed" if x == 0 else None)
-        draw.mean_bar(axes, x + 0.3, *draw.scaled(summary),
-                      label="mean, 95% CI" if x == 0 else None)
-    draw.candidate_axis(axes, shown)
+    _seeds_and_means(axes, shown, summaries, "errors", "mean, 95% CI")
     axes.set(ylabel="final error (%)",
              title=f"Final error per seed (label noise {percent_label(entry['noise'])})")
     axes.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def _seeds_and_means(axes, shown, summaries, key, label):
+    """Per candidate, its per-seed `key` values as dots (points) and their
+    mean and interval as a bar beside them."""
+    for x, name in enumerate(shown):
+        summary = summaries[name]
+        draw.seed_dots(axes, x, [100 * value for value in summary[key]],
+                       label="seed" if x == 0 else None)
+        draw.mean_bar(axes, x + 0.3, *draw.scaled(summary), label=label if x == 0 else None)
+    draw.candidate_axis(axes, shown)
 
 
 def plot_differences(record):
@@ -48,13 +53,7 @@ def plot_differences(record):
         return None
     figure, axes = draw.figure(len(shown))
     axes.axhline(0, color="grey", linestyle="--", linewidth=1)
-    for x, name in enumerate(shown):
-        difference = paired[name]
-        draw.seed_dots(axes, x, [100 * value for value in difference["differences"]],
-                       label="seed" if x == 0 else None)
-        draw.mean_bar(axes, x + 0.3, *draw.scaled(difference),
-                      label="mean, 95% paired t CI" if x == 0 else None)
-    draw.candidate_axis(axes, shown)
+    _seeds_and_means(axes, shown, paired, "differences", "mean, 95% paired t CI")
     axes.set(ylabel=f"error - error of {record['baseline']} (points)",
              title=f"Paired differences against the baseline "
                    f"(label noise {percent_label(entry['noise'])})")

@@ -146,7 +146,8 @@ def rebuild(output, serving_requests=500, print_function=print, command=None,
     accuracy = [accuracy_module.accuracy_at(candidates, settings, rows, noise)
                 for noise in settings.noise_rates]
     record = {
-        "format": 1, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": command,
+        # format 2: one input size, curves, decisions, paired costs, serving rounds (issue 32)
+        "format": 2, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": command,
         "wall_seconds": wall_seconds, "dataset": _dataset(settings, facts, rows, output),
         "budget": _budget(settings, rows, output), "baseline": settings.baseline,
         "seeds": list(range(settings.seeds)), "noise_rates": list(settings.noise_rates),

@@ -37,6 +37,7 @@ EVALUATION_SHARE = 0.35
 @dataclasses.dataclass(frozen=True)
 class CandidateTiming:
     candidate: str
+    epochs: int
     batch_size: int
     steps_per_cell: int
     compile_seconds: float
@@ -87,7 +88,8 @@ def time_candidate(cell, settings, facts):
         seconds.append(time.perf_counter() - started)
     step = python_statistics.median(seconds[1:])
     keras.backend.clear_session()
-    return CandidateTiming(cell.candidate.name, plan.batch_size, plan.epochs * steps_per_epoch,
+    return CandidateTiming(cell.candidate.name, plan.epochs, plan.batch_size,
+                           plan.epochs * steps_per_epoch,
                            max(seconds[0] - step, 0.0), step)
 
 
@@ -102,8 +104,9 @@ def describe(plan):
              f"{progress.format_duration(plan['seconds'])} on this machine (estimated from "
              f"{TIMED_STEPS} timed steps per candidate)"]
     for timing in plan["per_candidate"]:
-        steps = timing["steps_per_cell"]
-        lines.append(f"  {timing['candidate']}: {steps} step{'s' if steps != 1 else ''} of batch "
+        steps, epochs = timing["steps_per_cell"], timing["epochs"]
+        lines.append(f"  {timing['candidate']}: {epochs} epoch{'s' if epochs != 1 else ''}, "
+                     f"{steps:,} step{'s' if steps != 1 else ''} of batch "
                      f"{timing['batch_size']} per cell at {timing['step_seconds']:.3f} s, about "
                      f"{progress.format_duration(timing['cell_seconds'])} per cell")
     return "\n".join(lines)

@@ -121,7 +121,7 @@ def test_a_dry_run_prints_the_plan_and_the_estimate_and_writes_nothing(photos, t
     out = capsys.readouterr().out
     assert "plan: 4 cells (4 to train), 0 as-is evaluations; every candidate at 32x32" in out
     assert f"{PYRAMIDNET}_sepdrop/noise-0/seed-1" in out
-    assert "4 cells to train: about" in out and "1 step of batch" in out
+    assert "4 cells to train: about" in out and "1 epoch, 1 step of batch" in out
     assert not output.exists()
 
 

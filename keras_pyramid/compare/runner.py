@@ -122,7 +122,6 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, nargs=2, default=None)
     args = parser.parse_args(argv)
     settings = cells_module.recorded_settings(args.output, args.image_size)
-    settings.fresh_process = True  # the cost record says how its memory was measured
     recorded = cells_module.read_settings(args.output)
     candidates = cells_module.recorded_candidates(recorded)
     cell = next(c for c in cells_module.cells_of(candidates, settings) if c.key == args.key)
